@@ -1,0 +1,11 @@
+"""fastwlr: weighted logistic regression as a watch-time ranker.
+
+Train weighted LR (positives weighted by watch time, negatives by 1), serve e^(w.x+b) as the
+expected watch time, and pick each request's top-k, with a compiled core on CPU.
+"""
+from ._config import available_backends, get_backend  # noqa: F401
+from .scoring import score  # noqa: F401
+
+__version__ = "0.1.0"
+
+__all__ = ["score", "available_backends", "get_backend", "__version__"]

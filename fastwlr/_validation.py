@@ -1,0 +1,245 @@
+"""The one place that checks and normalises user input.
+
+Everything a backend receives has passed through here, so kernels can trust shapes, dtypes,
+contiguity and CSR invariants (see ``fastwlr.backends`` for the guarantees). Nothing the user
+passed in is modified: when a conversion is needed we copy.
+"""
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def _is_sparse(X):
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # scipy is a dependency, but dense-only use need not import it
+        return False
+    return sp.issparse(X)
+
+
+@dataclass(frozen=True)
+class Features:
+    """Validated features: dense C-contiguous ``X``, or CSR ``data/indices/indptr``."""
+    n_rows: int
+    n_features: int
+    dtype: np.dtype
+    X: np.ndarray = None          # dense
+    data: np.ndarray = None       # CSR
+    indices: np.ndarray = None
+    indptr: np.ndarray = None
+
+    @property
+    def is_sparse(self):
+        return self.X is None
+
+    def rows(self, start, stop):
+        """A row slice [start, stop) as Features (views, no copies)."""
+        if not self.is_sparse:
+            return Features(stop - start, self.n_features, self.dtype, X=self.X[start:stop])
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        return Features(stop - start, self.n_features, self.dtype, data=self.data[lo:hi],
+                        indices=self.indices[lo:hi], indptr=self.indptr[start:stop + 1] - lo)
+
+
+def _float_dtype(dtype, name):
+    dtype = np.dtype(dtype)
+    if dtype in FLOAT_DTYPES:
+        return dtype
+    if dtype.kind == "f" and dtype.itemsize < 4:  # float16 -> float32
+        return np.dtype(np.float32)
+    if dtype.kind in "biuf":  # bool, ints, float128 -> float64
+        return np.dtype(np.float64)
+    raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+
+
+def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, name="X"):
+    """Validate dense or sparse features; return a ``Features``.
+
+    Dense input of another float layout (Fortran, strided, big-endian) is copied to C order; integer
+    and bool input becomes float64. Sparse input of another format is converted to CSR.
+    ``allow_nan``: scoring lets NaN features through (top-k reports the row); training does not.
+    """
+    if _is_sparse(X):
+        return _check_csr(X, n_features=n_features, allow_nan=allow_nan, allow_empty=allow_empty, name=name)
+    if isinstance(X, np.ndarray) and X.dtype == object or not hasattr(X, "__array__") and not isinstance(X, (list, tuple)):
+        raise TypeError(f"{name} must be a 2-D numpy array or a scipy sparse matrix, got {type(X).__name__}")
+    arr = np.asarray(X)
+    if arr.dtype == object:
+        raise TypeError(f"{name} must hold real numbers, got an object array")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    dtype = _float_dtype(arr.dtype, name)
+    # native byte order, C-contiguous, float32/float64: copies only when needed
+    arr = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("="))
+    _check_n_features(arr.shape[1], n_features, name)
+    if not allow_empty and arr.shape[0] == 0:
+        raise ValueError(f"{name} has 0 rows")
+    if not allow_nan:
+        _check_finite(arr, name)
+    elif np.isinf(arr).any():
+        raise ValueError(f"{name} contains inf; features must be finite (NaN rows are reported where scored)")
+    return Features(arr.shape[0], arr.shape[1], arr.dtype, X=arr)
+
+
+def _check_n_features(got, expected, name):
+    if expected is not None and got != expected:
+        raise ValueError(f"{name} has {got} features, but the coefficients have {expected}")
+
+
+def _check_finite(arr, name):
+    if arr.size and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+
+
+def _check_csr(X, *, n_features, allow_nan, allow_empty, name):
+    import scipy.sparse as sp
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got a sparse array of shape {X.shape}")
+    if X.format != "csr":
+        X = sp.csr_array(X)  # a converted copy; CSC/COO input is accepted
+    n_rows, n_cols = (int(s) for s in X.shape)
+    _check_n_features(n_cols, n_features, name)
+    if not allow_empty and n_rows == 0:
+        raise ValueError(f"{name} has 0 rows")
+    indptr = np.asarray(X.indptr)
+    indices = np.asarray(X.indices)
+    data = np.asarray(X.data)
+    if indptr.ndim != 1 or indptr.shape[0] != n_rows + 1:
+        raise ValueError(f"{name}: malformed CSR, indptr has length {indptr.shape[0]}, expected n_rows + 1 = {n_rows + 1}")
+    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        raise TypeError(f"{name}: CSR indices/indptr must be integers, got {indices.dtype}/{indptr.dtype}")
+    # int32 is kept when both fit; anything else (uint, mixed) becomes int64
+    idx_dtype = np.int32 if indptr.dtype == np.int32 and indices.dtype == np.int32 else np.int64
+    indptr = np.ascontiguousarray(indptr, dtype=idx_dtype)
+    if indptr[0] != 0:
+        raise ValueError(f"{name}: malformed CSR, indptr[0] = {indptr[0]}, expected 0")
+    if n_rows and np.any(indptr[1:] < indptr[:-1]):
+        row = int(np.argmax(indptr[1:] < indptr[:-1]))
+        raise ValueError(f"{name}: malformed CSR, indptr decreases at row {row}")
+    nnz = int(indptr[-1])
+    if nnz > indices.shape[0] or nnz > data.shape[0]:
+        raise ValueError(f"{name}: malformed CSR, indptr[-1] = {nnz} but there are only "
+                         f"{min(indices.shape[0], data.shape[0])} stored entries")
+    indices = np.ascontiguousarray(indices[:nnz], dtype=idx_dtype)
+    if nnz and (indices.min() < 0 or indices.max() >= n_cols):
+        bad = int(indices[(indices < 0) | (indices >= n_cols)][0])
+        raise ValueError(f"{name}: malformed CSR, column index {bad} is outside [0, {n_cols})")
+    dtype = _float_dtype(data.dtype, name)
+    data = np.ascontiguousarray(data[:nnz], dtype=dtype.newbyteorder("="))
+    if not allow_nan:
+        _check_finite(data, name)
+    elif np.isinf(data).any():
+        raise ValueError(f"{name} contains inf; features must be finite")
+    return Features(n_rows, n_cols, data.dtype, data=data, indices=indices, indptr=indptr)
+
+
+def check_coef(coef, intercept=0.0, n_features=None):
+    """coef -> float64 C-contiguous 1-D finite array; intercept -> finite float."""
+    arr = np.asarray(coef)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"coef must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[0] == 1:  # sklearn's coef_ has shape (1, n_features)
+        arr = arr[0]
+    if arr.ndim != 1:
+        raise ValueError(f"coef must be 1-D (n_features,), got shape {arr.shape}")
+    if n_features is not None and arr.shape[0] != n_features:
+        raise ValueError(f"coef has {arr.shape[0]} entries, but X has {n_features} features")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"coef contains NaN or inf (first at index {int(np.argmin(np.isfinite(arr)))})")
+    return arr, check_scalar(intercept, "intercept")
+
+
+def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, integer=False):
+    """A finite real (or integer) scalar within bounds."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    kinds = (Integral,) if integer else (Real,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a real number"
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
+    value = int(value) if integer else float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (not low_inclusive and value == low)):
+        raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def check_vector(v, n, name, *, dtype=np.float64, nonnegative=False):
+    """A 1-D finite array of length n, as a contiguous copy-if-needed of ``dtype``."""
+    arr = np.asarray(v)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf (first at index {int(np.argmin(np.isfinite(arr)))})")
+    if nonnegative and (arr < 0).any():
+        raise ValueError(f"{name} must be >= 0 (first negative at index {int(np.argmax(arr < 0))})")
+    return arr
+
+
+def check_sample_weight(sample_weight, n):
+    """None -> ones; else non-negative finite float64 of length n."""
+    if sample_weight is None:
+        return np.ones(n, dtype=np.float64)
+    return check_vector(sample_weight, n, "sample_weight", nonnegative=True)
+
+
+def check_binary_y(y, n):
+    """Labels in {0, 1} (bool, int or float) -> float64 of 0.0/1.0."""
+    arr = check_vector(y, n, "y")
+    if not np.isin(arr, (0.0, 1.0)).all():
+        bad = arr[~np.isin(arr, (0.0, 1.0))][0]
+        raise ValueError(f"y must be 0/1 labels, found {bad}")
+    return arr
+
+
+def check_output(output):
+    from ._math import OUTPUTS
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    return output
+
+
+def check_out(out, n, dtype, name="out"):
+    """A user-supplied output buffer: 1-D, length n, exactly ``dtype``, writable, contiguous."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    if not out.flags.c_contiguous or not out.flags.writeable or not out.dtype.isnative:
+        raise ValueError(f"{name} must be a writable, C-contiguous, native-byte-order array")
+    return out
+
+
+def check_k(k):
+    return check_scalar(k, "k", low=1, integer=True)
+
+
+def check_offsets(offsets, n):
+    """Group offsets: None -> one group [0, n]; else non-decreasing int64 from 0 to n."""
+    if offsets is None:
+        return np.array([0, n], dtype=np.int64)
+    arr = np.asarray(offsets)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"offsets must be integers, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] < 1:
+        raise ValueError(f"offsets must be 1-D with at least one entry, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr[0] != 0 or arr[-1] != n:
+        raise ValueError(f"offsets must start at 0 and end at n = {n}, got {arr[0]} ... {arr[-1]}")
+    if np.any(arr[1:] < arr[:-1]):
+        g = int(np.argmax(arr[1:] < arr[:-1]))
+        raise ValueError(f"offsets must be non-decreasing; offsets[{g + 1}] = {arr[g + 1]} < offsets[{g}] = {arr[g]}")
+    return arr

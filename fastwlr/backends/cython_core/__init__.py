@@ -1,0 +1,18 @@
+"""The compiled Cython core, adapted to the backend contract (see ``fastwlr.backends``).
+
+The extension modules take output codes rather than names and never raise inside ``nogil``;
+this module does the translation.
+"""
+from . import _scoring
+from ._build_info import build_info  # noqa: F401
+
+name = "cython"
+_OUTPUT = _scoring.OUTPUT_CODES
+
+
+def score_dense(X, coef, intercept, output, out, n_threads):
+    _scoring.score_dense(X, coef, intercept, _OUTPUT[output], out, n_threads)
+
+
+def score_csr(data, indices, indptr, coef, intercept, output, out, n_threads):
+    _scoring.score_csr(data, indices, indptr, coef, intercept, _OUTPUT[output], out, n_threads)

@@ -1,0 +1,6 @@
+"""The numpy reference backend: float64, simple, obviously correct. It is the oracle every
+compiled kernel is tested against, and the baseline every benchmark compares with."""
+from .scoring import log_odds_dense, log_odds_csr, score_dense, score_csr  # noqa: F401
+from .objective import objective_grad_dense, objective_grad_csr  # noqa: F401
+
+name = "reference"

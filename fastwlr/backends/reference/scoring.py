@@ -1,0 +1,25 @@
+"""Reference scoring: z = X @ coef + b in float64, then the output transform."""
+import numpy as np
+
+from ..._math import transform
+
+
+def log_odds_dense(X, coef, intercept):
+    """float64 log-odds of dense X (products and sums in float64 whatever X's dtype)."""
+    return X.astype(np.float64, copy=False) @ coef + intercept
+
+
+def log_odds_csr(data, indices, indptr, coef, intercept):
+    """float64 log-odds of a CSR matrix, one segment sum per row."""
+    n_rows = indptr.shape[0] - 1
+    products = data.astype(np.float64) * coef[indices]
+    row_of_entry = np.repeat(np.arange(n_rows), np.diff(indptr))
+    return np.bincount(row_of_entry, weights=products, minlength=n_rows) + intercept
+
+
+def score_dense(X, coef, intercept, output, out, n_threads=1):
+    out[:] = transform(log_odds_dense(X, coef, intercept), output)
+
+
+def score_csr(data, indices, indptr, coef, intercept, output, out, n_threads=1):
+    out[:] = transform(log_odds_csr(data, indices, indptr, coef, intercept), output)
