@@ -16,3 +16,15 @@ def score_dense(X, coef, intercept, output, out, n_threads):
 
 def score_csr(data, indices, indptr, coef, intercept, output, out, n_threads):
     _scoring.score_csr(data, indices, indptr, coef, intercept, _OUTPUT[output], out, n_threads)
+
+
+from . import _objective  # noqa: E402  (issue 3: weighted objective + gradient, one pass)
+
+
+def objective_grad_dense(X, y, sample_weight, coef, intercept, l2, n_threads):
+    return _objective.objective_grad_dense(X, y, sample_weight, coef, intercept, l2, n_threads)
+
+
+def objective_grad_csr(data, indices, indptr, n_features, y, sample_weight, coef, intercept, l2, n_threads):
+    return _objective.objective_grad_csr(data, indices, indptr, n_features, y, sample_weight, coef,
+                                         intercept, l2, n_threads)

@@ -1,0 +1,178 @@
+"""The compiled weighted objective + gradient against the numpy reference, and the reference against
+finite differences (so the oracle itself is checked)."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+from fastwlr._config import get_backend
+from fastwlr.backends import reference as ref
+
+
+def _problem(rng, n, d, dtype, density=None, z_scale=1.0):
+    if density is None:
+        X = rng.standard_normal((n, d)).astype(dtype)
+    else:
+        X = sp.random(n, d, density=density, format="csr", dtype=dtype, random_state=rng)
+    y = (rng.random(n) < 0.3).astype(np.float64)
+    w = rng.exponential(size=n) * (rng.random(n) < 0.8)  # a fifth of the weights are zero
+    coef = rng.standard_normal(d) * z_scale
+    return X, y, w, coef
+
+
+def _backend(name):
+    backend = get_backend(name)
+    if not hasattr(backend, "objective_grad_dense"):
+        pytest.skip(f"backend {name!r} has no objective kernel yet")
+    return backend
+
+
+def _call(backend, X, y, w, coef, b, l2, n_threads=1):
+    if sp.issparse(X):
+        return backend.objective_grad_csr(X.data, X.indices, X.indptr, X.shape[1], y, w, coef, b, l2, n_threads)
+    return backend.objective_grad_dense(X, y, w, coef, b, l2, n_threads)
+
+
+def _assert_close(got, want, rtol):
+    loss, g, gb = got
+    assert isinstance(loss, float) and g.dtype == np.float64 and isinstance(gb, float)
+    scale = max(1.0, abs(want[0]))
+    assert abs(loss - want[0]) <= rtol * scale
+    np.testing.assert_allclose(g, want[1], rtol=rtol, atol=rtol * max(1.0, np.abs(want[1]).max()))
+    assert abs(gb - want[2]) <= rtol * max(1.0, abs(want[2]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("density", [None, 0.05])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_matches_reference(backend_name, rng, dtype, density, index_dtype):
+    if density is None and index_dtype == np.int64:
+        pytest.skip("index dtype only matters for CSR")
+    backend = _backend(backend_name)
+    X, y, w, coef = _problem(rng, 3000, 37, dtype, density)
+    if density is not None:
+        X.indices = X.indices.astype(index_dtype)
+        X.indptr = X.indptr.astype(index_dtype)
+    for n_threads in (1, 2):
+        got = _call(backend, X, y, w, coef, 0.7, 0.05, n_threads)
+        _assert_close(got, _call(ref, X, y, w, coef, 0.7, 0.05), 1e-12)
+
+
+def test_reference_gradient_is_the_derivative(rng):
+    """Central finite differences of the reference loss: the oracle is checked too."""
+    X, y, w, coef = _problem(rng, 200, 5, np.float64)
+    b, l2, h = -0.3, 0.2, 1e-6
+    loss, g, gb = ref.objective_grad_dense(X, y, w, coef, b, l2)
+    num = np.empty(5)
+    for j in range(5):
+        e = np.zeros(5)
+        e[j] = h
+        num[j] = (ref.objective_grad_dense(X, y, w, coef + e, b, l2)[0]
+                  - ref.objective_grad_dense(X, y, w, coef - e, b, l2)[0]) / (2 * h)
+        assert num[j] == pytest.approx(g[j], rel=1e-6, abs=1e-8)
+    num_b = (ref.objective_grad_dense(X, y, w, coef, b + h, l2)[0]
+             - ref.objective_grad_dense(X, y, w, coef, b - h, l2)[0]) / (2 * h)
+    assert num_b == pytest.approx(gb, rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_huge_log_odds_stay_finite_and_exact(compiled_backend_name, sparse):
+    """|z| up to 1e4: e^z overflows, the loss must not. Exact values: a positive at z = +1e4 costs
+    ~0; a negative at z = +1e4 costs 1e4; gradients are w * (sigma(z) - y) in {-w, 0, w}."""
+    backend = _backend(compiled_backend_name)
+    X = np.array([[1.0], [1.0], [-1.0], [-1.0]])
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    w = np.array([2.0, 3.0, 5.0, 7.0])
+    if sparse:
+        X = sp.csr_array(X)
+    with np.errstate(all="raise"):
+        loss, g, gb = _call(backend, X, y, w, np.array([1e4]), 0.0, 0.0)
+    # rows: z = 1e4 (y=1: 0), z = 1e4 (y=0: 3e4), z = -1e4 (y=1: 5e4), z = -1e4 (y=0: 0)
+    assert loss == pytest.approx((3e4 + 5e4) / 4, rel=1e-15)
+    # residuals: 0, 3, -5, 0; gradient sum_i r_i x_i / n = (3*1 + -5*-1) / 4
+    assert g[0] == pytest.approx(8.0 / 4, rel=1e-15)
+    assert gb == pytest.approx(-2.0 / 4, rel=1e-15)
+    want = _call(ref, X, y, w, np.array([1e4]), 0.0, 0.0)
+    _assert_close((loss, g, gb), want, 1e-12)
+
+
+def test_tiny_losses_keep_relative_precision(compiled_backend_name):
+    """A positive at z = 30 loses ~9.4e-14: computed as softplus(-z), not softplus(z) - z."""
+    backend = _backend(compiled_backend_name)
+    loss, g, gb = backend.objective_grad_dense(np.ones((1, 1)), np.ones(1), np.ones(1),
+                                               np.array([30.0]), 0.0, 0.0, 1)
+    assert loss == pytest.approx(np.log1p(np.exp(-30.0)), rel=1e-14)
+    assert gb == pytest.approx(-1.0 / (1.0 + np.exp(30.0)), rel=1e-14)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_edge_shapes(compiled_backend_name, rng, sparse):
+    backend = _backend(compiled_backend_name)
+    coef = np.array([0.5, -1.0])
+    cases = [
+        (np.zeros((0, 2)), np.zeros(0), np.zeros(0)),                     # no rows
+        (np.zeros((4, 2)), np.array([0, 1, 0, 1.0]), np.ones(4)),          # all-zero rows
+        (np.ones((3, 2)), np.array([1, 0, 1.0]), np.zeros(3)),             # all weights zero
+        (rng.standard_normal((1, 2)), np.ones(1), np.full(1, 1e6)),       # one row, big weight
+    ]
+    for X, y, w in cases:
+        X = sp.csr_array(X) if sparse else X
+        _assert_close(_call(backend, X, y, w, coef, 0.2, 0.3), _call(ref, X, y, w, coef, 0.2, 0.3), 1e-12)
+    # d = 1 and a matrix with no stored entries at all
+    X1 = rng.standard_normal((50, 1))
+    y1 = (rng.random(50) < 0.5).astype(float)
+    X1 = sp.csr_array(X1) if sparse else X1
+    _assert_close(_call(backend, X1, y1, np.ones(50), np.array([2.0]), 0.0, 0.0),
+                  _call(ref, X1, y1, np.ones(50), np.array([2.0]), 0.0, 0.0), 1e-12)
+    if sparse:
+        empty = sp.csr_array((5, 3))
+        _assert_close(_call(backend, empty, np.ones(5), np.ones(5), np.ones(3), 1.0, 0.1),
+                      _call(ref, empty, np.ones(5), np.ones(5), np.ones(3), 1.0, 0.1), 1e-12)
+
+
+def test_float32_close_to_float64(compiled_backend_name, rng):
+    backend = _backend(compiled_backend_name)
+    X, y, w, coef = _problem(rng, 2000, 20, np.float64)
+    got32 = backend.objective_grad_dense(X.astype(np.float32), y, w, coef, 0.1, 0.0, 1)
+    want = backend.objective_grad_dense(X.astype(np.float32).astype(np.float64), y, w, coef, 0.1, 0.0, 1)
+    # float32 features are widened, never rounded: same inputs -> same numbers to float64 rounding
+    _assert_close(got32, want, 1e-12)
+    _assert_close(got32, backend.objective_grad_dense(X, y, w, coef, 0.1, 0.0, 1), 1e-5)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_thread_count_does_not_change_bits(compiled_backend_name, rng, sparse):
+    """Blocks depend on (n, d) only and are reduced in a fixed order: bit-identical for any n_threads."""
+    backend = _backend(compiled_backend_name)
+    X, y, w, coef = _problem(rng, 40_000, 30, np.float32, 0.1 if sparse else None)
+    runs = [_call(backend, X, y, w, coef, 0.1, 0.01, t) for t in (1, 2, 3)]
+    for loss, g, gb in runs[1:]:
+        assert loss == runs[0][0] and gb == runs[0][2]
+        assert np.array_equal(g, runs[0][1])
+
+
+def test_inputs_not_modified(compiled_backend_name, rng):
+    backend = _backend(compiled_backend_name)
+    X, y, w, coef = _problem(rng, 100, 4, np.float64)
+    copies = [a.copy() for a in (X, y, w, coef)]
+    backend.objective_grad_dense(X, y, w, coef, 0.0, 1.0, 2)
+    for a, c in zip((X, y, w, coef), copies):
+        assert np.array_equal(a, c)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 60), d=st.integers(1, 9), sparse=st.booleans(), f32=st.booleans(),
+       z_scale=st.sampled_from([0.0, 1.0, 30.0, 1e3]), seed=st.integers(0, 2**32 - 1))
+def test_property_matches_reference(n, d, sparse, f32, z_scale, seed):
+    rng = np.random.default_rng(seed)
+    X, y, w, coef = _problem(rng, n, d, np.float32 if f32 else np.float64, 0.3 if sparse else None, z_scale)
+    want = _call(ref, X, y, w, coef, -0.5, 0.1)
+    for name in ("cython", "numba"):
+        try:
+            backend = get_backend(name)
+        except ImportError:
+            continue
+        if not hasattr(backend, "objective_grad_dense"):
+            continue
+        # the reference computes softplus(z) - y z directly: its absolute error grows with |z|
+        _assert_close(_call(backend, X, y, w, coef, -0.5, 0.1, 2), want, 1e-12 * max(1.0, z_scale))
