@@ -5,6 +5,7 @@ expected watch time, and pick each request's top-k, with a compiled core on CPU.
 """
 from ._config import available_backends, get_backend  # noqa: F401
 from .scoring import score  # noqa: F401
+from . import datasets  # noqa: F401  (fastwlr.datasets: generator with ground truth, real-data loaders)
 
 __version__ = "0.1.0"
 
