@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["WatchTimeData", "make_watch_time", "ClaimsData", "load_claims", "CLAIMS_FILES"]
+__all__ = ["WatchTimeData", "make_watch_time", "ClaimsData", "load_claims", "claims_path", "CLAIMS_FILES"]
 
 # Rows per chunk when a float64 temporary per row block is needed: 64k rows x 64 features x 8 bytes
 # = 32 MiB, small enough to stay out of the way and large enough to amortise numpy call overhead.
@@ -362,3 +362,192 @@ def make_watch_time(n_samples=100_000, n_features=None, *, sparse=False, n_hashe
         coef=a + c, intercept=float(a0 + c0), log_odds=s_a + s_c + (a0 + c0), click_log_odds=s_a + a0, p=p,
         expected_watch_time=p * m, params=params,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Real data: an event and a non-negative amount, mapped onto clicked / watch time.
+# --------------------------------------------------------------------------------------------
+
+# Per data set: file, the amount column, numeric feature columns with their transform, categorical
+# columns. Columns that leak the event (claim counts, the event flag itself) are not features.
+# Transforms: "log" for strictly positive heavy-tailed columns (exposure), "log1p" for heavy-tailed
+# counts/durations/densities with zeros, None for the rest; then every numeric column is standardised.
+CLAIMS_FILES = {
+    "freMTPL2": dict(
+        file="freMTPL2.csv.gz", amount="ClaimAmount",
+        numeric={"Exposure": "log", "VehPower": None, "VehAge": "log1p", "DrivAge": None,
+                 "BonusMalus": "log", "Density": "log"},
+        categorical=["VehBrand", "VehGas", "Area", "Region"]),
+    "dataCar": dict(
+        file="dataCar.csv.gz", amount="claimcst0",
+        numeric={"veh_value": "log1p", "exposure": "log", "veh_age": None, "agecat": None},
+        categorical=["veh_body", "gender", "area"]),
+    "norauto": dict(
+        file="norauto.csv.gz", amount="ClaimAmount",
+        numeric={"Male": None, "Young": None, "Expo": "log"},
+        categorical=["DistLimit", "GeoRegion"]),
+    "online_shoppers": dict(
+        file="online_shoppers_intention.csv.gz", amount="ProductRelated_Duration", event="Revenue",
+        numeric={"Administrative": "log1p", "Administrative_Duration": "log1p", "Informational": "log1p",
+                 "Informational_Duration": "log1p", "ProductRelated": "log1p", "BounceRates": None,
+                 "ExitRates": None, "PageValues": "log1p", "SpecialDay": None},
+        categorical=["Month", "OperatingSystems", "Browser", "Region", "TrafficType", "VisitorType",
+                     "Weekend"]),
+}
+
+
+@dataclass(frozen=True)
+class ClaimsData:
+    """A real zero-inflated data set in the watch-time shape.
+
+    Attributes
+    ----------
+    name : str
+    X : ndarray of float64, shape (n_samples, n_features)
+        Standardised numeric columns (after a log transform where heavy-tailed) followed by one-hot
+        categoricals; each categorical's most frequent level is the reference and has no column,
+        so the design has full column rank together with an intercept.
+    clicked : ndarray of bool
+        ``amount > 0`` (the event: a claim with a cost, a session with a purchase).
+    amount : ndarray of float64
+        The watch-time stand-in; 0.0 where not clicked.
+    feature_names : list of str
+        ``"Column"`` for numeric, ``"Column=level"`` for one-hot columns.
+    """
+    name: str
+    X: np.ndarray
+    clicked: np.ndarray
+    amount: np.ndarray
+    feature_names: list
+
+    @property
+    def watch_time(self):
+        return self.amount
+
+    @property
+    def y(self):
+        return self.clicked.astype(np.float64)
+
+    @property
+    def sample_weight(self):
+        """The amount for positives, 1.0 for negatives (YouTube's weighting)."""
+        return np.where(self.clicked, self.amount, 1.0)
+
+
+def _data_dir_candidates(data_dir):
+    if data_dir is not None:
+        return [Path(data_dir)]
+    out = []
+    for var in ("FASTWLR_DATA_DIR", "FASTWLR_SHARED_DATA"):
+        if os.environ.get(var):
+            out.append(Path(os.environ[var]))
+    # <repo>/../shared/data, from the source tree and from the working directory (an installed
+    # package lives in site-packages, where only the second can work)
+    out.append(Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+    out.append(Path.cwd().parent / "shared" / "data")
+    out.append(Path.cwd() / "shared" / "data")
+    return out
+
+
+def claims_path(name="freMTPL2", data_dir=None):
+    """Path of a real data file; FileNotFoundError listing where it looked."""
+    if name not in CLAIMS_FILES:
+        raise ValueError(f"name must be one of {sorted(CLAIMS_FILES)}, got {name!r}")
+    fname = CLAIMS_FILES[name]["file"]
+    tried = []
+    for d in _data_dir_candidates(data_dir):
+        path = d / fname
+        tried.append(str(path))
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{fname} not found; looked in: {', '.join(tried)}. Pass data_dir= or set "
+                            "FASTWLR_DATA_DIR to the directory holding the shared data sets.")
+
+
+def _factorize(col):
+    """codes (int64) and levels (sorted str) of a bytes column, via a dict (faster than np.unique)."""
+    seen = {}
+    codes = np.fromiter((seen.setdefault(v, len(seen)) for v in col.tolist()), dtype=np.int64, count=col.shape[0])
+    levels = [k.decode() for k in seen]
+    order = np.argsort(levels, kind="stable")   # levels sorted by name: independent of row order
+    remap = np.empty(len(levels), dtype=np.int64)
+    remap[order] = np.arange(len(levels))
+    return remap[codes], [levels[i] for i in order]
+
+
+def load_claims(name="freMTPL2", data_dir=None):
+    """Load a real event-and-amount data set as features, ``clicked`` and an amount.
+
+    Parameters
+    ----------
+    name : {"freMTPL2", "dataCar", "norauto", "online_shoppers"}
+        freMTPL2: French motor claims (678k policies, 3.7 % with a claim cost); dataCar: Australian
+        motor (68k, 6.8 %); norauto: Norwegian motor (184k, 4.6 %); online_shoppers: web sessions
+        (12k; purchase sessions, amount = product-page dwell time in seconds).
+    data_dir : str or Path, optional
+        Directory holding the ``*.csv.gz`` files. Default: ``$FASTWLR_DATA_DIR``, else
+        ``$FASTWLR_SHARED_DATA``, else ``../shared/data`` relative to the source tree or the
+        working directory.
+
+    Returns
+    -------
+    ClaimsData
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file is in none of those places (the message lists them).
+    """
+    spec = CLAIMS_FILES.get(name)
+    path = claims_path(name, data_dir)
+    with gzip.open(path, "rt", newline="") as f:
+        text = f.read()
+    header = next(csv.reader([text[:text.index("\n")]]))
+    col = {c: i for i, c in enumerate(header)}
+    missing = [c for c in [spec["amount"], *spec["numeric"], *spec["categorical"], spec.get("event", spec["amount"])]
+               if c not in col]
+    if missing:
+        raise ValueError(f"{path}: columns {missing} not found (header: {header})")
+    numeric_cols = [spec["amount"], *spec["numeric"]]
+    # numpy's C csv parser (no pandas): numeric columns as float64, categoricals as bytes
+    num = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, dtype=np.float64,
+                     usecols=[col[c] for c in numeric_cols], ndmin=2)
+    cat_cols = list(spec["categorical"])
+    if "event" in spec:
+        cat_cols.append(spec["event"])
+    cat = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, dtype="S",
+                     usecols=[col[c] for c in cat_cols], ndmin=2)
+    del text
+    n = num.shape[0]
+    amount = num[:, 0].copy()
+    if "event" in spec:  # amount counts only when the event happened (a purchase session's dwell time)
+        event = np.char.upper(cat[:, -1]) == b"TRUE"
+        amount[~event] = 0.0
+        cat = cat[:, :-1]
+    if not np.isfinite(amount).all() or (amount < 0).any():
+        raise ValueError(f"{path}: amounts must be finite and >= 0")
+    clicked = amount > 0
+
+    blocks, names = [], []
+    for j, (cname, transform) in enumerate(spec["numeric"].items(), start=1):
+        x = num[:, j]
+        if transform == "log":
+            x = np.log(np.maximum(x, np.finfo(np.float64).tiny))
+        elif transform == "log1p":
+            x = np.log1p(np.maximum(x, 0.0))
+        sd = x.std()
+        blocks.append(((x - x.mean()) / (sd if sd > 0 else 1.0))[:, None])
+        names.append(cname)
+    for j, cname in enumerate(spec["categorical"]):
+        codes, levels = _factorize(cat[:, j])
+        ref = int(np.argmax(np.bincount(codes, minlength=len(levels))))  # most frequent = reference
+        keep = [k for k in range(len(levels)) if k != ref]
+        onehot = np.zeros((n, len(keep)))
+        pos = np.full(len(levels), -1)
+        pos[keep] = np.arange(len(keep))
+        rows = np.flatnonzero(codes != ref)
+        onehot[rows, pos[codes[rows]]] = 1.0
+        blocks.append(onehot)
+        names.extend(f"{cname}={levels[k]}" for k in keep)
+    X = np.ascontiguousarray(np.hstack(blocks))
+    return ClaimsData(name=name, X=X, clicked=clicked, amount=amount, feature_names=names)
