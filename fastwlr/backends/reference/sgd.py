@@ -1,0 +1,212 @@
+"""Reference SGD epochs: a plain per-sample Python loop in float64 (slow; the oracle).
+
+Semantics: the kernel contract in ``fastwlr._sgd`` (module docstring). Compiled epochs must match
+this loop to rounding on the same data, order, state and params.
+"""
+import math
+
+import numpy as np
+
+from ..._sgd import (S_ACC_B, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B,
+                     iwa_step)
+
+SGD, ADAGRAD, FTRL = 0, 1, 2
+GRADIENT, IWA = 0, 1
+AUTO, CONSTANT, INVSCALING = 0, 1, 2
+RESCALE_BELOW = 1e-9   # the SGD weight scale is folded into coef when it gets this small
+ADA_EPS = 1e-12
+
+
+def _softplus(z):
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+def _sigmoid(z):
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def _eta_sgd(p, t):
+    if p.schedule == CONSTANT:
+        return p.eta0
+    if p.schedule == INVSCALING:
+        return p.eta0 / (1.0 + t) ** p.power_t
+    return p.eta0 / math.sqrt(1.0 + t / p.n_schedule)
+
+
+def _ftrl_w(zj, nj, p, t):
+    l1 = p.l1 * t
+    if abs(zj) <= l1:
+        return 0.0
+    return -(zj - math.copysign(l1, zj)) / ((p.ftrl_beta + math.sqrt(nj)) / p.ftrl_alpha + p.l2 * t)
+
+
+def _geom(r, i0, m):
+    """sum_{i=i0}^{m} r^i, r = 1 / (1 + x) in (0, 1]."""
+    if m < i0:
+        return 0.0
+    if r == 1.0:
+        return float(m - i0 + 1)
+    return r ** i0 * (1.0 - r ** (m - i0 + 1)) / (1.0 - r)
+
+
+def _ada_catch_up(j, st, p, t, avg_on):
+    """Apply the L2 prox factors (and averaging terms) of steps last_j .. t-1 to coordinate j."""
+    m = int(t - st.last[j])
+    if m <= 0:
+        return
+    eta = p.eta0 / (math.sqrt(st.acc[j]) + ADA_EPS)
+    r = 1.0 / (1.0 + eta * p.l2)
+    c = st.coef[j]
+    if avg_on:
+        # steps s = last_j .. t-1 hold values c r^(s - last_j + 1); counted if s >= avg_start
+        i0 = max(1, int(math.ceil(p.avg_start - st.last[j])) + 1)
+        st.avg[j] += c * _geom(r, i0, m)
+    st.coef[j] = c * r ** m
+    st.last[j] = t
+
+
+def _sgd_catch_up(j, st):
+    sc = st.scalars
+    st.avg[j] += st.coef[j] * (sc[S_AVG_CLOCK] - st.last[j])
+    st.last[j] = sc[S_AVG_CLOCK]
+
+
+def _finish(st, p, avg_on):
+    """Bring every coordinate up to date at the end of an epoch."""
+    t = st.scalars[S_T]
+    d = st.coef.shape[0]
+    if p.optimizer == ADAGRAD:
+        for j in range(d):
+            _ada_catch_up(j, st, p, t, avg_on)
+    elif p.optimizer == FTRL:
+        for j in range(d):
+            st.coef[j] = _ftrl_w(st.zacc[j], st.acc[j], p, t)
+    elif avg_on:
+        for j in range(d):
+            _sgd_catch_up(j, st)
+
+
+def _epoch(rows, y, sample_weight, order, st, p):
+    """rows(i) -> (cols int array, vals float64 array)."""
+    sc = st.scalars
+    avg_on = math.isfinite(p.avg_start) and st.avg.shape[0] > 0
+    loss_sum = 0.0
+    for pos in range(order.shape[0]):
+        i = int(order[pos])
+        h = float(sample_weight[i])
+        label = float(y[i])
+        cols, vals = rows(i)
+        t = sc[S_T]
+        # 1. lazy catch-up and 2. margin
+        if p.optimizer == ADAGRAD:
+            for j in cols:
+                _ada_catch_up(j, st, p, t, avg_on)
+        elif p.optimizer == FTRL:
+            for j in cols:
+                st.coef[j] = _ftrl_w(st.zacc[j], st.acc[j], p, t)
+            if p.fit_intercept:
+                sc[S_INTERCEPT] = -sc[S_Z_B] * p.ftrl_alpha / (p.ftrl_beta + math.sqrt(sc[S_ACC_B]))
+        elif avg_on:
+            for j in cols:
+                _sgd_catch_up(j, st)
+        dot = 0.0
+        for j, v in zip(cols, vals):
+            dot += v * st.coef[j]
+        z = sc[S_SCALE] * dot + sc[S_INTERCEPT]
+        if not math.isfinite(z):
+            return loss_sum, pos
+        loss_sum += h * (_softplus(z) - label * z)
+        g = _sigmoid(z) - label
+        # 3. rates, 4. scalar step G
+        if p.optimizer == SGD:
+            eta = _eta_sgd(p, t)
+            if p.weighting == IWA:
+                k = eta * (float(vals @ vals) + (1.0 if p.fit_intercept else 0.0))
+                G = iwa_step(z, label, h, k)
+            else:
+                G = h * g
+            inv_scale = 1.0 / sc[S_SCALE]
+            for j, v in zip(cols, vals):
+                st.coef[j] -= eta * G * v * inv_scale
+            if p.fit_intercept:
+                sc[S_INTERCEPT] -= eta * G
+            sc[S_SCALE] /= 1.0 + eta * p.l2
+            if sc[S_SCALE] < RESCALE_BELOW:
+                if avg_on:
+                    for j in range(st.coef.shape[0]):
+                        _sgd_catch_up(j, st)
+                st.coef *= sc[S_SCALE]
+                sc[S_SCALE] = 1.0
+        elif p.optimizer == ADAGRAD:
+            q = h * g * g if p.weighting == IWA else (h * g) ** 2
+            k = 0.0
+            etas = np.empty(len(cols))
+            for a, (j, v) in enumerate(zip(cols, vals)):
+                st.acc[j] += q * v * v
+                etas[a] = p.eta0 / (math.sqrt(st.acc[j]) + ADA_EPS)
+                k += etas[a] * v * v
+            eta_b = 0.0
+            if p.fit_intercept:
+                sc[S_ACC_B] += q
+                eta_b = p.eta0 / (math.sqrt(sc[S_ACC_B]) + ADA_EPS)
+                k += eta_b
+            G = iwa_step(z, label, h, k) if p.weighting == IWA else h * g
+            for a, (j, v) in enumerate(zip(cols, vals)):
+                st.coef[j] = (st.coef[j] - etas[a] * G * v) / (1.0 + etas[a] * p.l2)
+                st.last[j] = t + 1
+            sc[S_INTERCEPT] -= eta_b * G
+        else:  # FTRL
+            if p.weighting == IWA:
+                q = h * g * g
+                k = 0.0
+                for j, v in zip(cols, vals):
+                    k += p.ftrl_alpha / (p.ftrl_beta + math.sqrt(st.acc[j] + q * v * v)) * v * v
+                if p.fit_intercept:
+                    k += p.ftrl_alpha / (p.ftrl_beta + math.sqrt(sc[S_ACC_B] + q))
+                G = iwa_step(z, label, h, k)
+            else:
+                G = h * g
+            for j, v in zip(cols, vals):
+                gj = G * v
+                nj = st.acc[j]
+                sigma = (math.sqrt(nj + gj * gj) - math.sqrt(nj)) / p.ftrl_alpha
+                st.zacc[j] += gj - sigma * st.coef[j]
+                st.acc[j] = nj + gj * gj
+            if p.fit_intercept:
+                nb = sc[S_ACC_B]
+                sigma = (math.sqrt(nb + G * G) - math.sqrt(nb)) / p.ftrl_alpha
+                sc[S_Z_B] += G - sigma * sc[S_INTERCEPT]
+                sc[S_ACC_B] = nb + G * G
+        # 6. step counter and averaging
+        sc[S_T] = t + 1
+        if avg_on and t + 1 > p.avg_start:
+            if p.optimizer == SGD:
+                sc[S_AVG_CLOCK] += sc[S_SCALE]
+            else:  # AdaGrad: this step's value of the touched coordinates (others lazily)
+                for j in cols:
+                    st.avg[j] += st.coef[j]
+            sc[S_AVG_B] += sc[S_INTERCEPT]
+            sc[S_N_AVG] += 1.0
+    _finish(st, p, avg_on)
+    if p.optimizer == FTRL and p.fit_intercept:
+        sc[S_INTERCEPT] = -sc[S_Z_B] * p.ftrl_alpha / (p.ftrl_beta + math.sqrt(sc[S_ACC_B]))
+    return loss_sum, -1
+
+
+def sgd_epoch_dense(X, y, sample_weight, order, state, params):
+    d = X.shape[1]
+    cols = np.arange(d)
+
+    def rows(i):
+        return cols, X[i].astype(np.float64)
+    return _epoch(rows, y, sample_weight, order, state, params)
+
+
+def sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params):
+    def rows(i):
+        a, b = int(indptr[i]), int(indptr[i + 1])
+        return indices[a:b].astype(np.int64), data[a:b].astype(np.float64)
+    return _epoch(rows, y, sample_weight, order, state, params)
