@@ -28,3 +28,14 @@ def objective_grad_dense(X, y, sample_weight, coef, intercept, l2, n_threads):
 def objective_grad_csr(data, indices, indptr, n_features, y, sample_weight, coef, intercept, l2, n_threads):
     return _objective.objective_grad_csr(data, indices, indptr, n_features, y, sample_weight, coef,
                                          intercept, l2, n_threads)
+
+
+from . import _sgd  # noqa: E402  (issue 3: SGD epochs; contract in fastwlr._sgd)
+
+
+def sgd_epoch_dense(X, y, sample_weight, order, state, params):
+    return _sgd.sgd_epoch_dense(X, y, sample_weight, order, state, params)
+
+
+def sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params):
+    return _sgd.sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params)
