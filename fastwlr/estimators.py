@@ -1,0 +1,671 @@
+"""Estimators: ``WeightedLogisticRegression`` and the YouTube recipe on top of it, ``WatchTimeRanker``.
+
+Both follow the scikit-learn protocol (``get_params``/``set_params``, ``fit`` returning self,
+fitted attributes ending in ``_``, ``n_features_in_``) without importing scikit-learn; when
+scikit-learn is installed they also describe themselves to it (``__sklearn_tags__``), so
+``clone``, pipelines, grid search and ``check_estimator`` work.
+
+The objective (both solvers, both estimators)::
+
+    L(coef, b) = sum_i w_i [softplus(z_i) - y_i z_i] / sum_i w_i
+                 + alpha * ((1 - l1_ratio) / 2 * ||coef||^2 + l1_ratio * ||coef||_1)
+
+i.e. DESIGN.md section 1 with the loss averaged over the *weights* (with ``sample_weight=None``,
+sum_i w_i = n and this is DESIGN.md's mean loss with l2 = alpha). Averaging over the weights makes the
+model independent of the unit of the weights (seconds or milliseconds of watch time give the same
+coefficients) and makes an integer weight exactly equivalent to repeating the row.
+
+Mapping to scikit-learn's ``LogisticRegression(C=...)``, whose objective is
+C sum_i w_i l_i + ||coef||^2 / 2: divide it by C sum_i w_i to get sum_i w_i l_i / sum_i w_i +
+||coef||^2 / (2 C sum_i w_i), so (with l1_ratio = 0)
+
+    alpha = 1 / (C * sum_i w_i),     C = 1 / (alpha * sum_i w_i).
+"""
+import inspect
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from . import _validation as v
+from ._config import get_backend, resolve_n_threads
+from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
+from ._math import sigmoid, softplus
+from .exceptions import ConvergenceWarning, DataConversionWarning, DivergenceError, NotFittedError
+from .scoring import score_features
+
+__all__ = ["WeightedLogisticRegression", "WatchTimeRanker"]
+
+
+def _sklearn_flavoured(ours, sklearn_name):
+    """``ours``, or (when scikit-learn is already imported by the caller) a subclass of both ours and
+    scikit-learn's class of the same meaning, so ``except sklearn.exceptions.X`` catches it too.
+    Never imports scikit-learn itself."""
+    import sys
+    mod = sys.modules.get("sklearn.exceptions")
+    theirs = getattr(mod, sklearn_name, None) if mod is not None else None
+    if theirs is None or issubclass(ours, theirs):
+        return ours
+    key = (ours, theirs)
+    if key not in _FLAVOURED:
+        _FLAVOURED[key] = type(ours.__name__, (ours, theirs), {"__module__": ours.__module__})
+    return _FLAVOURED[key]
+
+
+_FLAVOURED = {}
+
+
+class _only_for_sgd:
+    """Descriptor: the method exists only when ``solver="sgd"`` (like scikit-learn's ``available_if``),
+    so ``hasattr(est, "partial_fit")`` tells meta-estimators whether streaming is possible."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self.fn
+        if obj.solver != "sgd":
+            raise AttributeError(f"{self.name} is available only with solver='sgd' "
+                                 f"(this estimator has solver={obj.solver!r})")
+        return self.fn.__get__(obj, objtype)
+
+SOLVERS = ("sgd", "lbfgs")
+SGD_MAX_ITER = 20
+SGD_TOL = 1e-4
+
+
+class _Params:
+    """get_params / set_params / repr from the ``__init__`` signature (scikit-learn's convention:
+    ``__init__`` stores its arguments unchanged; all checking happens in ``fit``)."""
+
+    @classmethod
+    def _param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values()
+                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep=True):
+        out = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{name}__{k}", val) for k, val in value.get_params().items())
+            out[name] = value
+        return out
+
+    def set_params(self, **params):
+        valid = self._param_names()
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {valid}")
+            if sub:
+                getattr(self, name).set_params(**{sub: value})
+            else:
+                setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={getattr(self, k)!r}" for k in self._param_names()
+                   if not _same(getattr(self, k), defaults.get(k))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "coef_")
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:
+        return a is b
+
+
+class WeightedLogisticRegression(_Params):
+    """Binary logistic regression with sample weights, trained by SGD or exactly by L-BFGS.
+
+    Parameters
+    ----------
+    alpha : float, default=1e-6
+        Regularisation strength (see the module docstring for the objective and the mapping to
+        scikit-learn's ``C``: ``C = 1 / (alpha * sum(sample_weight))``). The intercept is not
+        regularised.
+    l1_ratio : float in [0, 1], default=0.0
+        Share of L1 in the penalty; > 0 needs ``solver="sgd"`` with ``optimizer="ftrl"``.
+    solver : {"sgd", "lbfgs"}, default="sgd"
+        ``"sgd"``: streaming epochs (``fastwlr._sgd``), supports ``partial_fit``. ``"lbfgs"``: exact
+        full-batch quasi-Newton over the compiled objective + gradient; for data that fits in memory,
+        and the reference the stochastic solvers are compared with.
+    fit_intercept : bool, default=True
+    max_iter : int or "auto", default="auto"
+        Epochs (sgd, auto = 20) or iterations (lbfgs, auto = 1000).
+    tol : float, None or "auto", default="auto"
+        sgd: stop when the objective has improved by less than ``tol * |objective|`` for
+        ``n_iter_no_change`` epochs (auto = 1e-4; None = run ``max_iter`` epochs). lbfgs: stop when
+        the largest gradient component is below ``tol`` (auto = 1e-8, tight: it is the ground truth).
+    n_iter_no_change : int, default=2
+    weighting : {"iwa", "gradient", "resample"}, default="iwa"
+        sgd: how a sample weight acts (importance-aware step, gradient times weight, or resampling).
+    optimizer : {"adagrad", "sgd", "ftrl"}, default="adagrad"
+        sgd: the per-step update.
+    eta0 : float or "auto", default="auto"
+    learning_rate : {"auto", "constant", "invscaling"}, default="auto"
+    power_t : float, default=0.5
+    average : bool or int, default=True
+        sgd: Polyak-Ruppert averaging of the iterates.
+    warm_start : bool, default=False
+        Start ``fit`` from the previous solution (lbfgs) or state (sgd).
+    random_state : None, int or numpy Generator
+        Seeds the sgd row order. Same seed, same data, one thread: bit-identical coefficients.
+    n_threads : int or None, default=None
+        OpenMP threads for the compiled kernels (None: all cores). lbfgs results do not depend on it.
+    backend : {"auto", "cython", "numba", "reference"} or None
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (1, n_features), float64
+    intercept_ : ndarray of shape (1,)
+    classes_ : ndarray of shape (2,)
+    n_features_in_ : int
+    n_iter_ : int
+        Epochs (sgd) or iterations (lbfgs) run by the last ``fit``; epochs so far for ``partial_fit``.
+    converged_ : bool
+    """
+
+    _estimator_type = "classifier"
+
+    def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="sgd", fit_intercept=True, max_iter="auto",
+                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
+                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, random_state=None,
+                 n_threads=None, backend=None):
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.solver = solver
+        self.fit_intercept = fit_intercept
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.weighting = weighting
+        self.optimizer = optimizer
+        self.eta0 = eta0
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.average = average
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.backend = backend
+
+    # ------------------------------------------------------------------ scikit-learn integration
+    def __sklearn_tags__(self):
+        # Only scikit-learn calls this, so importing it here never makes it a runtime dependency.
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+        tags = Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(multi_class=False))
+        tags.input_tags.sparse = True
+        tags.non_deterministic = False
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"binary_only": True}
+
+    # ------------------------------------------------------------------ input handling
+    def _check_params(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        alpha = v.check_scalar(self.alpha, "alpha", low=0.0)
+        l1_ratio = v.check_scalar(self.l1_ratio, "l1_ratio", low=0.0, high=1.0)
+        if l1_ratio > 0 and self.solver == "lbfgs":
+            raise ValueError("l1_ratio > 0 (an L1 penalty) is not supported by solver='lbfgs'; "
+                             "use solver='sgd' with optimizer='ftrl'")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise TypeError(f"fit_intercept must be a bool, got {type(self.fit_intercept).__name__}")
+        if _is_auto(self.max_iter):
+            max_iter = SGD_MAX_ITER if self.solver == "sgd" else LBFGS_MAX_ITER
+        else:
+            max_iter = v.check_scalar(self.max_iter, "max_iter", low=1, integer=True)
+        if _is_auto(self.tol):
+            tol = SGD_TOL if self.solver == "sgd" else LBFGS_TOL
+        elif self.tol is None:
+            if self.solver == "lbfgs":
+                raise ValueError("tol=None (no early stopping) applies to solver='sgd'; lbfgs needs a tolerance")
+            tol = None
+        else:
+            tol = v.check_scalar(self.tol, "tol", low=0.0)
+        v.check_scalar(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
+        return alpha, l1_ratio, max_iter, tol
+
+    def _validate_X(self, X, reset):
+        X = _numeric_X(X)
+        if reset:
+            features = v.check_features(X, allow_empty=False)
+            if features.n_features == 0:
+                raise ValueError(f"Found array with 0 feature(s) (shape=({features.n_rows}, 0)) while a "
+                                 "minimum of 1 is required.")
+            return features
+        self._check_fitted()
+        d = _n_columns(X)
+        if d is not None and d != self.n_features_in_:
+            raise ValueError(f"X has {d} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
+        return v.check_features(X, n_features=self.n_features_in_)
+
+    def _encode_y(self, y, n, reset):
+        """Labels -> float64 0/1, setting ``classes_`` (sorted; classes_[1] is the positive class)."""
+        y = _as_1d_labels(y, n)
+        if reset:
+            classes = np.unique(y)
+            if classes.shape[0] > 2:
+                raise ValueError(f"Only binary classification is supported by {type(self).__name__}, but y has "
+                                 f"{classes.shape[0]} classes: {classes[:5].tolist()}...")
+            if classes.shape[0] < 2:
+                raise ValueError("y contains only one class (1 class); a binary classifier needs samples "
+                                 f"of 2 classes, got only {classes.tolist()}")
+            self.classes_ = classes
+        else:
+            unknown = ~np.isin(y, self.classes_)
+            if unknown.any():
+                raise ValueError(f"y contains a label not seen in the first partial_fit: {y[unknown][0]!r} "
+                                 f"(classes_ = {self.classes_.tolist()})")
+        return (y == self.classes_[1]).astype(np.float64)
+
+    def _check_fitted(self):
+        if not hasattr(self, "coef_"):
+            raise _sklearn_flavoured(NotFittedError, "NotFittedError")(f"This {type(self).__name__} instance is not fitted yet; call 'fit' first.")
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or scipy sparse matrix
+            float32 stays float32 in the kernels; other dtypes become float64.
+        y : array-like of shape (n_samples,)
+            Two classes (any labels; ``classes_[1]``, the larger, is the positive class).
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative; an integer weight is equivalent to repeating the row.
+
+        Returns
+        -------
+        self
+        """
+        features = self._validate_X(X, reset=True)
+        y01 = self._encode_y(y, features.n_rows, reset=True)
+        w = v.check_sample_weight(sample_weight, features.n_rows)
+        return self._fit(features, y01, w)
+
+    def _fit(self, features, y01, w):
+        alpha, l1_ratio, max_iter, tol = self._check_params()
+        if not float(w.sum()) > 0:
+            raise ValueError("every sample_weight is zero (they sum to 0): there is nothing to fit")
+        warm = self.warm_start and getattr(self, "coef_", None) is not None \
+            and self.coef_.shape[1] == features.n_features
+        n_threads = resolve_n_threads(self.n_threads)
+        backend = get_backend(self.backend)
+        if self.solver == "lbfgs":
+            res = fit_lbfgs(features, y01, w, alpha=alpha, fit_intercept=bool(self.fit_intercept),
+                            coef_init=self.coef_[0] if warm else None,
+                            intercept_init=float(self.intercept_[0]) if warm else 0.0,
+                            tol=tol, max_iter=max_iter, n_threads=n_threads, backend=backend)
+            self._sgd_state = None
+            self._set_solution(res.coef, res.intercept, features.n_features, res.n_iter, res.converged)
+            return self
+        state = self._sgd_state if warm and getattr(self, "_sgd_state", None) is not None else None
+        res = self._run_sgd(features, y01, w, alpha, l1_ratio, max_iter, tol, state, partial=False,
+                            n_threads=n_threads)
+        self._set_solution(res.coef, res.intercept, features.n_features, res.n_iter, res.converged)
+        if not res.converged and tol is not None:
+            warnings.warn(f"sgd stopped after max_iter={max_iter} epochs before the objective settled "
+                          f"(tol={tol:g}); increase max_iter or use solver='lbfgs'.",
+                          ConvergenceWarning, stacklevel=2)
+        return self
+
+    def _run_sgd(self, features, y01, w, alpha, l1_ratio, max_iter, tol, state, partial, n_threads):
+        from . import _sgd
+        # fit_sgd's objective is (1/n) sum w_i l_i + l2/2 ||coef||^2 + l1 ||coef||_1 on the raw weights:
+        # ours divided by mean(w), so its penalties are ours times the mean weight of the first fit.
+        mean_w = state.mean_weight if state is not None else float(w.mean())
+        params = _sgd.SGDParams(
+            weighting=self.weighting, optimizer=self.optimizer,
+            l2=alpha * (1.0 - l1_ratio) * mean_w, l1=alpha * l1_ratio * mean_w,
+            eta0=self.eta0, learning_rate=self.learning_rate, power_t=self.power_t,
+            average=self.average, fit_intercept=bool(self.fit_intercept))
+        try:
+            res = _sgd.fit_sgd(features, y01, w, params, max_iter=max_iter, tol=tol,
+                               n_iter_no_change=int(self.n_iter_no_change),
+                               random_state=self._rng(partial), n_threads=n_threads, backend=self.backend,
+                               state=state, partial=partial)
+        except _sgd.SGDDivergenceError as exc:
+            raise DivergenceError(str(exc)) from exc
+        self._sgd_state = res.state
+        return res
+
+    def _rng(self, partial=False):
+        # fit: a fresh Generator from random_state, so refitting reproduces the same coefficients.
+        # partial_fit: one Generator created by the first call, so the calls continue one stream.
+        rs = self.random_state
+        if not partial:
+            return rs if isinstance(rs, np.random.Generator) else np.random.default_rng(rs)
+        if getattr(self, "_partial_rng", None) is None:
+            self._partial_rng = rs if isinstance(rs, np.random.Generator) else np.random.default_rng(rs)
+        return self._partial_rng
+
+    @_only_for_sgd
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One SGD epoch over this chunk, continuing from the previous call (streaming training).
+
+        The first call fixes ``classes_`` (pass ``classes`` if the first chunk might hold only one
+        label) and the weight normalisation (the first chunk's mean weight). Needs ``solver="sgd"``.
+        """
+        if self.solver != "sgd":
+            raise ValueError(f"partial_fit needs solver='sgd' (streaming epochs), got solver={self.solver!r}")
+        first = not hasattr(self, "coef_") or getattr(self, "_sgd_state", None) is None
+        features = self._validate_X(X, reset=first)
+        if first:
+            if classes is not None:
+                classes = np.unique(_as_1d_labels(classes, None))
+                if classes.shape[0] != 2:
+                    raise ValueError(f"classes must hold exactly 2 labels, got {classes.tolist()}")
+                self.classes_ = classes
+                y01 = self._encode_y(y, features.n_rows, reset=False)
+            else:
+                y01 = self._encode_y(y, features.n_rows, reset=True)
+            self._partial_rng = None
+        else:
+            y01 = self._encode_y(y, features.n_rows, reset=False)
+        w = v.check_sample_weight(sample_weight, features.n_rows)
+        alpha, l1_ratio, _, _ = self._check_params()
+        if first and not float(w.sum()) > 0:
+            raise ValueError("the first partial_fit chunk has sample_weight summing to 0")
+        state = None if first else self._sgd_state
+        res = self._run_sgd(features, y01, w, alpha, l1_ratio, 1, None, state, partial=True,
+                            n_threads=resolve_n_threads(self.n_threads))
+        n_iter = (0 if first else self.n_iter_) + 1
+        self._set_solution(res.coef, res.intercept, features.n_features, n_iter, False)
+        return self
+
+    def _set_solution(self, coef, intercept, d, n_iter, converged):
+        coef = np.asarray(coef, dtype=np.float64).reshape(1, d)
+        if not (np.isfinite(coef).all() and math.isfinite(intercept)):
+            raise DivergenceError("training produced non-finite coefficients; scale the features, "
+                                  "use weighting='iwa', or lower eta0")
+        self.coef_ = coef
+        self.intercept_ = np.array([float(intercept)])
+        self.n_features_in_ = int(d)
+        self.n_iter_ = int(n_iter)
+        self.converged_ = bool(converged)
+
+    # ------------------------------------------------------------------ prediction
+    def _score(self, X, output, dtype=None):
+        features = self._validate_X(X, reset=False)
+        from .scoring import result_dtype
+        out = np.empty(features.n_rows, dtype=result_dtype(features.dtype, output, dtype))
+        return score_features(features, self.coef_[0], float(self.intercept_[0]), output, out,
+                              resolve_n_threads(self.n_threads), get_backend(self.backend))
+
+    def decision_function(self, X):
+        """Log-odds z = x . coef + b, shape (n_samples,) (float32 for float32 X)."""
+        return self._score(X, "log_odds")
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, 2): columns follow ``classes_``."""
+        z = self._score(X, "log_odds", dtype=np.float64)
+        return np.column_stack([sigmoid(-z), sigmoid(z)])
+
+    def predict_log_proba(self, X):
+        z = self._score(X, "log_odds", dtype=np.float64)
+        return np.column_stack([-softplus(z), -softplus(-z)])
+
+    def predict(self, X):
+        """Labels: ``classes_[1]`` where z > 0."""
+        positive = self._score(X, "log_odds") > 0
+        return self.classes_[positive.astype(np.intp)]
+
+    def predict_odds(self, X):
+        """Odds e^z, float64 (for a watch-time model: the served expected watch time)."""
+        return self._score(X, "odds")
+
+    def score(self, X, y, sample_weight=None):
+        """Mean (weighted) accuracy, as scikit-learn classifiers define ``score``."""
+        pred = self.predict(X)
+        y = _as_1d_labels(y, pred.shape[0])
+        w = v.check_sample_weight(sample_weight, pred.shape[0])
+        return float(np.average(pred == y, weights=w))
+
+    def rank(self, X, k, *, offsets=None, exclude=None, output="odds"):
+        """Each request's top-k rows by score (see ``fastwlr.topk.score_topk``)."""
+        from .topk import score_topk
+        self._check_fitted()
+        return score_topk(X, self.coef_[0], float(self.intercept_[0]), k, offsets=offsets,
+                          exclude=exclude, output=output, n_threads=self.n_threads, backend=self.backend)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Write the fitted model to ``path`` (see ``fastwlr.load``; a versioned, non-pickle format)."""
+        from ._io import save
+        save(self, path)
+
+
+class WatchTimeRanker(WeightedLogisticRegression):
+    """The YouTube recipe (Covington et al. 2016): weighted logistic regression whose odds e^z
+    estimate the expected watch time.
+
+    ``fit(X, watch_time)`` labels impressions with watch_time > 0 as clicked and gives them weight
+    T (their watch time), the others weight 1 (times ``sample_weight`` if given). At the optimum,
+    e^z = E[T | x] / (1 - p(x)) with p the click probability (DESIGN.md section 1): ``predict`` returns
+    e^z, which equals E[T | x] when clicks are rare; the exact E[T | x] = e^z (1 - p) is returned when a
+    click model is available (``click_log_odds=`` or ``click_model=`` in ``predict``, or
+    ``fit_click_model=True``).
+
+    Parameters
+    ----------
+    fit_click_model : bool, default=False
+        Also fit an unweighted ``WeightedLogisticRegression`` (same solver and options) on the click
+        labels, stored as ``click_model_``; ``predict`` then applies the exact correction.
+    **others : as ``WeightedLogisticRegression``.
+    """
+
+    _estimator_type = "regressor"
+
+    def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="sgd", fit_intercept=True, max_iter="auto",
+                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
+                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, random_state=None,
+                 n_threads=None, backend=None, fit_click_model=False):
+        super().__init__(alpha, l1_ratio=l1_ratio, solver=solver, fit_intercept=fit_intercept,
+                         max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
+                         weighting=weighting, optimizer=optimizer, eta0=eta0,
+                         learning_rate=learning_rate, power_t=power_t, average=average,
+                         warm_start=warm_start, random_state=random_state, n_threads=n_threads,
+                         backend=backend)
+        self.fit_click_model = fit_click_model
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+        tags = Tags(estimator_type="regressor", target_tags=TargetTags(required=True),
+                    regressor_tags=RegressorTags())
+        tags.input_tags.sparse = True
+        tags.target_tags.positive_only = True
+        return tags
+
+    def _more_tags(self):
+        return {"requires_positive_y": True}
+
+    def fit(self, X, watch_time, sample_weight=None):
+        """Fit on impressions and their watch times.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or scipy sparse matrix
+        watch_time : array-like of shape (n_samples,)
+            >= 0; 0 means not clicked.
+        sample_weight : array-like of shape (n_samples,), optional
+            Multiplies the recipe's weights (T for positives, 1 for negatives).
+
+        Returns
+        -------
+        self
+        """
+        features = self._validate_X(X, reset=True)
+        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        self._check_both_labels(y)
+        self._fit(features, y, w)
+        self.click_model_ = None
+        if self.fit_click_model:
+            params = {k: val for k, val in self.get_params(deep=False).items() if k != "fit_click_model"}
+            click = WeightedLogisticRegression(**params)
+            click.classes_ = np.array([0.0, 1.0])
+            base_w = v.check_sample_weight(sample_weight, features.n_rows)
+            click._fit(features, y, base_w)
+            self.click_model_ = click
+        return self
+
+    def _recipe(self, watch_time, sample_weight, n):
+        T = _as_1d_numeric(watch_time, n, "watch_time")
+        if (T < 0).any():
+            raise ValueError(f"watch_time must be >= 0 (0 = not clicked); first negative at index "
+                             f"{int(np.argmax(T < 0))}")
+        y = (T > 0).astype(np.float64)
+        w = np.where(T > 0, T, 1.0) * v.check_sample_weight(sample_weight, n)
+        return y, w
+
+    @staticmethod
+    def _check_both_labels(y):
+        if y.shape[0] and (y.min() == y.max()):
+            what = "no impression was clicked" if y.max() == 0 else "every impression was clicked"
+            raise ValueError(f"watch_time must contain both zeros and positive values: {what} "
+                             "(1 class), so e^z has no finite optimum")
+
+    @_only_for_sgd
+    def partial_fit(self, X, watch_time, sample_weight=None):
+        """One SGD epoch over this chunk of impressions (see ``WeightedLogisticRegression.partial_fit``)."""
+        features_n = _n_rows(X)
+        y, w = self._recipe(watch_time, sample_weight, features_n)
+        return super().partial_fit(X, y, sample_weight=w, classes=[0.0, 1.0])
+
+    def predict(self, X, click_log_odds=None, click_model=None):
+        """Expected watch time.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+        click_log_odds : array-like of shape (n_samples,), optional
+            A click model's log-odds z_c; returns the exact E[T | x] = e^z (1 - sigma(z_c)),
+            computed as exp(z - softplus(z_c)).
+        click_model : fitted estimator with ``decision_function``, optional
+            Used to compute ``click_log_odds`` from ``X``. Default: ``click_model_`` if
+            ``fit_click_model=True``; otherwise no correction and the result is e^z.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples,)
+        """
+        if click_log_odds is not None and click_model is not None:
+            raise ValueError("pass click_log_odds or click_model, not both")
+        if click_log_odds is None:
+            click_model = click_model if click_model is not None else getattr(self, "click_model_", None)
+            if click_model is None:
+                return self._score(X, "odds")
+            click_log_odds = click_model.decision_function(X)
+        z = self._score(X, "log_odds", dtype=np.float64)
+        zc = v.check_vector(np.asarray(click_log_odds).reshape(-1) if np.ndim(click_log_odds) else click_log_odds,
+                            z.shape[0], "click_log_odds")
+        from ._math import safe_exp
+        return safe_exp(z - softplus(zc))
+
+    def score(self, X, watch_time, sample_weight=None):
+        """Weighted log-loss of the recipe's labels and weights (lower is better), negated so that
+        higher is better, as scikit-learn scorers expect."""
+        self._check_fitted()
+        features = self._validate_X(X, reset=False)
+        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        from ._lbfgs import objective
+        loss, _, _ = objective(features, y, w / max(w.mean(), np.finfo(float).tiny), self.coef_[0],
+                               float(self.intercept_[0]), 0.0, resolve_n_threads(self.n_threads),
+                               get_backend(self.backend))
+        return -float(loss)
+
+
+# ---------------------------------------------------------------------- helpers
+def _is_auto(value):
+    return isinstance(value, str) and value == "auto"
+
+
+def _reject_complex(X):
+    dtype = getattr(X, "dtype", None)
+    if dtype is None and not hasattr(X, "__array__") and isinstance(X, (list, tuple)):
+        dtype = np.asarray(X).dtype
+    if dtype is not None and np.dtype(dtype).kind == "c":
+        raise ValueError("Complex data not supported")
+
+
+def _numeric_X(X):
+    """Reject complex input; turn object arrays of numbers into float64 (scikit-learn's convention)
+    and 1-D input into a clear error."""
+    _reject_complex(X)
+    if isinstance(X, np.ndarray) and X.dtype == object:
+        X = X.astype(np.float64)  # TypeError naming the offending element if it is not a number
+    if isinstance(X, (np.ndarray, list, tuple)) and np.ndim(X) == 1:
+        raise ValueError("Expected a 2-D array, got a 1-D array. Reshape your data either using "
+                         "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample.")
+    return X
+
+
+def _n_columns(X):
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return int(shape[1])
+    return None
+
+
+def _n_rows(X):
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        return int(shape[0])
+    return len(X)
+
+
+def _as_1d_labels(y, n):
+    """Class labels as a 1-D array (numbers or strings); a column vector is flattened."""
+    if y is None:
+        raise ValueError("this estimator requires y to be passed, but the target y is None")
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; pass a 1-D array "
+                      "of shape (n_samples,)", _sklearn_flavoured(DataConversionWarning, "DataConversionWarning"),
+                      stacklevel=3)
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"y must be 1-D (n_samples,), got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"y has {arr.shape[0]} entries, X has {n} rows")
+    if arr.dtype.kind == "c":
+        raise ValueError("Complex data not supported")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError("y contains NaN or inf")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError("Unknown label type: continuous y; a classifier needs 2 classes")
+    if arr.dtype == object:
+        kinds = {type(a) for a in arr}
+        if not all(issubclass(k, (str, numbers.Integral, np.bool_)) for k in kinds):
+            raise ValueError(f"Unknown label type: y holds {sorted(k.__name__ for k in kinds)}")
+        if len(kinds) > 1 and any(issubclass(k, str) for k in kinds):
+            raise ValueError("Unknown label type: y mixes strings and numbers")
+    return arr
+
+
+def _as_1d_numeric(a, n, name):
+    arr = np.asarray(a)
+    if arr.dtype.kind == "c":
+        raise ValueError("Complex data not supported")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    return v.check_vector(arr, n, name)
