@@ -122,6 +122,10 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     if not (np.isfinite(coef).all() and np.isfinite(b) and np.isfinite(loss)):
         raise _diverged(res.x, loss)
     converged = bool(grad_max <= tol)
+    if not converged and res.status == 2 and grad_max <= tol * _feature_scale(features):
+        # The line search cannot lower the loss any more in float64 (scipy's ABNORMAL / relative
+        # reduction <= 0): the gradient is as small as its rounding noise, which grows with |x|.
+        converged = True
     if not converged:
         warnings.warn(
             f"lbfgs stopped after {res.nit} iterations with max |gradient| = {grad_max:.3g} > tol = {tol:g} "
@@ -130,6 +134,12 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
             ConvergenceWarning, stacklevel=3)
     return LbfgsResult(coef=coef, intercept=b, loss=float(loss), n_iter=int(res.nit),
                        converged=converged, grad_max=grad_max, message=_message(res))
+
+
+def _feature_scale(features):
+    """max(1, largest |feature|): the scale of the gradient's rounding noise."""
+    values = features.data if features.is_sparse else features.X
+    return max(1.0, float(np.abs(values).max(initial=0.0)))
 
 
 def _message(res):

@@ -1,0 +1,308 @@
+"""WeightedLogisticRegression and WatchTimeRanker: protocol, exactness, determinism, recipe, errors."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastwlr import WatchTimeRanker, WeightedLogisticRegression
+from fastwlr._lbfgs import fit_lbfgs
+from fastwlr._validation import check_features
+from fastwlr.backends import reference as ref
+from fastwlr.datasets import make_watch_time
+from fastwlr.exceptions import ConvergenceWarning, DivergenceError, NotFittedError
+
+
+def _data(rng, n=2000, d=6, dtype=np.float64, heavy=False):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    true = rng.standard_normal(d)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ true - 1.0)))).astype(np.float64)
+    w = rng.lognormal(3.0, 2.0, n) if heavy else rng.exponential(size=n)
+    return X, y, w
+
+
+def _sgd_available():
+    from fastwlr._config import get_backend
+    return hasattr(get_backend(), "sgd_epoch_dense")
+
+
+needs_sgd = pytest.mark.skipif(not _sgd_available(), reason="no SGD epoch kernel in the default backend")
+
+
+# ------------------------------------------------------------------------------------- protocol
+def test_get_set_params_and_repr():
+    est = WeightedLogisticRegression(alpha=0.1, solver="lbfgs")
+    params = est.get_params()
+    assert params["alpha"] == 0.1 and params["solver"] == "lbfgs" and params["random_state"] is None
+    assert est.set_params(alpha=0.5, tol=1e-6) is est and est.alpha == 0.5 and est.tol == 1e-6
+    assert repr(est) == "WeightedLogisticRegression(alpha=0.5, solver='lbfgs', tol=1e-06)"
+    with pytest.raises(ValueError, match="invalid parameter 'C'"):
+        est.set_params(C=1.0)
+    assert "fit_click_model" in WatchTimeRanker().get_params()
+
+
+def test_partial_fit_exists_only_for_sgd():
+    assert hasattr(WeightedLogisticRegression(solver="sgd"), "partial_fit")
+    assert not hasattr(WeightedLogisticRegression(solver="lbfgs"), "partial_fit")
+    assert not hasattr(WatchTimeRanker(solver="lbfgs"), "partial_fit")
+
+
+def test_sklearn_check_estimator_lbfgs():
+    pytest.importorskip("sklearn")
+    from sklearn.utils.estimator_checks import check_estimator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "does not inherit from BaseEstimator", skipped pandas checks
+        results = check_estimator(WeightedLogisticRegression(solver="lbfgs"), on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+    assert not failed
+    names = {r["check_name"] for r in results if r["status"] == "passed"}
+    # the checks only an exact solver can meet really ran
+    assert {"check_sample_weight_equivalence_on_dense_data",
+            "check_sample_weight_equivalence_on_sparse_data"} <= names
+
+
+def test_sklearn_clone_and_pickle(rng):
+    sklearn = pytest.importorskip("sklearn")
+    X, y, w = _data(rng, 300, 3)
+    est = WeightedLogisticRegression(alpha=1e-3, solver="lbfgs").fit(X, y, w)
+    twin = sklearn.base.clone(est)
+    assert twin.get_params() == est.get_params() and not hasattr(twin, "coef_")
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.decision_function(X), est.decision_function(X))
+
+
+# ------------------------------------------------------------------------------------- exactness
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_sklearn_at_mapped_C(rng, sparse, dtype):
+    """alpha = 1 / (C * sum(sample_weight)): same objective as sklearn's C sum w l + ||w||^2 / 2."""
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    X, y, w = _data(rng, 3000, 8, dtype, heavy=True)
+    if sparse:
+        X[np.abs(X) < 0.8] = 0
+        X = sp.csr_array(X)
+    C = 0.05
+    theirs = linear_model.LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(X, y, sample_weight=w)
+    ours = WeightedLogisticRegression(alpha=1.0 / (C * w.sum()), solver="lbfgs").fit(X, y, w)
+    assert ours.converged_
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-3, atol=1e-3 * np.abs(theirs.coef_).max())
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-3)
+
+
+def test_lbfgs_reaches_a_stationary_point_of_the_reference_objective(rng):
+    """The optimum is checked with the numpy oracle, not with the kernel that drove the solver."""
+    X, y, w = _data(rng, 1500, 5, heavy=True)
+    est = WeightedLogisticRegression(alpha=1e-3, solver="lbfgs").fit(X, y, w)
+    _, g, gb = ref.objective_grad_dense(X, y, w * len(w) / w.sum(), est.coef_[0], est.intercept_[0], 1e-3)
+    assert np.abs(g).max() < 1e-7 and abs(gb) < 1e-7
+
+
+def test_weight_scale_does_not_change_the_model(rng):
+    X, y, w = _data(rng, 1000, 4, heavy=True)
+    a = WeightedLogisticRegression(alpha=1e-4, solver="lbfgs").fit(X, y, w)
+    b = WeightedLogisticRegression(alpha=1e-4, solver="lbfgs").fit(X, y, w * 1000.0)  # ms vs s
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-6, atol=1e-9)
+
+
+def test_fit_intercept_false_keeps_it_zero(rng):
+    X, y, w = _data(rng, 500, 3)
+    est = WeightedLogisticRegression(solver="lbfgs", fit_intercept=False, alpha=1e-3).fit(X, y, w)
+    assert est.intercept_[0] == 0.0
+    _, g, _ = ref.objective_grad_dense(X, y, w * len(w) / w.sum(), est.coef_[0], 0.0, 1e-3)
+    assert np.abs(g).max() < 1e-7
+
+
+def test_warm_start_continues_from_the_solution(rng):
+    X, y, w = _data(rng, 1000, 4)
+    est = WeightedLogisticRegression(alpha=1e-3, solver="lbfgs", warm_start=True).fit(X, y, w)
+    first = est.n_iter_
+    est.fit(X, y, w)
+    assert est.n_iter_ < first  # already at the optimum: (almost) nothing to do
+
+
+# ------------------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("sparse", [False, True])
+def test_lbfgs_bit_identical_for_any_thread_count(rng, sparse):
+    X, y, w = _data(rng, 30_000, 10, np.float32)
+    if sparse:
+        X = sp.csr_array(np.where(np.abs(X) > 1, X, 0))
+    fits = [WeightedLogisticRegression(alpha=1e-4, solver="lbfgs", n_threads=t).fit(X, y, w) for t in (1, 2)]
+    assert np.array_equal(fits[0].coef_, fits[1].coef_) and fits[0].intercept_ == fits[1].intercept_
+
+
+@needs_sgd
+def test_sgd_same_seed_one_thread_bit_identical(rng):
+    X, y, w = _data(rng, 3000, 5, heavy=True)
+    kw = dict(solver="sgd", random_state=7, n_threads=1, max_iter=3, tol=None)
+    a = WeightedLogisticRegression(**kw).fit(X, y, w)
+    b = WeightedLogisticRegression(**kw).fit(X, y, w)
+    c = WeightedLogisticRegression(**{**kw, "random_state": 8}).fit(X, y, w)
+    assert np.array_equal(a.coef_, b.coef_) and a.intercept_ == b.intercept_
+    assert not np.array_equal(a.coef_, c.coef_)  # the seed does drive the row order
+    a.fit(X, y, w)  # refitting with an int seed reproduces the same run
+    assert np.array_equal(a.coef_, b.coef_)
+
+
+# ------------------------------------------------------------------------------------- SGD path
+@needs_sgd
+def test_sgd_default_close_to_the_exact_optimum(rng):
+    X, y, w = _data(rng, 20_000, 6, heavy=True)
+    exact = WeightedLogisticRegression(solver="lbfgs").fit(X, y, w)
+    sgd = WeightedLogisticRegression(random_state=0).fit(X, y, w)
+    f = check_features(X)
+    wn = w * len(w) / w.sum()
+    loss = lambda e: ref.objective_grad_dense(X, y, wn, e.coef_[0], e.intercept_[0], 1e-6)[0]  # noqa: E731
+    assert loss(sgd) <= loss(exact) * 1.01
+    assert f.n_rows == 20_000
+
+
+@needs_sgd
+def test_partial_fit_streams_chunks_and_improves(rng):
+    X, y, w = _data(rng, 6000, 4, heavy=True)
+    est = WeightedLogisticRegression(random_state=0)
+    wn = w * len(w) / w.sum()
+    losses = []
+    for epoch in range(3):
+        for chunk in np.array_split(np.arange(6000), 4):
+            est.partial_fit(X[chunk], y[chunk], w[chunk])
+        losses.append(ref.objective_grad_dense(X, y, wn, est.coef_[0], est.intercept_[0], 0.0)[0])
+    assert est.n_iter_ == 12 and est.classes_.tolist() == [0.0, 1.0]
+    exact = WeightedLogisticRegression(solver="lbfgs").fit(X, y, w)
+    best = ref.objective_grad_dense(X, y, wn, exact.coef_[0], exact.intercept_[0], 0.0)[0]
+    assert losses[-1] <= best * 1.02
+    with pytest.raises(ValueError, match="not seen in the first partial_fit"):
+        est.partial_fit(X[:5], np.full(5, 3.0))
+
+
+@needs_sgd
+def test_partial_fit_first_chunk_with_one_label_needs_classes(rng):
+    X, y, w = _data(rng, 100, 3)
+    est = WeightedLogisticRegression(random_state=0)
+    with pytest.raises(ValueError, match="1 class"):
+        est.partial_fit(X[y == 0], y[y == 0])
+    est.partial_fit(X[y == 0], y[y == 0], classes=[0, 1])
+    est.partial_fit(X[y == 1], y[y == 1])
+    assert est.classes_.tolist() == [0, 1]
+
+
+@needs_sgd
+def test_sgd_divergence_is_reported_with_advice(rng):
+    """Logistic gradients are bounded, so it takes huge features and a huge constant rate to
+    overflow the log-odds; the kernel flags it and the estimator raises with advice."""
+    X, y, w = _data(rng, 2000, 5)
+    X = X * 1e150
+    w = np.where(y > 0, 1e6, 1.0)
+    est = WeightedLogisticRegression(weighting="gradient", optimizer="sgd", learning_rate="constant",
+                                     eta0=1e10, average=False, random_state=0, max_iter=5)
+    with pytest.raises(DivergenceError, match="(?i)diverged.*(iwa|eta0|standardis)"):
+        est.fit(X, y, w)
+
+
+def test_lbfgs_divergence_is_reported_with_advice():
+    """Features near the float64 limit: the first step overflows the log-odds to inf."""
+    X = np.array([[1e308], [-1e308], [1e308], [-1e308]])
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    with pytest.raises(DivergenceError, match="scale the features"):
+        WeightedLogisticRegression(solver="lbfgs", alpha=0.0).fit(X, y)
+
+
+def test_lbfgs_not_converged_warns():
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array([0, 0, 1, 1])  # separable: no finite optimum without alpha
+    with pytest.warns(ConvergenceWarning, match="increase alpha"):
+        WeightedLogisticRegression(solver="lbfgs", alpha=0.0, max_iter=5).fit(X, y)
+
+
+# ------------------------------------------------------------------------------------- predictions
+def test_predictions_and_dtypes(rng):
+    X, y, w = _data(rng, 500, 3, np.float32)
+    labels = np.where(y > 0, "watch", "skip")
+    est = WeightedLogisticRegression(alpha=1e-3, solver="lbfgs").fit(X, labels, w)
+    assert est.classes_.tolist() == ["skip", "watch"] and est.n_features_in_ == 3
+    z = est.decision_function(X)
+    assert z.dtype == np.float32  # float32 features stay float32 end to end
+    proba = est.predict_proba(X)
+    assert proba.shape == (500, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-6)
+    np.testing.assert_allclose(np.log(proba), est.predict_log_proba(X), rtol=1e-10, atol=1e-12)
+    assert (est.predict(X) == np.where(z > 0, "watch", "skip")).all()
+    odds = est.predict_odds(X)
+    assert odds.dtype == np.float64
+    np.testing.assert_allclose(odds, np.exp(z.astype(np.float64)), rtol=1e-6)
+    assert 0.5 < est.score(X, labels) <= 1.0
+
+
+def test_input_errors(rng):
+    X, y, w = _data(rng, 50, 3)
+    est = WeightedLogisticRegression(solver="lbfgs")
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        WeightedLogisticRegression(solver="newton").fit(X, y)
+    with pytest.raises(ValueError, match="l1_ratio > 0"):
+        WeightedLogisticRegression(solver="lbfgs", l1_ratio=0.5).fit(X, y)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        WeightedLogisticRegression(solver="lbfgs", alpha=-1.0).fit(X, y)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        est.fit(np.where(X > 1, np.nan, X), y)
+    with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+        est.fit(X, y, -w)
+    with pytest.raises(ValueError, match="weight is zero"):
+        est.fit(X, y, np.zeros(50))
+    with pytest.raises(ValueError, match="Only binary classification"):
+        est.fit(X, np.arange(50) % 3)
+    est.fit(X, y, w)
+    with pytest.raises(ValueError, match="X has 2 features, but WeightedLogisticRegression is expecting 3"):
+        est.predict(X[:, :2])
+    w0 = w.copy()
+    est.fit(X, y, w)
+    assert np.array_equal(w, w0)  # inputs are never modified
+
+
+# ------------------------------------------------------------------------------------- WatchTimeRanker
+@pytest.mark.parametrize("sparse", [False, True])
+def test_watch_time_recipe_is_weighted_lr(rng, sparse):
+    X, _, _ = _data(rng, 2000, 5)
+    T = np.where(rng.random(2000) < 0.2, rng.lognormal(3, 1, 2000), 0.0)
+    if sparse:
+        X = sp.csr_array(np.where(np.abs(X) > 0.5, X, 0))
+    sw = rng.uniform(0.5, 2.0, 2000)
+    ranker = WatchTimeRanker(alpha=1e-4, solver="lbfgs").fit(X, T, sample_weight=sw)
+    wlr = WeightedLogisticRegression(alpha=1e-4, solver="lbfgs").fit(X, T > 0, np.where(T > 0, T, 1.0) * sw)
+    assert np.array_equal(ranker.coef_, wlr.coef_) and np.array_equal(ranker.intercept_, wlr.intercept_)
+    np.testing.assert_array_equal(ranker.predict(X), wlr.predict_odds(X))
+
+
+def test_watch_time_errors(rng):
+    X, _, _ = _data(rng, 20, 2)
+    with pytest.raises(ValueError, match="watch_time must be >= 0"):
+        WatchTimeRanker(solver="lbfgs").fit(X, -np.ones(20))
+    with pytest.raises(ValueError, match="no impression was clicked"):
+        WatchTimeRanker(solver="lbfgs").fit(X, np.zeros(20))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        WatchTimeRanker(solver="lbfgs").fit(X, np.full(20, np.nan))
+
+
+def _calibration_error(pred, truth, n_bins=10):
+    """max over deciles of pred of |mean pred / mean truth - 1|."""
+    order = np.argsort(pred)
+    return max(abs(pred[b].mean() / truth[b].mean() - 1) for b in np.array_split(order, n_bins))
+
+
+def test_exact_correction_on_generated_data():
+    """With 30 % clicks e^z overstates E[T|x] by 1/(1-p); the correction removes the bias."""
+    data = make_watch_time(100_000, 5, click_rate=0.3, dtype=np.float64, random_state=3)
+    ranker = WatchTimeRanker(alpha=0.0, solver="lbfgs", fit_click_model=True).fit(data.X, data.watch_time)
+    truth = data.expected_watch_time
+    odds = ranker.predict_odds(data.X)
+    assert _calibration_error(odds, truth) > 0.2                       # uncorrected: biased
+    exact_fitted = ranker.predict(data.X)                                   # with click_model_
+    exact_true = ranker.predict(data.X, click_log_odds=data.click_log_odds)
+    assert _calibration_error(exact_fitted, truth) < 0.1
+    assert _calibration_error(exact_true, truth) < 0.1
+    np.testing.assert_allclose(exact_true, odds * (1 - data.p), rtol=1e-9)
+    # the weighted model recovers z* = (a + c).x + (a0 + c0)
+    np.testing.assert_allclose(ranker.coef_[0], data.coef, atol=0.1)
+    click = WeightedLogisticRegression(alpha=0.0, solver="lbfgs").fit(data.X, data.clicked)
+    np.testing.assert_allclose(ranker.predict(data.X, click_model=click), exact_fitted, rtol=1e-6)
