@@ -12,7 +12,8 @@ Format ``fastwlr-model``, version 1: one ``.npz`` file (a zip of ``.npy`` arrays
        "sgd_state": null | {"optimizer": str, "average": bool, "mean_weight": float},
        "click_model": null | {...the same header, for WatchTimeRanker.click_model_...}}
 
-* ``coef`` float64 (n_features,), ``intercept`` float64 (1,), ``classes`` (numbers or unicode);
+* ``coef`` float64 (n_features,), ``intercept`` float64 (1,), ``classes`` (numbers or unicode;
+  classifiers only);
 * when the model was trained by SGD, its state so ``partial_fit`` can continue after loading:
   ``sgd/coef``, ``sgd/acc``, ``sgd/zacc``, ``sgd/last``, ``sgd/avg``, ``sgd/scalars`` (float64);
 * a ``click_model_`` of a ``WatchTimeRanker``: the same arrays under the prefix ``click_model/``.
@@ -62,10 +63,11 @@ def _pack(est, prefix, arrays):
     }
     arrays[prefix + "coef"] = np.ascontiguousarray(est.coef_[0], dtype=np.float64)
     arrays[prefix + "intercept"] = np.asarray(est.intercept_, dtype=np.float64).reshape(1)
-    classes = np.asarray(est.classes_)
-    if classes.dtype == object:
-        classes = classes.astype(str)
-    arrays[prefix + "classes"] = classes
+    if hasattr(est, "classes_"):  # classifiers only; a WatchTimeRanker is a regressor
+        classes = np.asarray(est.classes_)
+        if classes.dtype == object:
+            classes = classes.astype(str)
+        arrays[prefix + "classes"] = classes
     state = getattr(est, "_sgd_state", None)
     if state is not None:
         header["sgd_state"] = {"optimizer": state.optimizer, "average": bool(state.average),
@@ -136,7 +138,7 @@ def load(path):
     except ValueError as exc:
         if "fastwlr" in str(exc):
             raise
-        raise ValueError(f"{path} is not a readable fastwlr model ({exc})") from exc
+        raise ValueError(f"{path} is not a fastwlr model file, or is corrupt ({exc})") from exc
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, zipfile.LargeZipFile) as exc:
         raise ValueError(f"{path} is truncated or corrupt, or not a fastwlr model file "
                          f"({type(exc).__name__}: {exc})") from exc
@@ -167,19 +169,21 @@ def _unpack(header, arrays, prefix, path):
         d = int(fitted["n_features_in_"])
         coef = arrays[prefix + "coef"]
         intercept = arrays[prefix + "intercept"]
-        labels = arrays[prefix + "classes"]
+        labels = arrays[prefix + "classes"] if kind == "WeightedLogisticRegression" else None
     except KeyError as exc:
         raise ValueError(f"{path}: incomplete fastwlr model, missing {exc}") from exc
     except TypeError as exc:
         raise ValueError(f"{path}: the saved parameters do not fit {kind} ({exc})") from exc
-    if coef.dtype != np.float64 or coef.shape != (d,) or intercept.shape != (1,) or labels.shape != (2,):
+    if coef.dtype != np.float64 or coef.shape != (d,) or intercept.shape != (1,) or (
+            labels is not None and labels.shape != (2,)):
         raise ValueError(f"{path}: inconsistent arrays (coef {coef.dtype} {coef.shape}, intercept "
-                         f"{intercept.shape}, classes {labels.shape}) for n_features_in_ = {d}")
+                         f"{intercept.shape}, classes {getattr(labels, 'shape', None)}) for n_features_in_ = {d}")
     if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
         raise ValueError(f"{path}: the saved coefficients are not finite")
     est.coef_ = coef.reshape(1, d).copy()
     est.intercept_ = intercept.astype(np.float64).copy()
-    est.classes_ = labels.copy()
+    if labels is not None:
+        est.classes_ = labels.copy()
     est.n_features_in_ = d
     est.n_iter_ = int(fitted["n_iter_"])
     est.converged_ = bool(fitted["converged_"])

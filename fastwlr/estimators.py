@@ -367,7 +367,7 @@ class WeightedLogisticRegression(_Params):
         """
         if self.solver != "sgd":
             raise ValueError(f"partial_fit needs solver='sgd' (streaming epochs), got solver={self.solver!r}")
-        first = not hasattr(self, "coef_") or getattr(self, "_sgd_state", None) is None
+        first = self._partial_fit_first()
         features = self._validate_X(X, reset=first)
         if first:
             if classes is not None:
@@ -378,11 +378,18 @@ class WeightedLogisticRegression(_Params):
                 y01 = self._encode_y(y, features.n_rows, reset=False)
             else:
                 y01 = self._encode_y(y, features.n_rows, reset=True)
-            self._partial_rng = None
         else:
             y01 = self._encode_y(y, features.n_rows, reset=False)
         w = v.check_sample_weight(sample_weight, features.n_rows)
+        return self._partial_fit(features, y01, w, first)
+
+    def _partial_fit_first(self):
+        return not hasattr(self, "coef_") or getattr(self, "_sgd_state", None) is None
+
+    def _partial_fit(self, features, y01, w, first):
         alpha, l1_ratio, _, _ = self._check_params()
+        if first:
+            self._partial_rng = None
         if first and not float(w.sum()) > 0:
             raise ValueError("the first partial_fit chunk has sample_weight summing to 0")
         state = None if first else self._sgd_state
@@ -546,9 +553,12 @@ class WatchTimeRanker(WeightedLogisticRegression):
     @_only_for_sgd
     def partial_fit(self, X, watch_time, sample_weight=None):
         """One SGD epoch over this chunk of impressions (see ``WeightedLogisticRegression.partial_fit``)."""
-        features_n = _n_rows(X)
-        y, w = self._recipe(watch_time, sample_weight, features_n)
-        return super().partial_fit(X, y, sample_weight=w, classes=[0.0, 1.0])
+        first = self._partial_fit_first()
+        features = self._validate_X(X, reset=first)
+        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        self._partial_fit(features, y, w, first)
+        self.click_model_ = None
+        return self
 
     def predict(self, X, click_log_odds=None, click_model=None):
         """Expected watch time.
