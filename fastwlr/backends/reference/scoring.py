@@ -17,9 +17,16 @@ def log_odds_csr(data, indices, indptr, coef, intercept):
     return np.bincount(row_of_entry, weights=products, minlength=n_rows) + intercept
 
 
+def _store(out, values):
+    # Rounding float64 results into a float32 ``out`` may give 0 or +-inf (|value| beyond float32's
+    # range): that is the dtype's answer, as in the compiled kernels, not a floating-point error.
+    with np.errstate(under="ignore", over="ignore"):
+        out[:] = values
+
+
 def score_dense(X, coef, intercept, output, out, n_threads=1):
-    out[:] = transform(log_odds_dense(X, coef, intercept), output)
+    _store(out, transform(log_odds_dense(X, coef, intercept), output))
 
 
 def score_csr(data, indices, indptr, coef, intercept, output, out, n_threads=1):
-    out[:] = transform(log_odds_csr(data, indices, indptr, coef, intercept), output)
+    _store(out, transform(log_odds_csr(data, indices, indptr, coef, intercept), output))

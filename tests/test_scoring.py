@@ -1,0 +1,384 @@
+"""Scoring: every compiled backend against the numpy reference, on random and adversarial input.
+
+The tolerance is stated once (``assert_scores``): a compiled kernel may sum a row in another order
+than the reference, so its float64 log-odds may differ by 1e-12 * (|b| + sum_j |w_j x_j|) (the
+condition scale of the dot product; a d-term float64 sum is off by at most ~d * 2^-53 of it);
+odds and probability are monotone in z, so they must lie between the transforms of z -/+ that
+slack, widened by the output's rounding. This also decides threshold cases (z near 709.78) fairly.
+"""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis.extra import numpy as hnp
+
+import fastwlr
+from fastwlr import score
+from fastwlr._math import EXP_OVERFLOW_Z, EXP_UNDERFLOW_Z, safe_exp, sigmoid, softplus
+
+OUTPUTS = ("log_odds", "odds", "proba")
+SUM_RTOL = 1e-12  # the compiled sum's order-of-summation slack, relative to the row's scale
+HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+def reference_z_and_scale(X, coef, intercept):
+    """float64 log-odds of the features *as given* (float32 values are exact in float64) and the
+    per-row scale |b| + sum_j |w_j x_j|, (X may be sparse)."""
+    X64 = sp.csr_array(X).astype(np.float64) if sp.issparse(X) else np.asarray(X).astype(np.float64)
+    coef = np.asarray(coef, dtype=np.float64)
+    if coef.ndim == 2:
+        coef = coef[0]
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = X64 @ coef + intercept
+        scale = abs(X64) @ np.abs(coef) + abs(intercept)
+    return z, scale
+
+
+def _transform(z, output):
+    with np.errstate(invalid="ignore"):
+        return {"log_odds": lambda t: t, "odds": safe_exp, "proba": sigmoid}[output](z)
+
+
+def assert_scores(got, z, scale, output, out_dtype, extra_abs_z=0.0):
+    """``got`` must equal transform(z') for some z' within ``SUM_RTOL * scale + extra_abs_z`` of z,
+    up to the rounding of the output dtype (and 2 ulp of libm exp)."""
+    got = np.asarray(got)
+    assert got.dtype == out_dtype
+    nan = np.isnan(z)
+    np.testing.assert_array_equal(np.isnan(got), nan, err_msg="NaN rows differ")
+    z, scale, got64 = z[~nan], scale[~nan], got[~nan].astype(np.float64)
+    with np.errstate(all="ignore"):  # the checker itself may meet denormals and infinities
+        slack = SUM_RTOL * scale + extra_abs_z
+        lo, hi = _transform(z - slack, output), _transform(z + slack, output)
+        eps = float(np.finfo(out_dtype).eps) + (4.5e-16 if output != "log_odds" else 0.0)
+        lo = np.where(lo >= 0, lo * (1 - eps), lo * (1 + eps))
+        hi = np.where(hi >= 0, hi * (1 + eps), hi * (1 - eps))
+        tiny = float(np.finfo(out_dtype).tiny)  # rounding to the output may flush tiny values to 0
+        bad = ~((got64 >= lo - tiny) & (got64 <= hi + tiny))
+        # values beyond the output dtype's range round to +-inf (float32 log-odds, odds above ~88.7)
+        big = float(np.finfo(out_dtype).max) * (1 - 1e-7)
+        bad &= ~((got64 == np.inf) & (hi > big)) & ~((got64 == -np.inf) & (lo < -big))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AssertionError(f"{output}: row {i} got {got64[i]!r}, allowed [{lo[i]!r}, {hi[i]!r}] "
+                             f"(z={z[i]!r}, scale={scale[i]!r}); {int(bad.sum())} rows out of range")
+
+
+def check_against_reference(backend, X, coef, intercept, output, n_threads=1, **kw):
+    got = score(X, coef, intercept, output=output, n_threads=n_threads, backend=backend, **kw)
+    ref = score(X, coef, intercept, output=output, backend="reference", **kw)
+    z, scale = reference_z_and_scale(X, coef, intercept)
+    assert got.dtype == ref.dtype and got.shape == ref.shape == (z.shape[0],)
+    assert_scores(got, z, scale, output, got.dtype)
+    assert_scores(ref, z, scale, output, ref.dtype)  # the oracle meets its own specification
+    return got
+
+
+def random_csr(rng, n, d, density, dtype, index_dtype, empty_rows=True):
+    X = sp.random(n, d, density=density, format="csr", random_state=rng, dtype=np.float64)
+    X.data = rng.standard_normal(X.nnz)
+    if empty_rows and n > 2:  # a third of the rows emptied
+        row_of_entry = np.repeat(np.arange(n), np.diff(X.indptr))
+        X.data[np.isin(row_of_entry, rng.choice(n, size=n // 3, replace=False))] = 0.0
+        X.eliminate_zeros()
+    return sp.csr_array((X.data.astype(dtype), X.indices.astype(index_dtype), X.indptr.astype(index_dtype)),
+                        shape=(n, d))
+
+
+# --------------------------------------------------------------------- random, seeded loops
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_dense_matches_reference_seeded(compiled_backend_name, dtype, output, rng):
+    for n in (0, 1, 2, 7, 33, 257):
+        for d in (1, 2, 3, 7, 8, 9, 16, 17, 64, 65):
+            X = rng.standard_normal((n, d)).astype(dtype) * rng.choice([0.1, 1.0, 30.0])
+            coef = rng.standard_normal(d) * rng.choice([0.01, 1.0, 10.0])
+            intercept = float(rng.standard_normal() * 3)
+            check_against_reference(compiled_backend_name, X, coef, intercept, output)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_csr_matches_reference_seeded(compiled_backend_name, dtype, index_dtype, output, rng):
+    for n, d, density in ((0, 5, 0.5), (1, 1, 1.0), (1, 7, 0.0), (5, 3, 0.6), (40, 100, 0.05),
+                          (301, 17, 0.3), (64, 2**20, 1e-5)):
+        X = random_csr(rng, n, d, density, dtype, index_dtype)
+        coef = rng.standard_normal(d) * 2
+        got = check_against_reference(compiled_backend_name, X, coef, -0.7, output)
+        if n:
+            empty = np.diff(X.indptr) == 0  # an empty row scores the intercept alone
+            np.testing.assert_array_equal(got[empty], _transform(np.full(int(empty.sum()), -0.7), output).astype(got.dtype))
+
+
+def test_csr_index_dtype_is_kept(rng):
+    from fastwlr._validation import check_features
+    for idx in (np.int32, np.int64):
+        X = random_csr(rng, 10, 6, 0.5, np.float32, idx)
+        assert X.indices.dtype == idx
+        assert check_features(X).indices.dtype == idx
+
+
+def test_csr_unsorted_and_duplicate_columns(compiled_backend_name):
+    """Non-canonical CSR (scipy allows it): duplicates are summed, order does not matter."""
+    data = np.array([1.0, 2.0, -3.0, 0.5, 0.5, 4.0])
+    indices = np.array([3, 0, 3, 1, 1, 2], dtype=np.int32)
+    indptr = np.array([0, 3, 3, 5, 6], dtype=np.int32)
+    X = sp.csr_array((data, indices, indptr), shape=(4, 4))
+    assert not X.has_canonical_format
+    coef = np.array([1.0, 10.0, 100.0, 1000.0])
+    for output in OUTPUTS:
+        check_against_reference(compiled_backend_name, X, coef, 0.25, output)
+    z = score(X, coef, 0.25, output="log_odds", backend=compiled_backend_name)
+    np.testing.assert_array_equal(z, [1000 * 1 + 2 - 3000 + 0.25, 0.25, 10.25, 400.25])
+
+
+@pytest.mark.parametrize("fmt", ["csc", "coo", "csr_matrix", "csr_array"])
+def test_other_sparse_formats(compiled_backend_name, fmt, rng):
+    X = random_csr(rng, 30, 12, 0.3, np.float64, np.int32)
+    X = {"csc": sp.csc_array(X), "coo": sp.coo_array(X), "csr_matrix": sp.csr_matrix(X), "csr_array": X}[fmt]
+    check_against_reference(compiled_backend_name, X, rng.standard_normal(12), 0.1, "odds")
+
+
+# ---------------------------------------------------------------------------- hypothesis
+
+finite64 = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False, allow_subnormal=True)
+coef_values = st.one_of(st.floats(-1e3, 1e3, allow_nan=False), st.sampled_from([0.0, 1e-300, -1e-300, 1e150, -1e150]))
+
+
+@st.composite
+def dense_problem(draw):
+    n = draw(st.integers(0, 12))
+    d = draw(st.integers(1, 19))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    X = draw(hnp.arrays(dtype, (n, d), elements=finite64.map(dtype)))
+    layout = draw(st.sampled_from(["C", "F", "strided", "bigendian"]))
+    if layout == "F":
+        X = np.asfortranarray(X)
+    elif layout == "strided":
+        X = np.repeat(np.repeat(X, 2, axis=0), 2, axis=1)[::2, ::2]
+    elif layout == "bigendian":
+        X = X.astype(X.dtype.newbyteorder(">"))
+    coef = draw(hnp.arrays(np.float64, d, elements=coef_values))
+    intercept = draw(st.one_of(st.floats(-1e4, 1e4, allow_nan=False), st.sampled_from([709.79, -746.0, 0.0])))
+    return X, coef, intercept
+
+
+@HYP
+@given(problem=dense_problem(), output=st.sampled_from(OUTPUTS))
+def test_dense_hypothesis(compiled_backend_name, problem, output):
+    X, coef, intercept = problem
+    X_before = X.copy()
+    check_against_reference(compiled_backend_name, X, coef, intercept, output)
+    np.testing.assert_array_equal(X, X_before)
+
+
+@st.composite
+def csr_problem(draw):
+    n = draw(st.integers(0, 10))
+    d = draw(st.integers(1, 30))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    index_dtype = draw(st.sampled_from([np.int32, np.int64]))
+    counts = draw(st.lists(st.integers(0, d), min_size=n, max_size=n))
+    indices = [draw(st.lists(st.integers(0, d - 1), min_size=c, max_size=c, unique=True)) for c in counts]
+    nnz = sum(counts)
+    data = draw(hnp.arrays(dtype, nnz, elements=finite64.map(dtype)))
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(index_dtype)
+    flat = np.array([j for row in indices for j in row], dtype=index_dtype)
+    X = sp.csr_array((data, flat, indptr), shape=(n, d))
+    coef = draw(hnp.arrays(np.float64, d, elements=coef_values))
+    intercept = draw(st.floats(-800, 800, allow_nan=False))
+    return X, coef, intercept
+
+
+@HYP
+@given(problem=csr_problem(), output=st.sampled_from(OUTPUTS))
+def test_csr_hypothesis(compiled_backend_name, problem, output):
+    X, coef, intercept = problem
+    data_before, ind_before, ptr_before = X.data.copy(), X.indices.copy(), X.indptr.copy()
+    check_against_reference(compiled_backend_name, X, coef, intercept, output)
+    np.testing.assert_array_equal(X.data, data_before)
+    np.testing.assert_array_equal(X.indices, ind_before)
+    np.testing.assert_array_equal(X.indptr, ptr_before)
+
+
+# ------------------------------------------------------- specified values, no FP warnings
+
+def _z_column(z):
+    """Features that make the log-odds exactly z (x * 1.0 + 0.0 is exact)."""
+    return np.asarray(z, dtype=np.float64)[:, None], np.array([1.0]), 0.0
+
+
+THRESHOLDS = np.array([-1e4, -1000.0, -746.0, -745.14, -745.13, -745.0, -709.0, -100.0, -36.0, -1.0,
+                       -1e-300, 0.0, 1e-300, 1.0, 36.0, 88.7, 88.8, 700.0, 709.78, 709.782712893384,
+                       709.7828, 710.0, 1000.0, 1e4, 1e300, -1e300])
+
+
+def test_specified_values_and_no_floating_point_warning(backend_name):
+    X, coef, b = _z_column(THRESHOLDS)
+    in32 = (np.abs(THRESHOLDS) < 1e38) & ((np.abs(THRESHOLDS) > 1e-30) | (THRESHOLDS == 0))  # float32-exact
+    with np.errstate(all="raise"):
+        z = score(X, coef, b, output="log_odds", backend=backend_name)
+        odds = score(X, coef, b, output="odds", backend=backend_name)
+        proba = score(X, coef, b, output="proba", backend=backend_name)
+        X32 = X[in32].astype(np.float32)
+        odds32 = score(X32, coef, b, output="odds", backend=backend_name)
+        proba32 = score(X32, coef, b, output="proba", backend=backend_name)
+        log_odds32 = score(X32, coef, b, output="log_odds", backend=backend_name)
+    np.testing.assert_array_equal(z, THRESHOLDS)
+    assert odds.dtype == np.float64 and odds32.dtype == np.float64  # odds are float64 whatever X
+    # exactly 0.0 for z < -745.13 (z <= -746 in particular), +inf for z > 709.78, finite between
+    np.testing.assert_array_equal(odds[THRESHOLDS < EXP_UNDERFLOW_Z], 0.0)
+    assert np.all(np.isposinf(odds[THRESHOLDS > EXP_OVERFLOW_Z]))
+    mid = (THRESHOLDS >= EXP_UNDERFLOW_Z) & (THRESHOLDS <= EXP_OVERFLOW_Z)
+    assert np.all(np.isfinite(odds[mid])) and np.all(odds[mid] > 0)
+    np.testing.assert_allclose(odds[mid], np.exp(THRESHOLDS[mid]), rtol=4e-16)
+    assert odds[THRESHOLDS == 709.782712893384][0] == np.exp(709.782712893384)  # largest finite
+    # probability: in [0, 1], exactly 0/1 far out, symmetric
+    assert np.all((proba >= 0) & (proba <= 1))
+    assert proba[0] == 0.0 and proba[-3] == 1.0 and proba[THRESHOLDS == 0.0][0] == 0.5
+    np.testing.assert_allclose(proba, sigmoid(THRESHOLDS), rtol=4e-16, atol=0)
+    z32 = THRESHOLDS[in32].astype(np.float32).astype(np.float64)  # what the float32 features hold
+    np.testing.assert_allclose(odds32, safe_exp(z32), rtol=4.5e-16, atol=0)  # libm vs numpy exp: 1 ulp
+    np.testing.assert_array_equal(log_odds32, THRESHOLDS[in32].astype(np.float32))
+    with np.errstate(under="ignore"):
+        np.testing.assert_array_equal(proba32, proba[in32].astype(np.float32))
+
+
+def test_math_spec_never_overflows():
+    """The numpy specification: sigma and softplus are finite and correct for every finite z."""
+    z = np.array([-np.finfo(float).max, -1e300, -1e4, -800.0, -745.2, -40.0, -1.0, -1e-320, 0.0,
+                  1e-320, 1.0, 40.0, 745.2, 800.0, 1e4, 1e300, np.finfo(float).max])
+    with np.errstate(all="raise"):
+        s, sp_, e = sigmoid(z), softplus(z), safe_exp(z)
+    assert np.all((s >= 0) & (s <= 1)) and np.all(np.isfinite(sp_)) and np.all(sp_ >= 0)
+    np.testing.assert_array_equal(s[[0, 1, 2]], 0.0)
+    np.testing.assert_array_equal(s[[-1, -2, -3]], 1.0)
+    np.testing.assert_array_equal(sp_[z > 40], z[z > 40])  # softplus(z) = z to double precision
+    np.testing.assert_allclose(sp_[np.abs(z) <= 40], np.log1p(np.exp(z[np.abs(z) <= 40])), rtol=1e-15)
+    np.testing.assert_array_equal(e[z < EXP_UNDERFLOW_Z], 0.0)
+    assert np.all(np.isposinf(e[z > EXP_OVERFLOW_Z]))
+    assert np.isnan(safe_exp(np.nan)) and np.isnan(sigmoid(np.array([np.nan]))[0])
+
+
+def test_extreme_coefficients_no_warning(compiled_backend_name, rng):
+    """|z| up to ~1e4 and beyond, huge and tiny coefficients: agree with the reference, no FP flag."""
+    X = rng.standard_normal((200, 9))
+    for coef_scale in (1e-300, 1e-30, 1.0, 1e3, 1e150):
+        coef = rng.standard_normal(9) * coef_scale
+        for output in OUTPUTS:
+            with np.errstate(all="raise"):
+                check_against_reference(compiled_backend_name, X, coef, 0.0, output)
+                check_against_reference(compiled_backend_name, X.astype(np.float32), coef, 0.0, output)
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_nan_features_score_nan(compiled_backend_name, output):
+    X = np.array([[1.0, np.nan], [0.5, 0.25]], dtype=np.float32)
+    got = score(X, [1.0, 2.0], 0.0, output=output, backend=compiled_backend_name)
+    assert np.isnan(got[0]) and np.isfinite(got[1])
+    Xs = sp.csr_array(np.array([[np.nan, 0.0], [0.0, 1.0]]))
+    got = score(Xs, [1.0, 2.0], 0.0, output=output, backend=compiled_backend_name)
+    assert np.isnan(got[0]) and np.isfinite(got[1])
+
+
+# -------------------------------------------------------------- float32 accuracy (stated)
+
+def test_float32_log_odds_bound(compiled_backend_name, rng):
+    """Stated bound: the log-odds of float32 features are within
+        2^-23 * (|b| + sum_j |w_j x_j|)   (~1.2e-7, well inside the 1e-5 asked for)
+    of the float64 reference on the float64 features they were rounded from: 2^-24 from rounding
+    each x_j to float32 (|w_j (x_j - fl(x_j))| <= 2^-24 |w_j x_j|), at most 2^-24 |z| from rounding
+    the float64 sum to the float32 output, and ~1e-15 from the float64 accumulation."""
+    bound = 2.0 ** -23
+    worst = 0.0
+    for n, d in ((1000, 64), (500, 1), (300, 257)):
+        X64 = rng.standard_normal((n, d)) * rng.lognormal(0, 2, size=d)
+        coef = rng.standard_normal(d) * rng.lognormal(0, 2, size=d)
+        b = float(rng.standard_normal() * 10)
+        z64 = X64 @ coef + b
+        scale = np.abs(X64) @ np.abs(coef) + abs(b)
+        got = score(X64.astype(np.float32), coef, b, output="log_odds", backend=compiled_backend_name)
+        assert got.dtype == np.float32
+        err = np.abs(got.astype(np.float64) - z64) / scale
+        worst = max(worst, float(err.max()))
+        assert np.all(err <= bound), err.max()
+        # float32 features, float64 result: only the input rounding remains
+        got64 = score(X64.astype(np.float32), coef, b, output="log_odds", dtype=np.float64, backend=compiled_backend_name)
+        assert np.all(np.abs(got64 - z64) <= 2.0 ** -24 * scale * (1 + 1e-9))
+    assert worst > 0  # the float32 rounding is real: this test can see an error
+
+
+# ----------------------------------------------------------------- threads and out=
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_threads_bitwise_identical(compiled_backend_name, output, rng):
+    # big enough that the kernels really go parallel (> 2^15 multiply-adds)
+    Xd = rng.standard_normal((6001, 33)).astype(np.float32)
+    Xs = random_csr(rng, 6001, 5000, 0.004, np.float64, np.int64)
+    coef_d, coef_s = rng.standard_normal(33), rng.standard_normal(5000)
+    for X, coef in ((Xd, coef_d), (Xs, coef_s), (Xd.astype(np.float64), coef_d)):
+        one = score(X, coef, 0.3, output=output, n_threads=1, backend=compiled_backend_name)
+        two = score(X, coef, 0.3, output=output, n_threads=2, backend=compiled_backend_name)
+        three = score(X, coef, 0.3, output=output, n_threads=3, backend=compiled_backend_name)
+        np.testing.assert_array_equal(one.view(np.uint8), two.view(np.uint8))
+        np.testing.assert_array_equal(one.view(np.uint8), three.view(np.uint8))
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_out_filled_in_place_and_nothing_else_modified(compiled_backend_name, out_dtype, sparse, rng):
+    X = random_csr(rng, 50, 8, 0.4, np.float32, np.int32) if sparse else rng.standard_normal((50, 8))
+    coef = rng.standard_normal(8)
+    X_copy = X.copy()
+    coef_copy = coef.copy()
+    out = np.full(50, -12345.0, dtype=out_dtype)
+    res = score(X, coef, 0.5, output="proba", out=out, backend=compiled_backend_name)
+    assert res is out
+    assert not np.any(out == -12345.0)
+    z, scale = reference_z_and_scale(X, coef, 0.5)
+    assert_scores(out, z, scale, "proba", out_dtype)
+    np.testing.assert_array_equal(coef, coef_copy)
+    if sparse:
+        np.testing.assert_array_equal(X.toarray(), X_copy.toarray())
+    else:
+        np.testing.assert_array_equal(X, X_copy)
+    # a larger buffer's slice: only the slice is written
+    big = np.zeros(60, dtype=out_dtype)
+    score(X, coef, 0.5, output="proba", out=big[5:55], backend=compiled_backend_name)
+    np.testing.assert_array_equal(big[5:55], out)
+    assert np.all(big[:5] == 0) and np.all(big[55:] == 0)
+
+
+# ----------------------------------------------------------------------------- dtype rule
+
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_dtype_rule(backend):
+    X32 = np.ones((3, 2), dtype=np.float32)
+    assert score(X32, [1, 2], output="log_odds", backend=backend).dtype == np.float32
+    assert score(X32, [1, 2], output="proba", backend=backend).dtype == np.float32
+    assert score(X32, [1, 2], output="odds", backend=backend).dtype == np.float64
+    assert score(X32.astype(np.float64), [1, 2], output="log_odds", backend=backend).dtype == np.float64
+    assert score(np.ones((3, 2), dtype=np.int64), [1, 2], output="log_odds", backend=backend).dtype == np.float64
+    assert score(np.ones((3, 2), dtype=np.float16), [1, 2], output="log_odds", backend=backend).dtype == np.float32
+    assert score(X32, [1, 2], output="odds", dtype=np.float32, backend=backend).dtype == np.float32
+    assert score(X32, [1, 2], output="log_odds", dtype="float64", backend=backend).dtype == np.float64
+    assert score(sp.csr_array(X32), [1, 2], output="proba", backend=backend).dtype == np.float32
+    np.testing.assert_array_equal(score(X32, [1, 2], output="log_odds", backend=backend), 3.0)
+
+
+def test_default_backend_is_compiled():
+    """``score`` without ``backend=`` runs compiled code when it is built (no silent fallback)."""
+    from fastwlr._config import get_backend
+    assert get_backend().name in fastwlr.available_backends()
+    if "cython" in fastwlr.available_backends():
+        assert get_backend().name == "cython"
+
+
+def test_list_input_and_sklearn_coef_shape(compiled_backend_name):
+    got = score([[1.0, 2.0], [3.0, 4.0]], np.array([[0.5, -0.25]]), 1.0, output="log_odds",
+                backend=compiled_backend_name)
+    np.testing.assert_array_equal(got, [1.0, 1.5])
