@@ -33,7 +33,9 @@ def resolve_n_threads(n_threads):
         raise ValueError("n_threads must be >= 1, or negative to count back from all cores (-1 = all); got 0")
     if n_threads < 0:
         return max(1, n_cpu + 1 + n_threads)
-    return n_threads
+    # Capped: OpenMP segfaults creating ~1e5 threads (each needs a stack), and beyond a few per core
+    # threads only oversubscribe. Results do not depend on n_threads, so the cap changes only speed.
+    return min(n_threads, max(64, 4 * n_cpu))
 
 
 def _load(name):
