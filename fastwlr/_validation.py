@@ -108,7 +108,10 @@ def _check_csr(X, *, n_features, allow_nan, allow_empty, name):
     indptr = np.asarray(X.indptr)
     indices = np.asarray(X.indices)
     data = np.asarray(X.data)
-    if indptr.ndim != 1 or indptr.shape[0] != n_rows + 1:
+    if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
+        raise ValueError(f"{name}: malformed CSR, data/indices/indptr must be 1-D, got shapes "
+                         f"{data.shape}/{indices.shape}/{indptr.shape}")
+    if indptr.shape[0] != n_rows + 1:
         raise ValueError(f"{name}: malformed CSR, indptr has length {indptr.shape[0]}, expected n_rows + 1 = {n_rows + 1}")
     if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
         raise TypeError(f"{name}: CSR indices/indptr must be integers, got {indices.dtype}/{indptr.dtype}")

@@ -1,0 +1,261 @@
+"""Bad input gets a clear ValueError/TypeError naming the problem, before any kernel runs; odd but
+valid input (big-endian, strided, Fortran, other sparse formats) is accepted; nothing is mutated."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastwlr import score
+from fastwlr import _validation as v
+from fastwlr._config import resolve_n_threads
+
+X = np.arange(6, dtype=np.float64).reshape(3, 2) / 7
+COEF = np.array([0.5, -1.5])
+
+
+def _readonly(shape, dtype=np.float64):
+    a = np.empty(shape, dtype=dtype)
+    a.setflags(write=False)
+    return a
+
+
+# ------------------------------------------------------------------------------ dense / args
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(X=np.ones(3)), ValueError, r"X must be 2-D"),
+    (dict(X=np.ones((2, 2, 2))), ValueError, r"X must be 2-D"),
+    (dict(X=None), TypeError, r"X must be a 2-D numpy array"),
+    (dict(X={"a": 1}), TypeError, r"X must be a 2-D numpy array"),
+    (dict(X=np.array([["a", "b"]])), TypeError, r"X must hold real numbers"),
+    (dict(X=X.astype(complex)), TypeError, r"X must hold real numbers"),
+    (dict(X=X.astype(object)), TypeError, r"X must"),
+    (dict(X=np.array([[np.inf, 1.0]])), ValueError, r"X contains inf"),
+    (dict(X=np.array([[1.0, -np.inf]], dtype=np.float32)), ValueError, r"X contains inf"),
+    (dict(coef=np.ones(3)), ValueError, r"coef has 3 entries, but X has 2 features"),
+    (dict(coef=np.ones((2, 2))), ValueError, r"coef must be 1-D"),
+    (dict(coef=1.0), ValueError, r"coef must be 1-D"),
+    (dict(coef=[np.nan, 1.0]), ValueError, r"coef contains NaN or inf"),
+    (dict(coef=[1.0, np.inf]), ValueError, r"coef contains NaN or inf \(first at index 1\)"),
+    (dict(coef=["a", "b"]), TypeError, r"coef must hold real numbers"),
+    (dict(coef=np.ones(2, dtype=complex)), TypeError, r"coef must hold real numbers"),
+    (dict(coef=None), TypeError, r"coef must hold real numbers"),
+    (dict(intercept=np.nan), ValueError, r"intercept must be finite"),
+    (dict(intercept=-np.inf), ValueError, r"intercept must be finite"),
+    (dict(intercept="1"), TypeError, r"intercept must be a real number"),
+    (dict(intercept=np.ones(2)), TypeError, r"intercept must be a real number"),
+    (dict(intercept=True), TypeError, r"intercept must be a real number"),
+    (dict(output="prob"), ValueError, r"output must be one of"),
+    (dict(output=None), ValueError, r"output must be one of"),
+    (dict(n_threads=0), ValueError, r"n_threads must be >= 1"),
+    (dict(n_threads=1.5), TypeError, r"n_threads must be an int"),
+    (dict(n_threads="2"), TypeError, r"n_threads must be an int"),
+    (dict(n_threads=True), TypeError, r"n_threads must be an int"),
+    (dict(out=np.empty(4)), ValueError, r"out must have shape \(3,\)"),
+    (dict(out=np.empty((3, 1))), ValueError, r"out must have shape \(3,\)"),
+    (dict(out=np.empty(3, dtype=np.int64)), TypeError, r"out must be a float32 or float64"),
+    (dict(out=np.empty(3, dtype=np.float16)), TypeError, r"out must be a float32 or float64"),
+    (dict(out=[0.0, 0.0, 0.0]), TypeError, r"out must be a float32 or float64 numpy array"),
+    (dict(out=np.empty(6)[::2]), ValueError, r"out must be a writable, C-contiguous"),
+    (dict(out=_readonly(3)), ValueError, r"out must be a writable"),
+    (dict(out=np.empty(3, dtype=">f8")), TypeError, r"out must be"),
+    (dict(out=np.empty(3), dtype=np.float32), TypeError, r"conflicts with out.dtype"),
+    (dict(dtype=np.int32), TypeError, r"dtype must be float32 or float64"),
+    (dict(dtype=np.float16), TypeError, r"dtype must be float32 or float64"),
+    (dict(backend="gpu"), ValueError, r"backend must be 'auto' or one of"),
+    (dict(backend=3), TypeError, r"backend must be a string"),
+])
+def test_bad_dense_arguments(kwargs, exc, match):
+    args = dict(X=X, coef=COEF, intercept=0.0)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        score(args.pop("X"), args.pop("coef"), args.pop("intercept"), **args)
+
+
+def test_bad_input_for_every_backend(backend_name):
+    """The checks run before dispatch: the same error whatever the backend."""
+    with pytest.raises(ValueError, match="coef contains NaN"):
+        score(X, [np.nan, 0.0], backend=backend_name)
+    bad = sp.csr_array(X)
+    bad.indices = bad.indices.copy()
+    bad.indices[0] = 2
+    with pytest.raises(ValueError, match="column index 2 is outside"):
+        score(bad, COEF, backend=backend_name)
+
+
+def test_n_threads_is_capped_not_crashing():
+    """OpenMP segfaulted when asked for 100000 threads; results do not depend on n_threads."""
+    assert resolve_n_threads(10**6) <= max(64, 4 * (__import__("os").cpu_count() or 1))
+    assert resolve_n_threads(1) == 1 and resolve_n_threads(2) == 2
+    assert resolve_n_threads(-1) >= 1 and resolve_n_threads(-10**6) == 1
+    big = np.ones((100_000, 4))
+    np.testing.assert_array_equal(score(big, np.ones(4), n_threads=10**5), score(big, np.ones(4), n_threads=1))
+
+
+# ------------------------------------------------------------------------------------ CSR
+
+def _csr(cls, index_dtype, **attrs):
+    """A valid 2 x 3 CSR matrix/array, then attributes replaced behind scipy's back (scipy would
+    refuse to build these; a user can still hand them over)."""
+    M = cls(np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]]))
+    M.indices = M.indices.astype(index_dtype)
+    M.indptr = M.indptr.astype(index_dtype)
+    for name, value in attrs.items():
+        setattr(M, name, np.asarray(value, dtype=None if name == "data" else index_dtype))
+    return M
+
+
+BAD_CSR = [
+    (dict(indices=[0, 3, 2]), ValueError, r"column index 3 is outside \[0, 3\)"),
+    (dict(indices=[0, 2, 10**6]), ValueError, r"column index 1000000 is outside"),
+    (dict(indices=[0, -1, 2]), ValueError, r"column index -1 is outside"),
+    (dict(indptr=[0, 2, 1]), ValueError, r"indptr decreases at row 1"),
+    (dict(indptr=[0, -1, 3]), ValueError, r"indptr decreases at row 0"),
+    (dict(indptr=[1, 2, 3]), ValueError, r"indptr\[0\] = 1, expected 0"),
+    (dict(indptr=[0, 2, 5]), ValueError, r"indptr\[-1\] = 5 but there are only 3 stored entries"),
+    (dict(indptr=[0, 2]), ValueError, r"indptr has length 2, expected n_rows \+ 1 = 3"),
+    (dict(indptr=[0, 1, 2, 3]), ValueError, r"indptr has length 4"),
+    (dict(indices=[[0, 2, 2]]), ValueError, r"must be 1-D"),
+    (dict(data=[1.0, 2.0]), ValueError, r"only 2 stored entries"),
+    (dict(data=[1.0, np.inf, 3.0]), ValueError, r"X contains inf"),
+    (dict(data=np.array([1, 2, 3], dtype=complex)), TypeError, r"X must hold real numbers"),
+]
+
+
+@pytest.mark.parametrize("cls", [sp.csr_array, sp.csr_matrix])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("attrs, exc, match", BAD_CSR)
+def test_bad_csr(cls, index_dtype, attrs, exc, match):
+    M = _csr(cls, index_dtype, **attrs)
+    snapshot = [np.array(a, copy=True) for a in (M.data, M.indices, M.indptr)]
+    with pytest.raises(exc, match=match):
+        score(M, np.ones(3))
+    for before, after in zip(snapshot, (M.data, M.indices, M.indptr)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_bad_csr_index_dtype():
+    M = _csr(sp.csr_array, np.int32)
+    M.indices = M.indices.astype(np.float64)
+    with pytest.raises(TypeError, match="indices/indptr must be integers"):
+        score(M, np.ones(3))
+
+
+def test_bad_sparse_shape():
+    with pytest.raises(ValueError, match="must be 2-D"):
+        score(sp.coo_array(np.ones(3)), np.ones(3))
+    with pytest.raises(ValueError, match="coef has 4 entries, but X has 3 features"):
+        score(sp.csr_array(np.ones((2, 3))), np.ones(4))
+
+
+# ---------------------------------------------------------------------- accepted as valid
+
+@pytest.mark.parametrize("make", [
+    lambda a: a.astype(">f8"),
+    lambda a: a.astype(">f4"),
+    lambda a: np.asfortranarray(a),
+    lambda a: np.repeat(a, 3, axis=1)[:, ::3],
+    lambda a: np.vstack([a, a])[::2],
+    lambda a: a.tolist(),
+    lambda a: (a * 7).astype(np.int64),
+    lambda a: (a * 7).astype(np.uint8),
+    lambda a: a > 0.3,
+    lambda a: a.astype(np.float16),
+], ids=["big-endian-f8", "big-endian-f4", "fortran", "strided-cols", "strided-rows", "list", "int64",
+        "uint8", "bool", "float16"])
+def test_accepted_dense_layouts(make):
+    Xin = make(X)
+    expected = np.asarray(Xin, dtype=np.float64) @ COEF + 0.25
+    got = score(Xin, COEF, 0.25, output="log_odds", dtype=np.float64)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    # a big-endian / strided input is never modified in place (a native copy is made)
+    np.testing.assert_array_equal(np.asarray(Xin, dtype=np.float64), np.asarray(make(X), dtype=np.float64))
+
+
+@pytest.mark.parametrize("make", [
+    lambda M: sp.csr_array((M.data.astype(">f8"), M.indices, M.indptr), shape=M.shape),
+    lambda M: sp.csr_array((M.data, M.indices.astype(np.uint64), M.indptr.astype(np.uint64)), shape=M.shape),
+    lambda M: sp.csr_array((M.data, M.indices.astype(np.int32), M.indptr.astype(np.int64)), shape=M.shape),
+    lambda M: sp.csr_array((np.append(M.data, 99.0), np.append(M.indices, 0), M.indptr), shape=M.shape),
+    lambda M: sp.csc_array(M), lambda M: sp.coo_array(M), lambda M: sp.csr_matrix(M),
+    lambda M: sp.coo_matrix(M), lambda M: sp.bsr_array(M), lambda M: sp.dia_array(M),
+    lambda M: sp.csr_array((M.data.astype(np.int64), M.indices, M.indptr), shape=M.shape),
+], ids=["big-endian-data", "uint64-indices", "mixed-index-dtypes", "extra-stored-entries", "csc", "coo",
+        "csr_matrix", "coo_matrix", "bsr", "dia", "int-data"])
+def test_accepted_sparse_inputs(make):
+    M = sp.csr_array(np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0], [0.0, 0.0, 0.0]]))
+    Min = make(M)
+    got = score(Min, [1.0, 10.0, 100.0], 0.5, output="log_odds")
+    np.testing.assert_array_equal(got, [201.5, 300.5, 0.5])
+
+
+def test_zero_rows_and_zero_features():
+    for Xin in (np.empty((0, 3)), sp.csr_array((0, 3))):
+        got = score(Xin, np.ones(3))
+        assert got.shape == (0,) and got.dtype == np.float64
+    # zero features: the intercept alone (an empty sum is 0)
+    for Xin in (np.empty((4, 0)), sp.csr_array((4, 0))):
+        np.testing.assert_array_equal(score(Xin, np.ones(0), 2.0, output="log_odds"), 2.0)
+
+
+def test_inputs_are_never_mutated(rng):
+    Xin = rng.standard_normal((40, 5))
+    Xs = sp.csr_array(Xin * (rng.random((40, 5)) < 0.5))
+    coef = rng.standard_normal(5)
+    saved = [a.copy() for a in (Xin, Xs.data, Xs.indices, Xs.indptr, coef)]
+    for output in ("log_odds", "odds", "proba"):
+        for dtype in (np.float32, np.float64):
+            score(Xin, coef, 1.0, output=output, dtype=dtype)
+            score(Xs, coef, 1.0, output=output, dtype=dtype)
+    for before, after in zip(saved, (Xin, Xs.data, Xs.indices, Xs.indptr, coef)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_features_view_no_copy_when_already_valid():
+    Xin = np.ones((5, 3), dtype=np.float32)
+    assert np.shares_memory(v.check_features(Xin).X, Xin)
+    F = np.asfortranarray(Xin)
+    C = v.check_features(F).X
+    assert C.flags.c_contiguous and not np.shares_memory(C, F)  # a C-ordered copy, F untouched
+
+
+# ---------------------------------------------------------------- the other check_* helpers
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: v.check_offsets([0, 2, 1, 3], 3), ValueError, r"non-decreasing; offsets\[2\] = 1 < offsets\[1\] = 2"),
+    (lambda: v.check_offsets([1, 3], 3), ValueError, r"start at 0 and end at n = 3"),
+    (lambda: v.check_offsets([0, 2], 3), ValueError, r"start at 0 and end at n = 3"),
+    (lambda: v.check_offsets([0.0, 3.0], 3), TypeError, r"offsets must be integers"),
+    (lambda: v.check_offsets(np.zeros((2, 2), dtype=int), 3), ValueError, r"offsets must be 1-D"),
+    (lambda: v.check_offsets(np.array([], dtype=np.int64), 0), ValueError, r"at least one entry"),
+    (lambda: v.check_k(0), ValueError, r"k must be >= 1"),
+    (lambda: v.check_k(1.5), TypeError, r"k must be an integer"),
+    (lambda: v.check_k(True), TypeError, r"k must be an integer"),
+    (lambda: v.check_sample_weight([1.0, -1.0], 2), ValueError, r"sample_weight must be >= 0"),
+    (lambda: v.check_sample_weight([1.0, np.nan], 2), ValueError, r"sample_weight contains NaN"),
+    (lambda: v.check_sample_weight([1.0], 2), ValueError, r"sample_weight must have shape \(2,\)"),
+    (lambda: v.check_sample_weight(["a", "b"], 2), TypeError, r"sample_weight must hold real numbers"),
+    (lambda: v.check_binary_y([0, 2], 2), ValueError, r"y must be 0/1 labels, found 2"),
+    (lambda: v.check_binary_y([0, 0.5], 2), ValueError, r"y must be 0/1 labels"),
+    (lambda: v.check_binary_y([0, np.nan], 2), ValueError, r"y contains NaN"),
+    (lambda: v.check_scalar(np.inf, "l2"), ValueError, r"l2 must be finite"),
+    (lambda: v.check_scalar(-1.0, "l2", low=0), ValueError, r"l2 must be >= 0"),
+    (lambda: v.check_scalar(0.0, "eta", low=0, low_inclusive=False), ValueError, r"eta must be > 0"),
+    (lambda: v.check_scalar(5, "k", high=3, integer=True), ValueError, r"k must be <= 3"),
+    (lambda: v.check_features(np.ones((3, 2)), n_features=4), ValueError, r"X has 2 features, but the coefficients have 4"),
+    (lambda: v.check_features(np.ones((0, 2)), allow_empty=False), ValueError, r"X has 0 rows"),
+    (lambda: v.check_features(np.array([[np.nan, 1.0]])), ValueError, r"X contains NaN or inf \(first at index \(0, 0\)\)"),
+    (lambda: v.check_features(sp.csr_array(np.array([[np.nan, 1.0]]))), ValueError, r"X contains NaN or inf"),
+])
+def test_check_helpers(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_check_helpers_accept_and_normalise():
+    np.testing.assert_array_equal(v.check_offsets(None, 4), [0, 4])
+    assert v.check_offsets(np.array([0, 0, 4], dtype=np.uint32), 4).dtype == np.int64
+    np.testing.assert_array_equal(v.check_sample_weight(None, 3), np.ones(3))
+    np.testing.assert_array_equal(v.check_binary_y(np.array([True, False]), 2), [1.0, 0.0])
+    assert v.check_k(np.int64(3)) == 3
+    assert v.check_scalar(np.array([2.5]), "x") == 2.5
+    coef, b = v.check_coef(np.array([[1, 2]], dtype=np.int8), np.float32(0.5))
+    assert coef.dtype == np.float64 and coef.flags.c_contiguous and b == 0.5 and isinstance(b, float)
