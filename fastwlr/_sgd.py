@@ -70,12 +70,12 @@ OPTIMIZERS = {"sgd": 0, "adagrad": 1, "ftrl": 2}
 SCHEDULES = {"auto": 0, "constant": 1, "invscaling": 2}
 
 # scalars layout in SGDState.scalars (one float64 vector so compiled kernels can mutate it)
-S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG = range(8)
-N_SCALARS = 8
+S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM = range(9)
+N_SCALARS = 9
 
 # Defaults that need no tuning on standardised features with mean-normalised weights
 # (chosen on the generator of DESIGN.md section 2 and on freMTPL2; see tests/test_sgd.py).
-DEFAULT_ETA0 = {"sgd": 1.0, "adagrad": 0.5, "ftrl": 0.5}  # sgd: times 1 / mean ||x||^2
+DEFAULT_ETA0 = {"sgd": 3.0, "adagrad": 0.05, "ftrl": 0.05}  # sgd: see _resolve
 FTRL_BETA = 1.0
 
 
@@ -207,6 +207,16 @@ class SGDState:
                    last=np.zeros(d) if needs_last else e, avg=np.zeros(d) if average else e,
                    scalars=scalars, optimizer=optimizer, average=bool(average))
 
+    def restart_average(self):
+        """Forget the running average (between epochs, when every coordinate is up to date)."""
+        if self.average:
+            self.avg[:] = 0.0
+            if self.optimizer == "sgd":  # last holds averaging-clock marks
+                self.last[:] = 0.0
+                self.scalars[S_AVG_CLOCK] = 0.0
+            self.scalars[S_AVG_B] = 0.0
+            self.scalars[S_N_AVG] = 0.0
+
     def copy(self):
         return replace(self, coef=self.coef.copy(), acc=self.acc.copy(), zacc=self.zacc.copy(),
                        last=self.last.copy(), avg=self.avg.copy(), scalars=self.scalars.copy())
@@ -287,7 +297,10 @@ def _resolve(params, features, w_norm_mean, n_rows_epoch):
     if params.eta0 == "auto":
         eta0 = DEFAULT_ETA0[opt]
         if opt == "sgd":
-            eta0 = eta0 / _mean_sq_norm(features, params.fit_intercept)
+            # first steps move z by about DEFAULT_ETA0: "auto" is normalised by the gradient norm,
+            # the fixed schedules are not
+            r2 = _mean_sq_norm(features, params.fit_intercept)
+            eta0 = eta0 / (math.sqrt(r2) if params.learning_rate == "auto" else r2)
     else:
         eta0 = float(params.eta0)
     if params.average is False or opt == "ftrl":
@@ -421,6 +434,10 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=20, tol=1e-4, n
         ep = replace(ep, avg_start=min(ep.avg_start, state.t))  # warm start: keep averaging going
 
     def run_epoch():
+        if params.average is True and state.t >= ep.avg_start:
+            # suffix averaging: the average of the last epoch's iterates (older ones carry the
+            # bias of large early steps)
+            state.restart_average()
         order = _epoch_order(rng, n, params, w_norm)
         if features.is_sparse:
             loss_sum, bad = be.sgd_epoch_csr(features.data, features.indices, features.indptr, y,

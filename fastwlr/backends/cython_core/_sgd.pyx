@@ -11,11 +11,12 @@ from libc.stdlib cimport malloc, free
 
 from fastwlr.backends.cython_core._math cimport feature_t, index_t, sigmoid, softplus, dot_dense, dot_csr
 from fastwlr._sgd import (S_ACC_B, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B,
-                          N_SCALARS)
+                          S_ACC_NORM, N_SCALARS)
 
 # codes: keep in step with fastwlr._sgd (OPTIMIZERS, WEIGHTINGS, SCHEDULES)
 cdef enum:
     SGD = 0
+    AUTO = 0
     ADAGRAD = 1
     FTRL = 2
     IWA = 1
@@ -30,12 +31,14 @@ cdef enum:
     I_AVG_B = 5
     I_CLOCK = 6
     I_NAVG = 7
+    I_ACC_NORM = 8
+    N_SC = 9
 
 cdef double RESCALE_BELOW = 1e-9   # the SGD weight scale is folded into coef below this
 cdef double ADA_EPS = 1e-12
 
-assert (S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, N_SCALARS) == \
-    (I_B, I_SCALE, I_T, I_ACC_B, I_Z_B, I_AVG_B, I_CLOCK, I_NAVG, 8), "scalars layout changed"
+assert (S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM, N_SCALARS) == \
+    (I_B, I_SCALE, I_T, I_ACC_B, I_Z_B, I_AVG_B, I_CLOCK, I_NAVG, I_ACC_NORM, N_SC), "scalars layout changed"
 
 
 cdef struct Params:
@@ -201,12 +204,18 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
         g = sigmoid(z) - label
         # 3. rates, 4. the scalar step G, 5. update
         if p.optimizer == SGD:
-            eta = eta_sgd(p, t)
-            if p.weighting == IWA:
-                x2 = 0.0
+            x2 = 0.0
+            if p.schedule == AUTO or p.weighting == IWA:
                 for q_i in range(nr):
                     x2 += <double>x[q_i] * <double>x[q_i]
-                k = eta * (x2 + (1.0 if p.fit_intercept else 0.0))
+                x2 += 1.0 if p.fit_intercept else 0.0
+            if p.schedule == AUTO:  # AdaGrad-Norm: one accumulator of squared gradient norms
+                sc[I_ACC_NORM] += (h * g * g if p.weighting == IWA else (h * g) * (h * g)) * x2
+                eta = p.eta0 / (sqrt(sc[I_ACC_NORM]) + ADA_EPS)
+            else:
+                eta = eta_sgd(p, t)
+            if p.weighting == IWA:
+                k = eta * x2
                 G = iwa_step(z, label, h, k)
             else:
                 G = h * g
@@ -250,7 +259,7 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
             sc[I_B] -= eta_b * G
         else:  # FTRL-Proximal
             if p.weighting == IWA:
-                q = h * g * g
+                q = h * g * g if p.weighting == IWA else (h * g) * (h * g)
                 k = 0.0
                 for q_i in range(nr):
                     j = colj(cols, q_i)
@@ -260,20 +269,22 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
                     k += p.alpha / (p.beta + sqrt(sc[I_ACC_B] + q))
                 G = iwa_step(z, label, h, k)
             else:
+                q = (h * g) * (h * g)
                 G = h * g
+            # n grows by q x_j^2 (= g_j^2 for "gradient"; h g^2 x_j^2, as in k above, for "iwa")
             for q_i in range(nr):
                 j = colj(cols, q_i)
+                x2 = <double>x[q_i] * <double>x[q_i]
                 gj = G * <double>x[q_i]
                 nj = st.acc[j]
-                sqn = sqrt(nj + gj * gj)
-                sigma = (sqn - sqrt(nj)) / p.alpha
+                sigma = (sqrt(nj + q * x2) - sqrt(nj)) / p.alpha
                 st.zacc[j] += gj - sigma * coef[j]
-                st.acc[j] = nj + gj * gj
+                st.acc[j] = nj + q * x2
             if p.fit_intercept:
                 nb = sc[I_ACC_B]
-                sigma = (sqrt(nb + G * G) - sqrt(nb)) / p.alpha
+                sigma = (sqrt(nb + q) - sqrt(nb)) / p.alpha
                 sc[I_Z_B] += G - sigma * sc[I_B]
-                sc[I_ACC_B] = nb + G * G
+                sc[I_ACC_B] = nb + q
         # 6. step counter and averaging
         sc[I_T] = t + 1
         if p.avg_on and t + 1 > p.avg_start:
@@ -332,7 +343,7 @@ cdef object _setup(object state, object params, Py_ssize_t d, State* st, Params*
     need_last = p.optimizer == ADAGRAD or (p.avg_on and p.optimizer == SGD)
     st.last = _ptr(state.last, d if need_last else state.last.shape[0], "last")
     st.avg = _ptr(state.avg, d if p.avg_on else state.avg.shape[0], "avg")
-    st.sc = _ptr(state.scalars, 8, "scalars")
+    st.sc = _ptr(state.scalars, N_SC, "scalars")
     # keep the arrays alive while we hold raw pointers
     return (state.coef, state.acc, state.zacc, state.last, state.avg, state.scalars)
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..._sgd import (S_ACC_B, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B,
+from ..._sgd import (S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B,
                      iwa_step)
 
 SGD, ADAGRAD, FTRL = 0, 1, 2
@@ -122,9 +122,14 @@ def _epoch(rows, y, sample_weight, order, st, p):
         g = _sigmoid(z) - label
         # 3. rates, 4. scalar step G
         if p.optimizer == SGD:
-            eta = _eta_sgd(p, t)
+            x2 = float(vals @ vals) + (1.0 if p.fit_intercept else 0.0)
+            if p.schedule == AUTO:  # AdaGrad-Norm: one accumulator of squared gradient norms
+                sc[S_ACC_NORM] += (h * g * g if p.weighting == IWA else (h * g) ** 2) * x2
+                eta = p.eta0 / (math.sqrt(sc[S_ACC_NORM]) + ADA_EPS)
+            else:
+                eta = _eta_sgd(p, t)
             if p.weighting == IWA:
-                k = eta * (float(vals @ vals) + (1.0 if p.fit_intercept else 0.0))
+                k = eta * x2
                 G = iwa_step(z, label, h, k)
             else:
                 G = h * g
@@ -160,7 +165,7 @@ def _epoch(rows, y, sample_weight, order, st, p):
             sc[S_INTERCEPT] -= eta_b * G
         else:  # FTRL
             if p.weighting == IWA:
-                q = h * g * g
+                q = h * g * g if p.weighting == IWA else (h * g) ** 2
                 k = 0.0
                 for j, v in zip(cols, vals):
                     k += p.ftrl_alpha / (p.ftrl_beta + math.sqrt(st.acc[j] + q * v * v)) * v * v
@@ -168,18 +173,20 @@ def _epoch(rows, y, sample_weight, order, st, p):
                     k += p.ftrl_alpha / (p.ftrl_beta + math.sqrt(sc[S_ACC_B] + q))
                 G = iwa_step(z, label, h, k)
             else:
+                q = (h * g) ** 2
                 G = h * g
+            # n grows by q x_j^2 (= g_j^2 for "gradient"; h g^2 x_j^2, as in k above, for "iwa")
             for j, v in zip(cols, vals):
                 gj = G * v
                 nj = st.acc[j]
-                sigma = (math.sqrt(nj + gj * gj) - math.sqrt(nj)) / p.ftrl_alpha
+                sigma = (math.sqrt(nj + q * v * v) - math.sqrt(nj)) / p.ftrl_alpha
                 st.zacc[j] += gj - sigma * st.coef[j]
-                st.acc[j] = nj + gj * gj
+                st.acc[j] = nj + q * v * v
             if p.fit_intercept:
                 nb = sc[S_ACC_B]
-                sigma = (math.sqrt(nb + G * G) - math.sqrt(nb)) / p.ftrl_alpha
+                sigma = (math.sqrt(nb + q) - math.sqrt(nb)) / p.ftrl_alpha
                 sc[S_Z_B] += G - sigma * sc[S_INTERCEPT]
-                sc[S_ACC_B] = nb + G * G
+                sc[S_ACC_B] = nb + q
         # 6. step counter and averaging
         sc[S_T] = t + 1
         if avg_on and t + 1 > p.avg_start:
