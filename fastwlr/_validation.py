@@ -55,15 +55,19 @@ def _float_dtype(dtype, name):
     raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
 
 
-def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, name="X"):
+def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, name="X", defer_inf_check=False):
     """Validate dense or sparse features; return a ``Features``.
 
     Dense input of another float layout (Fortran, strided, big-endian) is copied to C order; integer
     and bool input becomes float64. Sparse input of another format is converted to CSR.
     ``allow_nan``: scoring lets NaN features through (top-k reports the row); training does not.
+    ``defer_inf_check`` (with ``allow_nan``): skip the pass looking for inf; the caller promises to
+    call ``check_no_inf`` whenever a kernel saw a non-finite log-odds (an inf feature always makes
+    its row's z inf or NaN), which saves a full read of X when scoring.
     """
     if _is_sparse(X):
-        return _check_csr(X, n_features=n_features, allow_nan=allow_nan, allow_empty=allow_empty, name=name)
+        return _check_csr(X, n_features=n_features, allow_nan=allow_nan, allow_empty=allow_empty, name=name,
+                          defer_inf_check=defer_inf_check)
     if isinstance(X, np.ndarray) and X.dtype == object or not hasattr(X, "__array__") and not isinstance(X, (list, tuple)):
         raise TypeError(f"{name} must be a 2-D numpy array or a scipy sparse matrix, got {type(X).__name__}")
     arr = np.asarray(X)
@@ -79,7 +83,7 @@ def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, nam
         raise ValueError(f"{name} has 0 rows")
     if not allow_nan:
         _check_finite(arr, name)
-    elif np.isinf(arr).any():
+    elif not defer_inf_check and np.isinf(arr).any():
         raise ValueError(f"{name} contains inf; features must be finite (NaN rows are reported where scored)")
     return Features(arr.shape[0], arr.shape[1], arr.dtype, X=arr)
 
@@ -95,7 +99,7 @@ def _check_finite(arr, name):
         raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
-def _check_csr(X, *, n_features, allow_nan, allow_empty, name):
+def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=False):
     import scipy.sparse as sp
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got a sparse array of shape {X.shape}")
@@ -128,14 +132,15 @@ def _check_csr(X, *, n_features, allow_nan, allow_empty, name):
         raise ValueError(f"{name}: malformed CSR, indptr[-1] = {nnz} but there are only "
                          f"{min(indices.shape[0], data.shape[0])} stored entries")
     indices = np.ascontiguousarray(indices[:nnz], dtype=idx_dtype)
-    if nnz and (indices.min() < 0 or indices.max() >= n_cols):
+    # one pass instead of min() and max(): seen as unsigned, a negative index is huge
+    if nnz and indices.view(np.uint32 if idx_dtype == np.int32 else np.uint64).max() >= n_cols:
         bad = int(indices[(indices < 0) | (indices >= n_cols)][0])
         raise ValueError(f"{name}: malformed CSR, column index {bad} is outside [0, {n_cols})")
     dtype = _float_dtype(data.dtype, name)
     data = np.ascontiguousarray(data[:nnz], dtype=dtype.newbyteorder("="))
     if not allow_nan:
         _check_finite(data, name)
-    elif np.isinf(data).any():
+    elif not defer_inf_check and np.isinf(data).any():
         raise ValueError(f"{name} contains inf; features must be finite")
     return Features(n_rows, n_cols, data.dtype, data=data, indices=indices, indptr=indptr)
 
@@ -246,3 +251,10 @@ def check_offsets(offsets, n):
         g = int(np.argmax(arr[1:] < arr[:-1]))
         raise ValueError(f"offsets must be non-decreasing; offsets[{g + 1}] = {arr[g + 1]} < offsets[{g}] = {arr[g]}")
     return arr
+
+
+def check_no_inf(features, name="X"):
+    """The inf check that ``check_features(..., defer_inf_check=True)`` skipped (dense or CSR)."""
+    values = features.data if features.is_sparse else features.X
+    if np.isinf(values).any():
+        raise ValueError(f"{name} contains inf; features must be finite (NaN rows are reported where scored)")

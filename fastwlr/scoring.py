@@ -20,12 +20,17 @@ def result_dtype(feature_dtype, output, dtype=None):
     return np.dtype(np.float64) if output == "odds" else np.dtype(feature_dtype)
 
 
+def _run_kernel(features, coef, intercept, output, out, n_threads, backend):
+    """The backend's scoring kernel; returns its count of non-finite log-odds (None: not counted)."""
+    if features.is_sparse:
+        return backend.score_csr(features.data, features.indices, features.indptr, coef, intercept, output,
+                                 out, n_threads)
+    return backend.score_dense(features.X, coef, intercept, output, out, n_threads)
+
+
 def score_features(features, coef, intercept, output, out, n_threads, backend):
     """Score validated ``Features`` with a resolved backend module (internal: no checks)."""
-    if features.is_sparse:
-        backend.score_csr(features.data, features.indices, features.indptr, coef, intercept, output, out, n_threads)
-    else:
-        backend.score_dense(features.X, coef, intercept, output, out, n_threads)
+    _run_kernel(features, coef, intercept, output, out, n_threads, backend)
     return out
 
 
@@ -47,7 +52,8 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     n_threads : int, optional
         OpenMP threads (None or -1: all cores). Results do not depend on it.
     out : ndarray of shape (n_samples,), optional
-        Filled in place and returned; its dtype (float32 or float64) sets the result's dtype.
+        Filled in place and returned; its dtype (float32 or float64) sets the result's dtype. If X
+        holds inf, the ValueError may come after ``out`` was written (its content is then undefined).
     dtype : float32 or float64, optional
         Result dtype when ``out`` is not given; default: see ``result_dtype``.
     backend : {"auto", "cython", "numba", "reference"}, optional
@@ -57,7 +63,9 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     ndarray of shape (n_samples,)
     """
     output = v.check_output(output)
-    features = v.check_features(X, allow_nan=True)
+    # inf features are rejected, but looking for them is a second full read of X (as long as the
+    # scoring itself): the kernel counts non-finite log-odds instead, and only then do we look
+    features = v.check_features(X, allow_nan=True, defer_inf_check=True)
     coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
     if out is None:
         out = np.empty(features.n_rows, dtype=result_dtype(features.dtype, output, dtype))
@@ -67,4 +75,11 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
         if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
             raise TypeError(f"out must be a float32 or float64 numpy array, got {getattr(out, 'dtype', type(out).__name__)}")
         v.check_out(out, features.n_rows, out.dtype)
-    return score_features(features, coef, intercept, output, out, resolve_n_threads(n_threads), get_backend(backend))
+    backend = get_backend(backend)
+    counts = getattr(backend, "SCORE_COUNTS_NONFINITE", False)
+    if not counts:
+        v.check_no_inf(features)
+    n_nonfinite = _run_kernel(features, coef, intercept, output, out, resolve_n_threads(n_threads), backend)
+    if counts and n_nonfinite:  # NaN features or an overflowing sum also land here: look for inf
+        v.check_no_inf(features)
+    return out

@@ -259,3 +259,30 @@ def test_check_helpers_accept_and_normalise():
     assert v.check_scalar(np.array([2.5]), "x") == 2.5
     coef, b = v.check_coef(np.array([[1, 2]], dtype=np.int8), np.float32(0.5))
     assert coef.dtype == np.float64 and coef.flags.c_contiguous and b == 0.5 and isinstance(b, float)
+
+
+@pytest.mark.parametrize("coef", [np.array([0.5, -1.5]), np.zeros(2)], ids=["coef", "zero-coef"])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inf_features_rejected_on_every_backend(backend_name, coef, sparse, dtype):
+    """A compiled kernel may look for inf while scoring (an inf feature makes z inf, or NaN when its
+    coefficient is 0) instead of in a separate pass: the error must be the same on every backend,
+    also next to NaN rows (which are allowed and make the kernel report non-finite z)."""
+    Xin = np.array([[np.nan, 1.0], [0.5, 0.25], [2.0, -np.inf], [1.0, 1.0]], dtype=dtype)
+    if sparse:
+        Xin = sp.csr_array(Xin)
+    for output in ("log_odds", "odds", "proba"):
+        with pytest.raises(ValueError, match="X contains inf"):
+            score(Xin, coef, 0.0, output=output, backend=backend_name)
+        with pytest.raises(ValueError, match="X contains inf"):
+            score(Xin, coef, 0.0, output=output, backend=backend_name, out=np.empty(4))
+    # NaN alone is fine: that row scores NaN, the others are finite
+    ok = np.array([[np.nan, 1.0], [0.5, 0.25]], dtype=dtype)
+    got = score(sp.csr_array(ok) if sparse else ok, coef, 0.0, output="log_odds", backend=backend_name)
+    assert np.isnan(got[0]) and np.isfinite(got[1])
+    # a finite X whose sum overflows (z = inf) is not mistaken for an inf feature
+    big = np.array([[1e300, 1e300]])
+    with np.errstate(over="ignore"):  # the reference's matmul flags the (true) overflow of z
+            z = score(sp.csr_array(big) if sparse else big, [1e10, 1e10], 0.0, output="log_odds", dtype=np.float64,
+                  backend=backend_name)
+    assert np.isposinf(z[0])

@@ -17,6 +17,9 @@ Results must not depend on ``n_threads`` (each row's dot product is summed in on
 Scoring (``output`` is one of ``"log_odds"``, ``"odds"``, ``"proba"``; see ``fastwlr._math``):
     score_dense(X, coef, intercept, output, out, n_threads) -> None
     score_csr(data, indices, indptr, coef, intercept, output, out, n_threads) -> None
+    (Optional: a backend with ``SCORE_COUNTS_NONFINITE = True`` returns the number of rows whose
+    log-odds were inf or NaN; 0 proves X holds no inf, so ``fastwlr.score`` then skips its separate
+    pass looking for one. Validation hands such a backend X unchecked for inf, never for NaN/bounds.)
 Top-k (issue 4):
     topk(scores, offsets, k, n_threads) -> (indices int64 (G, k), values (G, k) of scores.dtype)
     score_topk_dense(X, coef, intercept, offsets, k, output, exclude, n_threads) -> (indices, values)

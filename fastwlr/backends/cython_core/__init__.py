@@ -8,14 +8,16 @@ from ._build_info import build_info  # noqa: F401
 
 name = "cython"
 _OUTPUT = _scoring.OUTPUT_CODES
+SCORE_COUNTS_NONFINITE = True  # score_dense/score_csr return the count of non-finite log-odds
 
 
 def score_dense(X, coef, intercept, output, out, n_threads):
-    _scoring.score_dense(X, coef, intercept, _OUTPUT[output], out, n_threads)
+    # returns the count of rows with a non-finite log-odds (see fastwlr.backends: optional)
+    return _scoring.score_dense(X, coef, intercept, _OUTPUT[output], out, n_threads)
 
 
 def score_csr(data, indices, indptr, coef, intercept, output, out, n_threads):
-    _scoring.score_csr(data, indices, indptr, coef, intercept, _OUTPUT[output], out, n_threads)
+    return _scoring.score_csr(data, indices, indptr, coef, intercept, _OUTPUT[output], out, n_threads)
 
 
 from . import _objective  # noqa: E402  (issue 3: weighted objective + gradient, one pass)

@@ -3,7 +3,12 @@
 
 Parallel over rows with OpenMP; each row's sum has a fixed order, so results are identical for
 any thread count. No temporaries: each row goes straight from X to ``out``.
+
+Both kernels return the number of rows whose log-odds were not finite. An inf feature always
+makes its row's z inf or NaN (inf * w is +-inf, inf * 0 is NaN), so a count of 0 proves X holds
+no inf and the public layer can skip a separate pass over X looking for one.
 """
+from libc.math cimport fabs, INFINITY
 from cython.parallel cimport prange
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
@@ -17,26 +22,35 @@ cdef Py_ssize_t PARALLEL_MIN_WORK = 1 << 15
 
 def score_dense(const feature_t[:, ::1] X, const double[::1] coef, double intercept, int output,
                 out_t[::1] out, int n_threads):
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, n_nonfinite = 0
+    cdef double z
     if n == 0:
-        return
+        return 0
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads,
                         use_threads_if=n_threads > 1 and n * (d + 1) > PARALLEL_MIN_WORK):
-            out[i] = <out_t>apply_output(dot_dense(&X[i, 0], &coef[0], d) + intercept, output)
+            z = dot_dense(&X[i, 0], &coef[0], d) + intercept
+            if not fabs(z) < INFINITY:  # inf or NaN (NaN compares false)
+                n_nonfinite += 1
+            out[i] = <out_t>apply_output(z, output)
+    return n_nonfinite
 
 
 def score_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
               const double[::1] coef, double intercept, int output, out_t[::1] out, int n_threads):
-    cdef Py_ssize_t n = indptr.shape[0] - 1, i
+    cdef Py_ssize_t n = indptr.shape[0] - 1, i, n_nonfinite = 0
     cdef Py_ssize_t nnz = indices.shape[0]
+    cdef double z
     # &data[0] is invalid on an empty array; a matrix with no stored entries scores b everywhere
     cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
     if n == 0:
-        return
+        return 0
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads,
                         use_threads_if=n_threads > 1 and nnz + n > PARALLEL_MIN_WORK):
-            out[i] = <out_t>apply_output(
-                dot_csr(data_p, indices_p, indptr[i], indptr[i + 1], &coef[0]) + intercept, output)
+            z = dot_csr(data_p, indices_p, indptr[i], indptr[i + 1], &coef[0]) + intercept
+            if not fabs(z) < INFINITY:
+                n_nonfinite += 1
+            out[i] = <out_t>apply_output(z, output)
+    return n_nonfinite

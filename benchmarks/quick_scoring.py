@@ -1,0 +1,111 @@
+"""Quick measurement (not a test) of scoring speed against numpy/scipy and the memory-bandwidth floor.
+
+    python benchmarks/quick_scoring.py [--n-samples 1000000] [--repeat 7] [--backend cython]
+
+Dense: 1,000,000 x 64 float32, ``fastwlr.score(X, w, b, output="odds")`` against
+  * ``np.exp(X @ w + b)`` as a user writes it (w float64: numpy upcasts X to float64 first);
+  * ``np.exp(X @ w32 + b)`` with a float32 w (BLAS sgemv, no upcast; float32 result);
+  * ``X.sum()``: one streaming read of the same 256 MB, the memory-bandwidth floor of any scorer
+    (for 2 threads: two halves summed concurrently, numpy releases the GIL).
+CSR: 1,000,000 rows, 2^20 columns, 40 non-zeros a row (``make_watch_time(sparse=True)``),
+``fastwlr.score`` against scipy's ``np.exp(X @ w + b)``.
+
+Each timing is the best of ``--repeat`` runs; the output buffer is pre-allocated for fastwlr (as a
+serving loop would) and allocated per call for numpy. BLAS threads are limited to the same count
+with threadpoolctl when it is installed. Ratios > 1 mean fastwlr is faster.
+"""
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+import fastwlr
+from fastwlr.datasets import make_watch_time
+
+
+def best_of(fn, repeat):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def blas_limit(n):
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(limits=n, user_api="blas")
+    except ImportError:  # numpy's BLAS then uses its own default thread count: say so
+        print("  (threadpoolctl not installed: BLAS thread count not controlled)")
+        import contextlib
+        return contextlib.nullcontext()
+
+
+def parallel_sum(X, n_threads):
+    if n_threads == 1:
+        return X.sum()
+    parts = np.array_split(np.arange(X.shape[0]), n_threads)
+    with ThreadPoolExecutor(n_threads) as ex:
+        return sum(ex.map(lambda r: X[r[0]:r[-1] + 1].sum(), parts))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-samples", type=int, default=1_000_000)
+    ap.add_argument("--n-features", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--backend", default="cython")
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument("--skip-sparse", action="store_true")
+    args = ap.parse_args(argv)
+    threads = [int(t) for t in args.threads.split(",")]
+    n, d, rep = args.n_samples, args.n_features, args.repeat
+
+    dense = make_watch_time(n, d, dtype=np.float32, random_state=0)
+    X, w, b = dense.X, dense.coef, dense.intercept
+    w32 = w.astype(np.float32)
+    out = np.empty(n)
+    print(f"fastwlr {fastwlr.__version__}, backend {args.backend}; dense {n:,} x {d} float32 "
+          f"({X.nbytes / 2**20:.0f} MiB), best of {rep}")
+    # correctness first: the thing timed is the thing tested
+    ref = np.exp(X.astype(np.float64) @ w + b)
+    np.testing.assert_allclose(fastwlr.score(X, w, b, out=out, backend=args.backend), ref, rtol=1e-10)
+    for t in threads:
+        with blas_limit(t):
+            t_fw = best_of(lambda: fastwlr.score(X, w, b, output="odds", n_threads=t, out=out,
+                                                 backend=args.backend), rep)
+            t_np = best_of(lambda: np.exp(X @ w + b), rep)
+            t_np32 = best_of(lambda: np.exp(X @ w32 + np.float32(b)), rep)
+            t_sum = best_of(lambda: parallel_sum(X, t), rep)
+        gbs = X.nbytes / t_fw / 1e9
+        print(f"  {t} thread(s): fastwlr {t_fw * 1e3:7.1f} ms ({gbs:5.1f} GB/s) | "
+              f"np.exp(X @ w64 + b) {t_np * 1e3:7.1f} ms -> {t_np / t_fw:5.2f}x | "
+              f"np.exp(X @ w32 + b) {t_np32 * 1e3:6.1f} ms -> {t_np32 / t_fw:5.2f}x | "
+              f"X.sum() floor {t_sum * 1e3:6.1f} ms ({X.nbytes / t_sum / 1e9:5.1f} GB/s) -> "
+              f"fastwlr takes {t_fw / t_sum:4.2f}x the floor")
+    del X, ref, dense
+
+    if args.skip_sparse:
+        return 0
+    sparse = make_watch_time(n, sparse=True, n_hashed_features=2**20, nnz_per_row=40, random_state=0)
+    Xs, w, b = sparse.X, sparse.coef, sparse.intercept
+    nbytes = Xs.data.nbytes + Xs.indices.nbytes + Xs.indptr.nbytes
+    print(f"CSR {n:,} x 2^20, 40 nnz/row, float32 data, {Xs.indices.dtype} indices "
+          f"({nbytes / 2**20:.0f} MiB + 8 MiB coef)")
+    ref = np.exp(Xs @ w + b)
+    np.testing.assert_allclose(fastwlr.score(Xs, w, b, out=out, backend=args.backend), ref, rtol=1e-10)
+    for t in threads:
+        t_fw = best_of(lambda: fastwlr.score(Xs, w, b, output="odds", n_threads=t, out=out,
+                                             backend=args.backend), rep)
+        t_sp = best_of(lambda: np.exp(Xs @ w + b), rep)
+        t_sum = best_of(lambda: (parallel_sum(Xs.data, t), parallel_sum(Xs.indices, t)), rep)
+        print(f"  {t} thread(s): fastwlr {t_fw * 1e3:7.1f} ms | scipy np.exp(X @ w + b) {t_sp * 1e3:7.1f} ms "
+              f"-> {t_sp / t_fw:5.2f}x | data+indices sum floor {t_sum * 1e3:6.1f} ms -> "
+              f"fastwlr takes {t_fw / t_sum:4.2f}x the floor")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
