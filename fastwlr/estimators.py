@@ -76,8 +76,13 @@ class _only_for_sgd:
         return self.fn.__get__(obj, objtype)
 
 SOLVERS = ("sgd", "lbfgs")
-SGD_MAX_ITER = 20
-SGD_TOL = 1e-4
+
+
+def _sgd_defaults():
+    """max_iter and tol of ``fastwlr._sgd.fit_sgd``: "auto" follows them, so the two never drift."""
+    from ._sgd import fit_sgd
+    params = inspect.signature(fit_sgd).parameters
+    return params["max_iter"].default, params["tol"].default
 
 
 class _Params:
@@ -145,11 +150,12 @@ class WeightedLogisticRegression(_Params):
         and the reference the stochastic solvers are compared with.
     fit_intercept : bool, default=True
     max_iter : int or "auto", default="auto"
-        Epochs (sgd, auto = 20) or iterations (lbfgs, auto = 1000).
+        Epochs (sgd; auto = ``fastwlr._sgd.fit_sgd``'s default, 20) or iterations (lbfgs, auto = 1000).
     tol : float, None or "auto", default="auto"
         sgd: stop when the objective has improved by less than ``tol * |objective|`` for
-        ``n_iter_no_change`` epochs (auto = 1e-4; None = run ``max_iter`` epochs). lbfgs: stop when
-        the largest gradient component is below ``tol`` (auto = 1e-8, tight: it is the ground truth).
+        ``n_iter_no_change`` epochs (auto = ``fit_sgd``'s default, 1e-4; None = run ``max_iter``
+        epochs). lbfgs: stop when the largest gradient component (each scaled by the root weighted
+        mean square of its feature) is below ``tol`` (auto = 1e-8, tight: it is the ground truth).
     n_iter_no_change : int, default=2
     weighting : {"iwa", "gradient", "resample"}, default="iwa"
         sgd: how a sample weight acts (importance-aware step, gradient times weight, or resampling).
@@ -228,11 +234,11 @@ class WeightedLogisticRegression(_Params):
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be a bool, got {type(self.fit_intercept).__name__}")
         if _is_auto(self.max_iter):
-            max_iter = SGD_MAX_ITER if self.solver == "sgd" else LBFGS_MAX_ITER
+            max_iter = _sgd_defaults()[0] if self.solver == "sgd" else LBFGS_MAX_ITER
         else:
             max_iter = v.check_scalar(self.max_iter, "max_iter", low=1, integer=True)
         if _is_auto(self.tol):
-            tol = SGD_TOL if self.solver == "sgd" else LBFGS_TOL
+            tol = _sgd_defaults()[1] if self.solver == "sgd" else LBFGS_TOL
         elif self.tol is None:
             if self.solver == "lbfgs":
                 raise ValueError("tol=None (no early stopping) applies to solver='sgd'; lbfgs needs a tolerance")
