@@ -100,7 +100,7 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     # of x_j^2). Rare one-hot columns (tiny second moment) otherwise make the problem badly
     # conditioned and L-BFGS crawls; the optimum is the same, only the path changes.
     scale = np.ones(d + 1)
-    scale[:d] = _column_scale(features, w_norm)
+    scale[:d] = _column_scale(features, w_norm, n_threads, backend)
     theta0 = theta0 / scale
 
     def split(u):
@@ -163,21 +163,31 @@ def _base_log_odds(y, w):
     return float(np.log(pos / neg))
 
 
-def _column_scale(features, w_norm):
+def _dense_column_sq(X, w, n_threads, backend):
+    """sum_i w_i x_ij^2: the compiled helper when the backend has one, else numpy in row blocks."""
+    kernel = getattr(backend, "weighted_column_sq_dense", None)
+    if kernel is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return kernel(X, w, n_threads)
+    sq = np.zeros(X.shape[1])
+    block = 1 << 15  # rows at a time: a float64 temporary of at most 32k x d
+    with np.errstate(over="ignore", invalid="ignore"):  # |x| too large: that column keeps scale 1
+        for start in range(0, X.shape[0], block):
+            Xb = X[start:start + block].astype(np.float64)
+            sq += w[start:start + block] @ (Xb * Xb)
+    return sq
+
+
+def _column_scale(features, w_norm, n_threads, backend):
     """1 / sqrt(weighted mean of x_j^2) per column (1 for empty columns), float64 (d,)."""
     n, d = features.n_rows, features.n_features
     if features.is_sparse:
-        sq = np.zeros(d)
         rows = np.repeat(np.arange(n), np.diff(features.indptr))
         with np.errstate(over="ignore", invalid="ignore"):
-            np.add.at(sq, features.indices, w_norm[rows] * features.data.astype(np.float64) ** 2)
+            sq = np.bincount(features.indices, weights=w_norm[rows] * features.data.astype(np.float64) ** 2,
+                             minlength=d).astype(np.float64)
     else:
-        sq = np.zeros(d)
-        block = 1 << 16  # rows at a time: a float64 temporary of at most 64k x d
-        with np.errstate(over="ignore", invalid="ignore"):  # |x| > 1e154: that column keeps scale 1
-            for start in range(0, n, block):
-                Xb = features.X[start:start + block].astype(np.float64)
-                sq += w_norm[start:start + block] @ (Xb * Xb)
+        sq = _dense_column_sq(features.X, w_norm, n_threads, backend)
     sq /= max(n, 1)
     out = np.ones(d)
     nz = (sq > 0) & np.isfinite(sq)

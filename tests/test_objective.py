@@ -176,3 +176,18 @@ def test_property_matches_reference(n, d, sparse, f32, z_scale, seed):
             continue
         # the reference computes softplus(z) - y z directly: its absolute error grows with |z|
         _assert_close(_call(backend, X, y, w, coef, -0.5, 0.1, 2), want, 1e-12 * max(1.0, z_scale))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weighted_column_sq_helper(rng, dtype):
+    """The lbfgs preconditioner's compiled helper against numpy, and the numpy fallback too."""
+    from fastwlr._lbfgs import _dense_column_sq
+    X = rng.standard_normal((5000, 7)).astype(dtype)
+    w = rng.exponential(size=5000) * (rng.random(5000) < 0.9)
+    want = w @ (X.astype(np.float64) ** 2)
+    np.testing.assert_allclose(_dense_column_sq(X, w, 2, ref), want, rtol=1e-12)
+    cy = get_backend("cython")
+    got = [cy.weighted_column_sq_dense(X, w, t) for t in (1, 2)]
+    np.testing.assert_allclose(got[0], want, rtol=1e-12)
+    assert np.array_equal(got[0], got[1])
+    assert np.array_equal(cy.weighted_column_sq_dense(X[:0], w[:0], 2), np.zeros(7))

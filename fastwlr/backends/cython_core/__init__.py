@@ -41,3 +41,40 @@ def sgd_epoch_dense(X, y, sample_weight, order, state, params):
 
 def sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params):
     return _sgd.sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params)
+
+
+def weighted_column_sq_dense(X, sample_weight, n_threads):
+    """Not part of the contract: a helper of the lbfgs driver (``fastwlr._lbfgs``), which falls back
+    to numpy for backends without it."""
+    return _objective.weighted_column_sq_dense(X, sample_weight, n_threads)
+
+
+from . import _topk  # noqa: E402  (issue 4: grouped top-k, alone and fused with scoring)
+from ..._validation import check_nonfinite_log_odds as _check_nonfinite_log_odds  # noqa: E402
+
+
+def topk(scores, offsets, k, n_threads):
+    indices, values, nan_at = _topk.topk(scores, offsets, k, n_threads)
+    if nan_at >= 0:
+        raise ValueError(f"scores[{nan_at}] is NaN; top-k needs comparable scores (drop or fill NaN first)")
+    return indices, values
+
+
+def _out_dtype(feature_dtype, output):
+    from ...scoring import result_dtype
+    return result_dtype(feature_dtype, output)
+
+
+def score_topk_dense(X, coef, intercept, offsets, k, output, exclude, n_threads):
+    indices, values, nan_row, n_inf = _topk.score_topk_dense(
+        X, coef, intercept, offsets, k, _topk.OUTPUT_CODES[output], exclude, _out_dtype(X.dtype, output), n_threads)
+    _check_nonfinite_log_odds(X, nan_row, n_inf > 0)
+    return indices, values
+
+
+def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, exclude, n_threads):
+    idx, values, nan_row, n_inf = _topk.score_topk_csr(
+        data, indices, indptr, coef, intercept, offsets, k, _topk.OUTPUT_CODES[output], exclude,
+        _out_dtype(data.dtype, output), n_threads)
+    _check_nonfinite_log_odds(data, nan_row, n_inf > 0)
+    return idx, values

@@ -202,3 +202,35 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
                             &partials[k, 0], d)
             reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
     return _finish(loss, g_b, grad, coef, l2, n)
+
+
+cdef void sq_block(const feature_t* X, Py_ssize_t d, const double* w, Py_ssize_t start,
+                   Py_ssize_t stop, double* out) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef double wi, x
+    memset(out, 0, d * sizeof(double))
+    for i in range(start, stop):
+        wi = w[i]
+        if wi == 0.0:
+            continue
+        for j in range(d):
+            x = <double>X[i * d + j]
+            out[j] += wi * x * x
+
+
+def weighted_column_sq_dense(const feature_t[:, ::1] X, const double[::1] sample_weight, int n_threads):
+    """sum_i w_i x_ij^2 per column (float64 (d,)): the diagonal preconditioner of the lbfgs driver.
+    Same fixed blocks as the objective, so also independent of the thread count."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k
+    out = np.zeros(d, dtype=np.float64)
+    if n == 0 or d == 0:
+        return out
+    cdef Py_ssize_t K = n_blocks(n, d)
+    cdef double[:, ::1] partials = np.empty((K, d), dtype=np.float64)
+    cdef double[::1] o = out
+    with nogil:
+        for k in prange(K, schedule="static", num_threads=n_threads,
+                        use_threads_if=n_threads > 1 and n * d > PARALLEL_MIN_WORK):
+            sq_block(&X[0, 0], d, &sample_weight[0], k * n // K, (k + 1) * n // K, &partials[k, 0])
+        reduce_partials(&partials[0, 0], K, d, &o[0], n_threads)
+    return out
