@@ -273,13 +273,14 @@ def iwa_step(z, label, h, k):
         e = math.exp(-v0) if v0 < 745 else 0.0
         delta = a * e / (1.0 + e)
         return -s * delta / k
-    e0 = math.exp(v0)
-    delta = min(a, math.log1p(a / e0))  # upper bounds: dv/dh <= k, and e^v <= e^v0 + a
+    e0 = math.exp(v0)   # v0 <= 30: no overflow; 0.0 below -745 (then e^v <= a: v <= log a)
+    # upper bounds: dv/dh <= k gives delta <= a; e^v <= e^v0 + a gives delta <= log1p(a / e0)
+    delta = min(a, math.log1p(a / e0) if e0 > 0.0 else math.log(a) - v0)
     for _ in range(100):
-        ed = math.exp(delta)
-        f = delta + e0 * math.expm1(delta) - a
-        step = f / (1.0 + e0 * ed)
-        new = delta - step
+        ev = math.exp(v0 + delta)    # <= e0 + a: finite
+        # e0 (e^delta - 1) without cancellation for small delta, without overflow for large
+        f = delta + (e0 * math.expm1(delta) if delta < 1.0 else ev - e0) - a
+        new = delta - f / (1.0 + ev)
         if new < 0.0:
             new = 0.0
         if not (new < delta) or delta - new <= 1e-15 * delta:

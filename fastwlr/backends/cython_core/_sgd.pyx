@@ -6,7 +6,7 @@ layouts run the same arithmetic. Everything runs without the GIL; a non-finite l
 epoch and is returned as a position, never raised inside ``nogil``.
 """
 import numpy as np
-from libc.math cimport ceil, sqrt, pow, exp, log1p, expm1, fabs, isfinite, INFINITY, copysign
+from libc.math cimport ceil, sqrt, pow, exp, log, log1p, expm1, fabs, isfinite, INFINITY, copysign
 from libc.stdlib cimport malloc, free
 
 from fastwlr.backends.cython_core._math cimport feature_t, index_t, sigmoid, softplus, dot_dense, dot_csr
@@ -71,7 +71,7 @@ cdef struct State:
 cdef inline double iwa_step(double z, double label, double h, double k) noexcept nogil:
     # Same algorithm as fastwlr._sgd.iwa_step (see there): Newton from the right on
     # F(delta) = delta + e^v0 expm1(delta) - h k, then G = -s delta / k.
-    cdef double s = 2.0 * label - 1.0, v0 = s * z, a = h * k, e, e0, delta, f, step, new
+    cdef double s = 2.0 * label - 1.0, v0 = s * z, a = h * k, e, e0, ev, delta, f, new
     cdef int it
     if a <= 0.0 or k <= 0.0:
         return 0.0
@@ -80,13 +80,13 @@ cdef inline double iwa_step(double z, double label, double h, double k) noexcept
         delta = a * e / (1.0 + e)
         return -s * delta / k
     e0 = exp(v0)
-    delta = log1p(a / e0)
+    delta = log1p(a / e0) if e0 > 0.0 else log(a) - v0
     if a < delta:
         delta = a
     for it in range(100):
-        f = delta + e0 * expm1(delta) - a
-        step = f / (1.0 + e0 * exp(delta))
-        new = delta - step
+        ev = exp(v0 + delta)
+        f = delta + (e0 * expm1(delta) if delta < 1.0 else ev - e0) - a
+        new = delta - f / (1.0 + ev)
         if new < 0.0:
             new = 0.0
         if not (new < delta) or delta - new <= 1e-15 * delta:

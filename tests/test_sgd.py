@@ -1,0 +1,366 @@
+"""SGD training core: compiled epochs vs the numpy reference, IWA vs its ODE, convergence to the
+exact optimum for every weighting x optimiser, gradient ~ resample, determinism, divergence."""
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.integrate import solve_ivp
+from scipy.optimize import minimize
+
+from fastwlr._config import get_backend
+from fastwlr._sgd import (OPTIMIZERS, SCHEDULES, WEIGHTINGS, SGDDivergenceError, SGDParams, SGDState,
+                          _resolve, fit_sgd, iwa_step, objective)
+from fastwlr._validation import check_features
+from fastwlr.backends import reference
+
+WEIGHTING_NAMES = ["gradient", "iwa", "resample"]
+OPTIMIZER_NAMES = ["sgd", "adagrad", "ftrl"]
+
+
+def _backend_with_sgd(name):
+    be = get_backend(name)
+    if not hasattr(be, "sgd_epoch_dense"):
+        pytest.skip(f"backend {name!r} has no SGD epochs yet")
+    return be
+
+
+def _watch_time_data(n, d, rng, dtype=np.float64, click_offset=-3.0):
+    """DESIGN.md section 2: click model sigma(a.x + a0), log-normal watch time with mean e^(c.x + c0)."""
+    X = rng.standard_normal((n, d)).astype(dtype)
+    a = rng.standard_normal(d) / math.sqrt(d)
+    c = 0.5 * rng.standard_normal(d) / math.sqrt(d)
+    p = 1.0 / (1.0 + np.exp(-(X @ a + click_offset)))
+    y = (rng.random(n) < p).astype(np.float64)
+    T = rng.lognormal(np.log(60.0) + X @ c - 0.5, 1.0)
+    return X, y, np.where(y == 1, T, 1.0)
+
+
+def _optimum(features, y, w, l2):
+    be = get_backend("cython") if "cython" in _available() else reference
+    d = features.n_features
+
+    def fun(theta):
+        if features.is_sparse:
+            loss, g, gb = be.objective_grad_csr(features.data, features.indices, features.indptr, d, y, w,
+                                                theta[:-1], theta[-1], l2, 2)
+        else:
+            loss, g, gb = be.objective_grad_dense(features.X, y, w, theta[:-1], theta[-1], l2, 2)
+        return loss, np.r_[g, gb]
+    res = minimize(fun, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                   options=dict(maxiter=5000, gtol=1e-12, ftol=1e-15))
+    return res.fun, res.x[:-1], res.x[-1]
+
+
+def _available():
+    from fastwlr._config import available_backends
+    return available_backends()
+
+
+# ------------------------------------------------------------------------------------------------
+# IWA closed form vs the ODE it solves
+
+@pytest.mark.parametrize("z", [-800.0, -40.0, -3.0, -0.1, 0.0, 0.7, 5.0, 29.0, 31.0, 60.0, 800.0])
+@pytest.mark.parametrize("label", [0.0, 1.0])
+@pytest.mark.parametrize("hk", [1e-12, 1e-6, 0.3, 2.0, 50.0, 5e3])
+def test_iwa_step_solves_the_ode(z, label, hk):
+    k = 0.37
+    h = hk / k
+    G = iwa_step(z, label, h, k)
+    # z(h) under dz/dh = -k (sigma(z) - label): integrate in v = s z, dv/dh = k sigma(-v)
+    s = 2 * label - 1
+    v0 = s * z
+    sol = solve_ivp(lambda _, v: [k / (1.0 + math.exp(min(v[0], 700.0)))], (0.0, h), [v0],
+                    method="LSODA", rtol=1e-11, atol=1e-13)
+    z_end = s * sol.y[0, -1]
+    assert -G * k == pytest.approx(z_end - z, rel=1e-6, abs=1e-12)
+    # the compiled version is the same algorithm
+    cy = pytest.importorskip("fastwlr.backends.cython_core._sgd")
+    assert cy.iwa_step_c(z, label, h, k) == pytest.approx(G, rel=1e-13, abs=1e-300)
+
+
+def test_iwa_step_is_the_gradient_step_for_small_weights_and_bounded_for_huge_ones():
+    for z, label in [(0.3, 1.0), (-2.0, 0.0), (4.0, 0.0)]:
+        g = 1.0 / (1.0 + math.exp(-z)) - label
+        assert iwa_step(z, label, 1e-9, 1.0) == pytest.approx(1e-9 * g, rel=1e-8)
+        # a weight of 10^6 never moves z past the label's side by more than log(h k)
+        G = iwa_step(z, label, 1e6, 1.0)
+        assert abs(G) < 20 and math.isfinite(G)
+        assert np.sign(G) == np.sign(g)
+    # one update of weight 2h equals two updates of weight h (the ODE's semigroup property)
+    z, k, h = 0.4, 0.8, 3.0
+    z1 = z - iwa_step(z, 1.0, h, k) * k
+    z2 = z1 - iwa_step(z1, 1.0, h, k) * k
+    assert z - iwa_step(z, 1.0, 2 * h, k) * k == pytest.approx(z2, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# compiled epochs == the reference loop
+
+def _small_problem(rng, sparse, dtype, index_dtype=np.int32, n=120, d=9):
+    X, y, w = _watch_time_data(n, d, rng, dtype=np.float64, click_offset=-1.0)
+    w = w / w.mean() * rng.uniform(0.5, 2.0)   # not normalised: the kernel must not assume a mean
+    if sparse:
+        X[rng.random(X.shape) < 0.6] = 0.0
+        X[3] = 0.0                               # an empty row
+        Xs = sp.csr_array(X.astype(dtype))
+        Xs.indices = Xs.indices.astype(index_dtype)
+        Xs.indptr = Xs.indptr.astype(index_dtype)
+        return check_features(Xs), y, w
+    return check_features(X.astype(dtype)), y, w
+
+
+def _run_epochs(be, features, y, w, order_list, state, ep):
+    out = []
+    for order in order_list:
+        if features.is_sparse:
+            out.append(be.sgd_epoch_csr(features.data, features.indices, features.indptr, y, w, order, state, ep))
+        else:
+            out.append(be.sgd_epoch_dense(features.X, y, w, order, state, ep))
+    return out
+
+
+CONFIGS = [
+    dict(optimizer="sgd", weighting="gradient", learning_rate="auto", l2=0.0, average=False),
+    dict(optimizer="sgd", weighting="iwa", learning_rate="auto", l2=0.05, average=True),
+    dict(optimizer="sgd", weighting="gradient", learning_rate="constant", l2=0.3, average=True, eta0=0.1),
+    dict(optimizer="sgd", weighting="iwa", learning_rate="invscaling", l2=0.01, average=40, eta0=0.2),
+    dict(optimizer="adagrad", weighting="gradient", l2=0.0, average=False),
+    dict(optimizer="adagrad", weighting="iwa", l2=0.2, average=True, eta0=0.3),
+    dict(optimizer="adagrad", weighting="gradient", l2=0.05, average=25),
+    dict(optimizer="ftrl", weighting="gradient", l2=0.0, l1=0.0),
+    dict(optimizer="ftrl", weighting="iwa", l2=0.01, l1=0.02, eta0=0.5),
+    dict(optimizer="ftrl", weighting="gradient", l2=0.1, l1=0.001, fit_intercept=False),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+@pytest.mark.parametrize("layout", ["dense64", "dense32", "csr32", "csr64"])
+def test_compiled_epochs_match_the_reference(compiled_backend_name, config, layout, rng):
+    be = _backend_with_sgd(compiled_backend_name)
+    sparse = layout.startswith("csr")
+    dtype = np.float32 if layout == "dense32" else np.float64
+    features, y, w = _small_problem(rng, sparse, dtype, np.int64 if layout == "csr64" else np.int32)
+    params = SGDParams(**config).validate()
+    n = features.n_rows
+    ep = _resolve(params, features, 1.0, n)
+    if isinstance(config.get("average"), int) and config["average"] is not True and config["average"] is not False:
+        assert ep.avg_start == config["average"]
+    orders = [rng.permutation(n).astype(np.int64), rng.integers(0, n, size=n + 17).astype(np.int64)]
+    avg = params.average is not False and params.optimizer != "ftrl"
+    s_ref = SGDState.new(features.n_features, params.optimizer, avg)
+    s_cmp = s_ref.copy()
+    got = _run_epochs(be, features, y, w, orders, s_cmp, ep)
+    want = _run_epochs(reference, features, y, w, orders, s_ref, ep)
+    for (l1, b1), (l2_, b2) in zip(got, want):
+        assert b1 == b2 == -1
+        assert l1 == pytest.approx(l2_, rel=1e-10)
+    for name in ("coef", "acc", "zacc", "last", "avg", "scalars"):
+        np.testing.assert_allclose(getattr(s_cmp, name), getattr(s_ref, name), rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+    if params.l1 > 0:  # FTRL's L1 gives exact zeros, identically in both
+        np.testing.assert_array_equal(s_cmp.coef == 0, s_ref.coef == 0)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
+@pytest.mark.parametrize("weighting", ["gradient", "iwa"])
+def test_csr_epochs_equal_dense_epochs_on_the_same_data(backend_name, optimizer, weighting, rng):
+    # lazy (per-coordinate, weight-scale) regularisation and averaging must equal eager updates
+    be = _backend_with_sgd(backend_name)
+    dense, y, w = _small_problem(rng, False, np.float64, n=80, d=7)
+    X = dense.X.copy()
+    X[rng.random(X.shape) < 0.5] = 0.0
+    dense = check_features(X)
+    csr = check_features(sp.csr_array(X))
+    params = SGDParams(optimizer=optimizer, weighting=weighting, l2=0.07,
+                       l1=0.01 if optimizer == "ftrl" else 0.0, average=30).validate()
+    ep = _resolve(params, dense, 1.0, dense.n_rows)
+    orders = [rng.permutation(80).astype(np.int64) for _ in range(2)]
+    avg = optimizer != "ftrl"
+    s1, s2 = SGDState.new(7, optimizer, avg), SGDState.new(7, optimizer, avg)
+    _run_epochs(be, dense, y, w, orders, s1, ep)
+    _run_epochs(be, csr, y, w, orders, s2, ep)
+    for a, b in [(s1.solution()[0], s2.solution()[0]), (s1.current()[0], s2.current()[0])]:
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert s1.solution()[1] == pytest.approx(s2.solution()[1], rel=1e-9, abs=1e-12)
+
+
+def test_kernel_rejects_out_of_bounds_order_and_mismatched_state(compiled_backend_name, rng):
+    be = _backend_with_sgd(compiled_backend_name)
+    features, y, w = _small_problem(rng, True, np.float64)
+    params = SGDParams(optimizer="adagrad").validate()
+    ep = _resolve(params, features, 1.0, features.n_rows)
+    state = SGDState.new(features.n_features, "adagrad", True)
+    bad = np.array([0, features.n_rows], dtype=np.int64)
+    with pytest.raises(ValueError, match="order"):
+        be.sgd_epoch_csr(features.data, features.indices, features.indptr, y, w, bad, state, ep)
+    short = SGDState.new(features.n_features - 1, "adagrad", True)
+    order = np.arange(features.n_rows, dtype=np.int64)
+    with pytest.raises(ValueError, match="column indices|length"):
+        be.sgd_epoch_csr(features.data, features.indices, features.indptr, y, w, order, short, ep)
+    dense, y, w = _small_problem(rng, False, np.float64)
+    with pytest.raises(ValueError, match="coef has length"):
+        be.sgd_epoch_dense(dense.X, y, w, order, short, ep)
+
+
+# ------------------------------------------------------------------------------------------------
+# the driver
+
+def test_params_are_validated():
+    with pytest.raises(ValueError, match="weighting"):
+        SGDParams(weighting="importance").validate()
+    with pytest.raises(ValueError, match="optimizer"):
+        SGDParams(optimizer="adam").validate()
+    with pytest.raises(ValueError, match="l1 > 0 needs optimizer='ftrl'"):
+        SGDParams(optimizer="adagrad", l1=0.1).validate()
+    with pytest.raises(ValueError, match="eta0"):
+        SGDParams(eta0=-1.0).validate()
+    with pytest.raises(ValueError, match="l2"):
+        SGDParams(l2=float("nan")).validate()
+    with pytest.raises(ValueError, match="resample_scale"):
+        SGDParams(resample_scale=0).validate()
+    assert set(WEIGHTINGS) == set(WEIGHTING_NAMES) and set(OPTIMIZERS) == set(OPTIMIZER_NAMES)
+    assert set(SCHEDULES) == {"auto", "constant", "invscaling"}
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("weighting", WEIGHTING_NAMES)
+def test_same_seed_gives_bit_identical_coefficients(compiled_backend_name, sparse, weighting, rng):
+    _backend_with_sgd(compiled_backend_name)
+    X, y, w = _watch_time_data(3000, 12, rng)
+    features = check_features(sp.csr_array(X) if sparse else X)
+    w_before = w.copy()
+    fits = [fit_sgd(features, y, w, SGDParams(weighting=weighting), max_iter=3, tol=None,
+                    random_state=seed, backend=compiled_backend_name) for seed in (7, 7, 8)]
+    np.testing.assert_array_equal(fits[0].coef, fits[1].coef)
+    assert fits[0].intercept == fits[1].intercept
+    assert not np.array_equal(fits[0].coef, fits[2].coef)
+    np.testing.assert_array_equal(w, w_before)   # inputs untouched
+
+
+def test_warm_start_continues_the_same_trajectory(rng):
+    X, y, w = _watch_time_data(2000, 6, rng)
+    features = check_features(X)
+    full = fit_sgd(features, y, w, max_iter=4, tol=None, random_state=np.random.default_rng(3))
+    g = np.random.default_rng(3)
+    first = fit_sgd(features, y, w, max_iter=2, tol=None, random_state=g)
+    second = fit_sgd(features, y, w, max_iter=2, tol=None, random_state=g, state=first.state)
+    np.testing.assert_array_equal(full.coef, second.coef)
+    # partial_fit: one epoch over each chunk, continuing the state
+    state = None
+    for lo in range(0, 2000, 500):
+        chunk = features.rows(lo, lo + 500)
+        res = fit_sgd(chunk, y[lo:lo + 500], w[lo:lo + 500], partial=True, random_state=g, state=state)
+        state = res.state
+        assert res.n_iter == 1
+    assert state.t == 2000 and np.isfinite(res.coef).all()
+
+
+def test_divergence_is_reported_with_advice(rng):
+    X, y, w = _watch_time_data(500, 5, rng)
+    X[0] *= 1e150   # a huge feature row: the constant-rate step overflows
+    features = check_features(X)
+    params = SGDParams(weighting="gradient", optimizer="sgd", learning_rate="constant", eta0=1e200,
+                       average=False)
+    with pytest.raises(SGDDivergenceError, match="weighting='iwa'.*standardising") as err:
+        fit_sgd(features, y, w, params, max_iter=3, random_state=0)
+    assert isinstance(err.value, FloatingPointError)
+    assert "non-finite" in str(err.value)
+
+
+def test_resample_epoch_has_the_expected_length_and_unit_weights(rng):
+    from fastwlr._sgd import _epoch_order
+    w = np.array([0.0, 0.5, 1.0, 2.5, 100.0])
+    w = w / w.mean()
+    counts = np.zeros(5)
+    g = np.random.default_rng(0)
+    for _ in range(400):
+        order = _epoch_order(g, 5, SGDParams(weighting="resample"), w)
+        counts += np.bincount(order, minlength=5)
+    np.testing.assert_allclose(counts / 400, w, rtol=0.05, atol=0.02)
+    assert counts[0] == 0
+    order = _epoch_order(g, 5, SGDParams(weighting="resample", resample_scale=0.1), w)
+    assert abs(order.shape[0] - 0.5) <= 5
+
+
+# ------------------------------------------------------------------------------------------------
+# convergence to the exact optimum
+
+@pytest.fixture(scope="module")
+def dense_100k():
+    from fastwlr.datasets import make_watch_time
+    data = make_watch_time(100_000, 64, random_state=1)
+    features = check_features(data.X)
+    y = data.clicked.astype(np.float64)
+    w = np.where(data.clicked, data.watch_time, 1.0)
+    l2 = 1e-6 * w.mean()
+    return features, y, w, l2, _optimum(features, y, w, l2)[0]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
+@pytest.mark.parametrize("weighting", WEIGHTING_NAMES)
+def test_defaults_reach_half_a_percent_of_the_optimum_dense(dense_100k, weighting, optimizer):
+    features, y, w, l2, opt = dense_100k
+    res = fit_sgd(features, y, w, SGDParams(weighting=weighting, optimizer=optimizer, l2=l2),
+                  max_iter=20, tol=1e-4, random_state=0, n_threads=2)
+    final = objective(features, y, w, res.coef, res.intercept, l2, n_threads=2)
+    assert final == res.history[-1]
+    assert final <= opt * 1.005, (final / opt - 1, res.n_iter)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["adagrad", "ftrl"])
+@pytest.mark.parametrize("weighting", ["iwa", "resample"])
+def test_defaults_reach_half_a_percent_of_the_optimum_csr(weighting, optimizer):
+    # hashed one-hot features (40 fields x 25 levels). Plain SGD (one global rate) and the
+    # "gradient" weighting are slower on rare sparse columns: see benchmarks/quick_sgd.py
+    from fastwlr.datasets import make_watch_time
+    data = make_watch_time(100_000, sparse=True, n_hashed_features=1024, random_state=1)
+    features = check_features(data.X)
+    y = data.clicked.astype(np.float64)
+    w = np.where(data.clicked, data.watch_time, 1.0)
+    l2 = 1e-5 * w.mean()
+    opt = _optimum(features, y, w, l2)[0]
+    res = fit_sgd(features, y, w, SGDParams(weighting=weighting, optimizer=optimizer, l2=l2),
+                  max_iter=20, tol=1e-4, random_state=0, n_threads=2)
+    assert res.history[-1] <= opt * 1.005, (res.history[-1] / opt - 1, res.n_iter)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_gradient_and_resample_reach_the_same_optimum_with_integer_weights(optimizer):
+    rng = np.random.default_rng(5)
+    n, d = 20_000, 6
+    X = rng.standard_normal((n, d))
+    coef_true = rng.standard_normal(d) * 0.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ coef_true - 1.0)))).astype(np.float64)
+    w = np.where(y == 1, rng.integers(1, 6, size=n), 1).astype(np.float64)
+    features = check_features(X)
+    l2 = 1e-3
+    _, coef_opt, b_opt = _optimum(features, y, w, l2)
+    fits = {wt: fit_sgd(features, y, w, SGDParams(weighting=wt, optimizer=optimizer, l2=l2),
+                        max_iter=25, tol=None, random_state=1, n_threads=2)
+            for wt in ("gradient", "resample")}
+    for wt, res in fits.items():
+        err = np.abs(res.coef - coef_opt).max()
+        assert err < 0.02, (wt, err)
+        assert abs(res.intercept - b_opt) < 0.02
+    # ...and the expanded data set (each row repeated w times, unit weights) has that same optimum
+    rep = np.repeat(np.arange(n), w.astype(int))
+    _, coef_rep, _ = _optimum(check_features(X[rep]), y[rep], np.ones(rep.shape[0]), l2 * n / w.sum())
+    np.testing.assert_allclose(coef_rep, coef_opt, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_fremtpl2_defaults_within_one_percent_of_the_optimum():
+    from fastwlr.datasets import load_claims
+    try:
+        data = load_claims("freMTPL2")
+    except FileNotFoundError as exc:
+        pytest.skip(f"freMTPL2 not available: {exc}")
+    features = check_features(data.X)
+    y, w = data.y, data.sample_weight
+    l2 = 1e-6 * w.mean()   # the estimators' default alpha=1e-6 on the weight-normalised objective
+    opt = _optimum(features, y, w, l2)[0]
+    res = fit_sgd(features, y, w, SGDParams(l2=l2), random_state=0, n_threads=2)
+    assert res.history[-1] <= opt * 1.01, (res.history[-1] / opt - 1, res.n_iter)
