@@ -258,3 +258,46 @@ def check_no_inf(features, name="X"):
     values = features.data if features.is_sparse else features.X
     if np.isinf(values).any():
         raise ValueError(f"{name} contains inf; features must be finite (NaN rows are reported where scored)")
+
+
+def check_exclude(exclude, n):
+    """Top-k ``exclude``: None, or a boolean mask of length n (True = skip the candidate).
+
+    Only bool is accepted: an integer array is more likely a list of indices than a 0/1 mask.
+    Returned as a contiguous bool array (a copy only if needed)."""
+    if exclude is None:
+        return None
+    arr = np.asarray(exclude)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"exclude must be a boolean mask, got dtype {arr.dtype} "
+                        "(to exclude by index, build a mask: m = np.zeros(n, bool); m[idx] = True)")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"exclude must have shape ({n},) (one flag per candidate row), got {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def check_topk_scores(scores):
+    """Top-k scores: 1-D real; float32/float64 kept, other real dtypes become float64.
+    NaN is not checked here: the kernels find it during their pass and report its index."""
+    arr = np.asarray(scores)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"scores must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=_float_dtype(arr.dtype, "scores").newbyteorder("="))
+
+
+def check_nonfinite_log_odds(feature_values, nan_row, has_inf, name="X"):
+    """After a fused score+top-k pass: raise if a scored row's log-odds were NaN or inf.
+
+    ``feature_values``: X (dense) or its CSR ``data``; ``nan_row``: the lowest scored row whose
+    log-odds were NaN (-1: none); ``has_inf``: some scored row's log-odds were +-inf. Inf features
+    are the likelier cause of either, so they are looked for (a full pass) only then; an inf
+    log-odds from finite features (overflowing sum) is a legitimate, if extreme, score."""
+    if nan_row < 0 and not has_inf:
+        return
+    if np.isinf(feature_values).any():
+        raise ValueError(f"{name} contains inf; features must be finite")
+    if nan_row >= 0:
+        raise ValueError(f"row {nan_row} of {name} has NaN log-odds (a NaN feature): it cannot be ranked; "
+                         "drop or impute it, or mark it in exclude=")

@@ -1,0 +1,300 @@
+# cython: language_level=3
+"""Grouped top-k, alone (on scores) or fused with scoring (on dense or CSR features).
+
+The specification is ``fastwlr/backends/reference/topk.py``: per group, the k best candidates
+under the total order (higher value first; equal values: lower index first), best first, padded
+with index -1 / value -inf. Fused kernels rank by the float64 log-odds z and transform only the
+winners, so the n scores are never stored and exp/sigmoid runs k times per group.
+
+Selection: one bounded min-heap of (value, index) per group, whose root is the worst candidate
+kept. A scan reads each candidate once; after the first k it costs one comparison with the root
+(for random order only about k*ln(n/k) candidates ever enter the heap). Measured against a
+threshold-prefiltered buffer with a partial quickselect (benchmarks/quick_topk.py --algorithms,
+one run, see the report of issue 4): within a few percent of each other for random scores, the
+fused kernels are bound by the dot products anyway, and the heap has no data-dependent buffer
+size, so the heap stays (the buffer wins only on long ascending runs, a worst case for the heap
+at n*log(k), never for the fused ranking we serve).
+
+Threads: groups are spread over threads (dynamic schedule: ragged sizes). A group of at least
+SPLIT_MIN candidates is instead cut into one chunk per thread, every chunk keeps its own top-k,
+and the chunks' winners are merged by the same heap: the order is total, so the result does not
+depend on the number of threads or chunks.
+
+Errors are never raised inside ``nogil``: each thread records the lowest NaN row it met and
+counts infinite log-odds; the adapter (``cython_core/__init__.py``) raises afterwards.
+"""
+import numpy as np
+
+from libc.stdint cimport int64_t
+from libc.math cimport INFINITY, fabs
+from cython.parallel cimport prange, threadid
+
+from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_dense,
+                     dot_csr)
+
+OUTPUT_CODES = {"log_odds": LOG_ODDS, "odds": ODDS, "proba": PROBA}
+
+# What one scan reads: precomputed scores, or log-odds of dense / CSR rows.
+cdef enum Source:
+    SCORES = 0
+    DENSE = 1
+    CSR = 2
+
+# A group this large is split across threads (below it, one thread per group is the better use).
+cdef Py_ssize_t SPLIT_MIN = 1 << 16
+# Below this much work (candidates x cost per candidate) in total, threads cost more than they save.
+cdef Py_ssize_t PARALLEL_MIN_WORK = 1 << 15
+
+
+# ------------------------------------------------------------------ bounded heap of (value, index)
+
+cdef inline bint worse(double va, int64_t ia, double vb, int64_t ib) noexcept nogil:
+    # The total order of the specification: higher value better, equal values -> lower index better.
+    return va < vb or (va == vb and ia > ib)
+
+
+cdef inline void sift_down(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t pos) noexcept nogil:
+    cdef double v = hv[pos]
+    cdef int64_t ix = hi[pos]
+    cdef Py_ssize_t child
+    while True:
+        child = 2 * pos + 1
+        if child >= m:
+            break
+        if child + 1 < m and worse(hv[child + 1], hi[child + 1], hv[child], hi[child]):
+            child += 1
+        if not worse(hv[child], hi[child], v, ix):
+            break
+        hv[pos] = hv[child]
+        hi[pos] = hi[child]
+        pos = child
+    hv[pos] = v
+    hi[pos] = ix
+
+
+cdef inline void sift_up(double* hv, int64_t* hi, Py_ssize_t pos) noexcept nogil:
+    cdef double v = hv[pos]
+    cdef int64_t ix = hi[pos]
+    cdef Py_ssize_t parent
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if not worse(v, ix, hv[parent], hi[parent]):
+            break
+        hv[pos] = hv[parent]
+        hi[pos] = hi[parent]
+        pos = parent
+    hv[pos] = v
+    hi[pos] = ix
+
+
+cdef inline Py_ssize_t heap_push(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t k, double v,
+                                 int64_t ix) noexcept nogil:
+    """Offer (v, ix) to a heap of m <= k entries; returns the new size."""
+    if m < k:
+        hv[m] = v
+        hi[m] = ix
+        sift_up(hv, hi, m)
+        return m + 1
+    # The hot path: a full heap and a candidate no better than the root is one or two comparisons.
+    if worse(hv[0], hi[0], v, ix):
+        hv[0] = v
+        hi[0] = ix
+        sift_down(hv, hi, k, 0)
+    return m
+
+
+cdef inline void heap_sort_desc(double* hv, int64_t* hi, Py_ssize_t m) noexcept nogil:
+    # Heapsort with the worst at the root: moving the root to the end each time leaves best first.
+    cdef Py_ssize_t end
+    cdef double v
+    cdef int64_t ix
+    for end in range(m - 1, 0, -1):
+        v = hv[0]
+        ix = hi[0]
+        hv[0] = hv[end]
+        hi[0] = hi[end]
+        hv[end] = v
+        hi[end] = ix
+        sift_down(hv, hi, end, 0)
+
+
+# ------------------------------------------------------------------ scan and finish
+
+cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
+                            Py_ssize_t d, const double* w, double b, const unsigned char* exclude,
+                            Py_ssize_t start, Py_ssize_t stop, double* hv, int64_t* hi, Py_ssize_t m,
+                            Py_ssize_t k, int64_t* bad) noexcept nogil:
+    """Offer rows [start, stop) to the heap (size m); returns its new size.
+
+    ``bad[0]``: lowest row with a NaN value/log-odds seen by this thread (-1: none);
+    ``bad[1]``: count of infinite log-odds (fused sources only)."""
+    cdef Py_ssize_t i
+    cdef double z
+    for i in range(start, stop):
+        if exclude != NULL and exclude[i]:
+            continue
+        if source == SCORES:
+            z = vals[i]
+        elif source == DENSE:
+            z = dot_dense(vals + i * d, w, d) + b
+        else:
+            z = dot_csr(vals, ind, indptr[i], indptr[i + 1], w) + b
+        if z != z:  # NaN has no place in the order: remember the row, rank the others
+            if bad[0] < 0 or i < bad[0]:
+                bad[0] = i
+            continue
+        if source != SCORES and fabs(z) == INFINITY:
+            bad[1] += 1
+        m = heap_push(hv, hi, m, k, z, i)
+    return m
+
+
+cdef inline void finish(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t k, int output,
+                        int64_t* out_idx, out_t* out_val) noexcept nogil:
+    """Sort the m winners best first, transform them, pad the row to k."""
+    cdef Py_ssize_t j
+    heap_sort_desc(hv, hi, m)
+    for j in range(m):
+        out_idx[j] = hi[j]
+        out_val[j] = <out_t>apply_output(hv[j], output)
+    for j in range(m, k):
+        out_idx[j] = -1
+        out_val[j] = -INFINITY
+
+
+cdef void select_groups(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
+                        Py_ssize_t d, const double* w, double b, const unsigned char* exclude,
+                        const int64_t* offsets, Py_ssize_t G, Py_ssize_t k, int output, int64_t* out_idx,
+                        out_t* out_val, double* hv, int64_t* hi, Py_ssize_t* chunk_m, int64_t* bad,
+                        int n_threads, Py_ssize_t row_cost) noexcept nogil:
+    """The driver. Outputs are (G, k); scratch ``hv``/``hi`` (n_threads + 1, k); ``bad`` (n_threads, 2);
+    ``chunk_m`` (n_threads,). All C-contiguous."""
+    cdef Py_ssize_t g, t, c, j, m, start, stop, size, n_chunks
+    cdef Py_ssize_t n = offsets[G] - offsets[0]
+    cdef bint split = n_threads > 1
+    cdef bint threaded = n_threads > 1 and n * row_cost > PARALLEL_MIN_WORK
+
+    # Phase 1: one thread per group, groups of SPLIT_MIN or more left to phase 2.
+    for g in prange(G, schedule="dynamic", chunksize=4, num_threads=n_threads, use_threads_if=threaded):
+        start = offsets[g]
+        stop = offsets[g + 1]
+        if split and stop - start >= SPLIT_MIN:
+            continue
+        t = threadid()
+        m = scan(source, vals, ind, indptr, d, w, b, exclude, start, stop, hv + t * k, hi + t * k, 0, k,
+                 bad + 2 * t)
+        finish(hv + t * k, hi + t * k, m, k, output, out_idx + g * k, out_val + g * k)
+
+    if not split:
+        return
+    # Phase 2: each big group with every thread: a top-k per chunk, then one merge.
+    for g in range(G):
+        start = offsets[g]
+        size = offsets[g + 1] - start
+        if size < SPLIT_MIN:
+            continue
+        n_chunks = min(<Py_ssize_t>n_threads, size // (SPLIT_MIN // 2))
+        for c in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
+            chunk_m[c] = scan(source, vals, ind, indptr, d, w, b, exclude, start + size * c // n_chunks,
+                              start + size * (c + 1) // n_chunks, hv + c * k, hi + c * k, 0, k, bad + 2 * c)
+        m = 0
+        for c in range(n_chunks):  # the merge: at most n_threads * k pushes
+            for j in range(chunk_m[c]):
+                m = heap_push(hv + n_threads * k, hi + n_threads * k, m, k, hv[c * k + j], hi[c * k + j])
+        finish(hv + n_threads * k, hi + n_threads * k, m, k, output, out_idx + g * k, out_val + g * k)
+
+
+cdef class _Scratch:
+    """Outputs and per-thread scratch of one call, allocated (and freed) by numpy under the GIL."""
+    cdef object out_idx_arr, out_val_arr, bad_arr, keep
+    cdef int64_t* out_idx
+    cdef void* out_val
+    cdef double* hv
+    cdef int64_t* hi
+    cdef Py_ssize_t* chunk_m
+    cdef int64_t* bad
+
+    def __init__(self, Py_ssize_t G, Py_ssize_t k, int n_threads, out_dtype):
+        cdef int64_t[:, ::1] oi = np.empty((G, k), dtype=np.int64)
+        cdef double[:, ::1] hv = np.empty((n_threads + 1, k), dtype=np.float64)
+        cdef int64_t[:, ::1] hi = np.empty((n_threads + 1, k), dtype=np.int64)
+        cdef Py_ssize_t[::1] cm = np.zeros(n_threads, dtype=np.intp)
+        cdef int64_t[:, ::1] bad = np.full((n_threads, 2), -1, dtype=np.int64)
+        cdef unsigned char[::1] ov
+        bad[:, 1] = 0
+        self.out_idx_arr = np.asarray(oi)
+        self.out_val_arr = np.empty((G, k), dtype=out_dtype)
+        ov = self.out_val_arr.reshape(-1).view(np.uint8)
+        self.bad_arr = np.asarray(bad)
+        self.keep = (hv, hi, cm, ov)
+        # &x[0, 0] is invalid for an empty view; a zero-size output is never written anyway
+        self.out_idx = &oi[0, 0] if oi.shape[0] > 0 else NULL
+        self.out_val = <void*>&ov[0] if ov.shape[0] > 0 else NULL
+        self.hv = &hv[0, 0]
+        self.hi = &hi[0, 0]
+        self.chunk_m = &cm[0]
+        self.bad = &bad[0, 0]
+
+    def report(self):
+        """(lowest NaN row or -1, count of infinite log-odds)."""
+        nan = self.bad_arr[:, 0][self.bad_arr[:, 0] >= 0]
+        return (int(nan.min()) if nan.size else -1), int(self.bad_arr[:, 1].sum())
+
+
+# ------------------------------------------------------------------ entry points (checked input only)
+
+def topk(const feature_t[::1] scores, const int64_t[::1] offsets, Py_ssize_t k, int n_threads):
+    """-> (indices, values of the scores' dtype, lowest NaN index or -1)."""
+    cdef Py_ssize_t G = offsets.shape[0] - 1
+    cdef _Scratch s = _Scratch(G, k, n_threads, np.asarray(scores).dtype)
+    cdef const feature_t* p = &scores[0] if scores.shape[0] > 0 else NULL
+    with nogil:
+        select_groups(SCORES, p, <const int*>NULL, <const int*>NULL, 0, <const double*>NULL, 0.0, NULL,
+                      &offsets[0], G, k, LOG_ODDS, s.out_idx, <feature_t*>s.out_val, s.hv, s.hi, s.chunk_m,
+                      s.bad, n_threads, 1)
+    return s.out_idx_arr, s.out_val_arr, s.report()[0]
+
+
+def _fused(int source, const feature_t[::1] vals, const index_t[::1] ind, const index_t[::1] indptr,
+           Py_ssize_t d, const double[::1] coef, double intercept, const int64_t[::1] offsets, Py_ssize_t k,
+           int output, exclude, out_dtype, int n_threads, Py_ssize_t row_cost):
+    cdef Py_ssize_t G = offsets.shape[0] - 1
+    cdef const unsigned char[::1] excl_view
+    cdef const unsigned char* excl = NULL
+    if exclude is not None:
+        excl_view = np.ascontiguousarray(exclude).view(np.uint8)
+        excl = &excl_view[0] if excl_view.shape[0] > 0 else NULL
+    cdef _Scratch s = _Scratch(G, k, n_threads, out_dtype)
+    cdef const feature_t* v = &vals[0] if vals.shape[0] > 0 else NULL
+    cdef const index_t* ip = &ind[0] if ind.shape[0] > 0 else NULL
+    cdef const index_t* pp = &indptr[0] if indptr.shape[0] > 0 else NULL
+    cdef const double* w = &coef[0] if coef.shape[0] > 0 else NULL
+    cdef bint is32 = s.out_val_arr.dtype == np.float32
+    with nogil:
+        if is32:
+            select_groups(source, v, ip, pp, d, w, intercept, excl, &offsets[0], G, k, output, s.out_idx,
+                          <float*>s.out_val, s.hv, s.hi, s.chunk_m, s.bad, n_threads, row_cost)
+        else:
+            select_groups(source, v, ip, pp, d, w, intercept, excl, &offsets[0], G, k, output, s.out_idx,
+                          <double*>s.out_val, s.hv, s.hi, s.chunk_m, s.bad, n_threads, row_cost)
+    nan_row, n_inf = s.report()
+    return s.out_idx_arr, s.out_val_arr, nan_row, n_inf
+
+
+def score_topk_dense(const feature_t[:, ::1] X, const double[::1] coef, double intercept,
+                     const int64_t[::1] offsets, Py_ssize_t k, int output, exclude, out_dtype, int n_threads):
+    """-> (indices, values, lowest NaN row or -1, count of infinite log-odds)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    cdef const int[::1] no_index = np.empty(0, dtype=np.intc)
+    flat = np.asarray(X).reshape(-1)
+    return _fused(DENSE, flat, no_index, no_index, d, coef, intercept, offsets, k, output,
+                  exclude, out_dtype, n_threads, d + 1)
+
+
+def score_topk_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
+                   const double[::1] coef, double intercept, const int64_t[::1] offsets, Py_ssize_t k,
+                   int output, exclude, out_dtype, int n_threads):
+    cdef Py_ssize_t n = indptr.shape[0] - 1
+    cdef Py_ssize_t cost = 1 + (indices.shape[0] // n if n > 0 else 0)
+    return _fused(CSR, data, indices, indptr, 0, coef, intercept, offsets, k, output,
+                  exclude, out_dtype, n_threads, cost)
