@@ -31,23 +31,28 @@ SIZES = {
     "smoke": dict(n_score=3_000, n_features=64, csr_rows=3_000, csr_cols=2**12, csr_nnz=8,
                   topk_groups=50, topk_cands=40, topk_k=5, big_group=20_000, big_k=10,
                   n_train=3_000, train_cols=2**12, train_nnz=8, ref_sgd_rows=500,
-                  max_epochs=3, claims_rows=5_000, lr_max_iter=8),
+                  max_epochs=3, claims_rows=5_000, lr_max_iter=8, alpha=1e-3),
     "quick": dict(n_score=100_000, n_features=64, csr_rows=100_000, csr_cols=2**20, csr_nnz=40,
                   topk_groups=1_000, topk_cands=500, topk_k=10, big_group=1_000_000, big_k=100,
                   n_train=50_000, train_cols=2**18, train_nnz=40, ref_sgd_rows=2_000,
-                  max_epochs=6, claims_rows=100_000, lr_max_iter=20),
+                  max_epochs=6, claims_rows=100_000, lr_max_iter=20, alpha=1e-5),
     "full": dict(n_score=1_000_000, n_features=64, csr_rows=1_000_000, csr_cols=2**20, csr_nnz=40,
                  topk_groups=10_000, topk_cands=500, topk_k=10, big_group=10_000_000, big_k=100,
                  n_train=250_000, train_cols=2**20, train_nnz=40, ref_sgd_rows=5_000,
-                 max_epochs=10, claims_rows=None, lr_max_iter=30),
+                 max_epochs=10, claims_rows=None, lr_max_iter=30, alpha=1e-5),
 }
 OUTPUTS = ("log_odds", "odds", "proba")
 WEIGHTINGS = ("iwa", "gradient", "resample")
 OPTIMIZERS = ("adagrad", "sgd", "ftrl")
 OUR_BACKENDS = ("reference", "cython", "numba")
-ALPHA = 1e-6           # L2 strength of every training case (fastwlr's alpha; peers get the equivalent)
+# L2 strength of the training cases is SIZES[size]["alpha"] (fastwlr's alpha; peers get the equivalent):
+# 1e-5 keeps the hashed CSR problems (many rarely-seen columns) well posed; smoke uses 1e-3 to stay fast.
 TARGET_GAP = 0.01      # "time to 1 % of optimum": (L - L*) / L* <= 0.01, L* from a tight L-BFGS fit
 SEED = 0
+
+
+def alpha(size):
+    return SIZES[size]["alpha"]
 
 
 def size_name(default="smoke"):
@@ -264,10 +269,10 @@ def objective(size, kind, coef, intercept):
     coef = np.ascontiguousarray(coef, dtype=np.float64)
     if features.is_sparse:
         loss, _, _ = be.objective_grad_csr(features.data, features.indices, features.indptr, features.n_features,
-                                           y, normalised_weights(w), coef, float(intercept), ALPHA,
+                                           y, normalised_weights(w), coef, float(intercept), alpha(size),
                                            os.cpu_count() or 1)
     else:
-        loss, _, _ = be.objective_grad_dense(features.X, y, normalised_weights(w), coef, float(intercept), ALPHA,
+        loss, _, _ = be.objective_grad_dense(features.X, y, normalised_weights(w), coef, float(intercept), alpha(size),
                                              os.cpu_count() or 1)
     return float(loss)
 
@@ -281,7 +286,7 @@ def optimum(size, kind):
     features, _, y, w = training_data(size, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = fit_lbfgs(features, y, w, alpha=ALPHA, tol=1e-9, max_iter=2000, n_threads=os.cpu_count() or 1,
+        res = fit_lbfgs(features, y, w, alpha=alpha(size), tol=1e-8, max_iter=1000, n_threads=os.cpu_count() or 1,
                         backend=get_backend("cython"))
     return objective(size, kind, res.coef, res.intercept)
 
@@ -578,10 +583,10 @@ class _Reached(Exception):
     pass
 
 
-def _sgd_params(weighting, optimizer):
+def _sgd_params(size, weighting, optimizer):
     from fastwlr._sgd import SGDParams
     # fit_sgd's objective is on raw weights: its l2 is our alpha times the mean weight (estimators.py)
-    return lambda mean_w: SGDParams(weighting=weighting, optimizer=optimizer, l2=ALPHA * mean_w)
+    return lambda mean_w: SGDParams(weighting=weighting, optimizer=optimizer, l2=alpha(size) * mean_w)
 
 
 def _subset(features, y, w, rows):
@@ -606,7 +611,7 @@ def _sgd_epoch_case(size, kind, weighting, optimizer, be_name, label):
         if be_name == "reference":
             # the reference epoch is a per-row Python loop (an oracle, not a contender): time a slice
             features, y, w, scale = _subset(features, y, w, SIZES[size]["ref_sgd_rows"])
-        params = _sgd_params(weighting, optimizer)(float(w.mean()))
+        params = _sgd_params(size, weighting, optimizer)(float(w.mean()))
 
         def run():
             t0 = time.perf_counter()
@@ -640,7 +645,7 @@ def _sgd_target_case(size, kind, weighting, optimizer, be_name, label):
         _backend(be_name, "sgd_epoch_csr" if kind == "csr" else "sgd_epoch_dense")
         features, _, y, w = training_data(size, kind)
         target = optimum(size, kind) * (1 + TARGET_GAP)
-        params = _sgd_params(weighting, optimizer)(float(w.mean()))
+        params = _sgd_params(size, weighting, optimizer)(float(w.mean()))
         max_epochs = SIZES[size]["max_epochs"]
 
         def run():
@@ -685,7 +690,7 @@ def _lbfgs_case(size, kind, t, label, to_target):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    res = fit_lbfgs(features, y, w, alpha=ALPHA, tol=1e-6, n_threads=t, backend=be,
+                    res = fit_lbfgs(features, y, w, alpha=alpha(size), tol=1e-6, n_threads=t, backend=be,
                                     callback=cb if to_target else None)
                     loss, it = objective(size, kind, res.coef, res.intercept), res.n_iter
                     reached = not to_target or loss <= target
@@ -707,7 +712,7 @@ def _sklearn_lr_case(size, kind, t, label, to_target):
             raise Skip("scikit-learn not installed (pip install '.[bench]')")
         import warnings
         _, X, y, w = training_data(size, kind)
-        C = 1.0 / (ALPHA * float(w.sum()))   # sklearn: C sum w l + 1/2 ||coef||^2  ==  ours * n / (alpha ...)
+        C = 1.0 / (alpha(size) * float(w.sum()))   # sklearn: C sum w l + 1/2 ||coef||^2  ==  ours * n / (alpha ...)
         target = optimum(size, kind) * (1 + TARGET_GAP) if to_target else None
 
         def fit(max_iter, tol):
@@ -752,7 +757,7 @@ def _sklearn_sgd_case(size, kind, label, to_target):
         Xs, ys, ws = X[perm], y[perm], w_norm[perm]
 
         def run():
-            clf = SGDClassifier(loss="log_loss", alpha=ALPHA, random_state=SEED, average=True)
+            clf = SGDClassifier(loss="log_loss", alpha=alpha(size), random_state=SEED, average=True)
             spent, loss = 0.0, math.inf
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
