@@ -591,8 +591,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
                 return self._score(X, "odds")
             click_log_odds = click_model.decision_function(X)
         z = self._score(X, "log_odds", dtype=np.float64)
-        zc = v.check_vector(np.asarray(click_log_odds).reshape(-1) if np.ndim(click_log_odds) else click_log_odds,
-                            z.shape[0], "click_log_odds")
+        zc = _as_1d_numeric(click_log_odds, z.shape[0], "click_log_odds")
         from ._math import safe_exp
         return safe_exp(z - softplus(zc))
 

@@ -378,3 +378,18 @@ def test_fremtpl2_defaults_reach_the_exact_optimum():
     # the exact optimum is a stationary point of the reference objective (checked without the kernel)
     _, g, gb = ref.objective_grad_dense(data.X, y, wn, exact.coef_[0], exact.intercept_[0], exact.alpha)
     assert np.abs(g).max() < 1e-6 and abs(gb) < 1e-6
+
+
+def test_predict_click_arguments_are_checked(rng):
+    X, _, _ = _data(rng, 100, 3)
+    T = np.where(rng.random(100) < 0.3, 5.0, 0.0)
+    ranker = WatchTimeRanker(solver="lbfgs", alpha=1e-3).fit(X, T)
+    zc = np.full(100, -2.0)
+    np.testing.assert_allclose(ranker.predict(X, click_log_odds=zc),
+                               ranker.predict(X) * (1 - 1 / (1 + np.exp(2.0))), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"click_log_odds must have shape \(100,\)"):
+        ranker.predict(X, click_log_odds=zc[:5])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ranker.predict(X, click_log_odds=np.full(100, np.nan))
+    with pytest.raises(ValueError, match="not both"):
+        ranker.predict(X, click_log_odds=zc, click_model=ranker)
