@@ -454,9 +454,35 @@ class WeightedLogisticRegression(_Params):
         return float(np.average(pred == y, weights=w))
 
     def rank(self, X, k, *, offsets=None, exclude=None, output="odds"):
-        """Each request's top-k rows by score (see ``fastwlr.topk.score_topk``)."""
+        """Each request's top-k candidates by the model's score, in one pass over ``X``.
+
+        Calls ``fastwlr.score_topk`` with ``coef_`` and ``intercept_``: the n scores are never stored.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features) or scipy sparse matrix
+        k : int
+            Candidates kept per request.
+        offsets : array-like of int, shape (n_requests + 1,), optional
+            Request g owns rows ``offsets[g]:offsets[g + 1]``; None: one request.
+        exclude : array-like of bool, shape (n,), optional
+            Rows never returned (e.g. already watched).
+        output : {"odds", "log_odds", "proba"}
+            Values returned; the order is by log-odds whatever the output. For a
+            ``WatchTimeRanker``, "odds" is e^z, the expected watch time without the click correction.
+
+        Returns
+        -------
+        indices : ndarray of int64, shape (n_requests, k)
+            Row indices into X, best first; -1 pads requests with fewer than k rows.
+        values : ndarray, shape (n_requests, k)
+        """
         from .topk import score_topk
         self._check_fitted()
+        d = _n_columns(X)
+        if d is not None and d != self.n_features_in_:
+            raise ValueError(f"X has {d} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
         return score_topk(X, self.coef_[0], float(self.intercept_[0]), k, offsets=offsets,
                           exclude=exclude, output=output, n_threads=self.n_threads, backend=self.backend)
 

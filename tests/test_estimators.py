@@ -393,3 +393,27 @@ def test_predict_click_arguments_are_checked(rng):
         ranker.predict(X, click_log_odds=np.full(100, np.nan))
     with pytest.raises(ValueError, match="not both"):
         ranker.predict(X, click_log_odds=zc, click_model=ranker)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rank_is_the_top_k_of_predict(rng, sparse):
+    X, _, _ = _data(rng, 600, 4)
+    T = np.where(rng.random(600) < 0.3, rng.lognormal(2, 1, 600), 0.0)
+    ranker = WatchTimeRanker(solver="lbfgs", alpha=1e-3).fit(X, T)
+    Xs = sp.csr_array(X) if sparse else X
+    offsets = np.array([0, 7, 7, 250, 600])  # ragged, with an empty request
+    exclude = np.zeros(600, dtype=bool)
+    exclude[[3, 300]] = True
+    idx, values = ranker.rank(Xs, 5, offsets=offsets, exclude=exclude)
+    pred = ranker.predict(X)
+    for g in range(4):
+        rows = [i for i in range(offsets[g], offsets[g + 1]) if not exclude[i]]
+        want = sorted(rows, key=lambda i: -pred[i])[:5]
+        got = [i for i in idx[g] if i >= 0]
+        assert got == want
+        np.testing.assert_allclose(values[g][:len(got)], pred[got], rtol=1e-12)
+    assert (idx[1] == -1).all()
+    with pytest.raises(ValueError, match="expecting 4 features"):
+        ranker.rank(X[:, :3], 2)
+    with pytest.raises(NotFittedError):
+        WatchTimeRanker().rank(X, 2)
