@@ -137,22 +137,19 @@ def add_ratios(rows):
         if f is not None and r.get("gbps"):
             r["floor_gbps"] = f["gbps"]
             r["frac_of_floor"] = r["gbps"] / f["gbps"]
-    # ratios per (group, comparable name, threads)
-    by = {}
+    # x ref: against the reference on the same case; x peer: against the fastest peer on the comparable case
+    by_name, by_comp = {}, {}
+    for r in ok:
+        if r["group"] != "floor":
+            by_name.setdefault((r["group"], r["name"], r["threads"]), []).append(r)
+            by_comp.setdefault((r["group"], _comparable(r), r["threads"]), []).append(r)
     for r in ok:
         if r["group"] == "floor":
             continue
-        by.setdefault((r["group"], _comparable(r), r["threads"]), []).append(r)
-    for r in ok:
-        if r["group"] == "floor":
-            continue
-        peers = by.get((r["group"], _comparable(r), r["threads"]), [])
-        if r["group"] == "training" and r["threads"] != 1 and not peers:
-            continue
-        ref = [p for p in by.get((r["group"], r["name"], r["threads"]), []) if p["kind"] == "reference"]
+        ref = [p for p in by_name[(r["group"], r["name"], r["threads"])] if p["kind"] == "reference"]
         if ref and r["kind"] != "reference":
             r["x_ref"] = ref[0]["median"] / r["median"]
-        pe = [p for p in peers if p["kind"] == "peer"]
+        pe = [p for p in by_comp[(r["group"], _comparable(r), r["threads"])] if p["kind"] == "peer"]
         if pe and r["kind"] != "peer":
             best = min(pe, key=lambda p: p["median"])
             r["x_peer"] = best["median"] / r["median"]
@@ -322,7 +319,7 @@ def chart(rows, path, title):
     ax1.set_yticks([i + 0.4 - h / 2 for i in range(len(names))])
     ax1.set_yticklabels(names)
     ax1.invert_yaxis()
-    ax1.legend(loc="lower right", fontsize=8)
+    ax2.legend(loc="lower right", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
