@@ -28,7 +28,12 @@ Objective (DESIGN.md section 1; the intercept is not regularised):
     objective_grad_dense(X, y, sample_weight, coef, intercept, l2, n_threads)
         -> (loss float, grad_coef float64 (d,), grad_intercept float)
     objective_grad_csr(data, indices, indptr, n_features, y, sample_weight, coef, intercept, l2, n_threads)
-SGD epochs (issue 3): see ``fastwlr._sgd`` for the state and options they share.
+SGD epochs (issue 3): see ``fastwlr._sgd`` (module docstring) for the exact step, the state
+(``SGDState``: float64 arrays + a float64 ``scalars`` vector, mutated in place) and the options
+(``EpochParams``: plain numbers and codes); one epoch over a given int64 row ``order``:
+    sgd_epoch_dense(X, y, sample_weight, order, state, params) -> (loss_sum float, diverged_at int)
+    sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params) -> (loss_sum, diverged_at)
+    (diverged_at = -1, or the position in ``order`` where the log-odds became non-finite)
 
 Backends are listed in ``fastwlr._config.BACKENDS``; adding one means adding its name there.
 """
