@@ -1,0 +1,277 @@
+"""SGD epochs compiled by Numba (contract: the module docstring of ``fastwlr._sgd``).
+
+A line-by-line port of ``cython_core/_sgd.pyx`` (itself checked against the reference loop): one
+generic step for dense and CSR rows, the same operation order (dot products of ``_jit``), so with
+the same row order, state and params the trajectory matches the Cython core's to rounding. An
+epoch is sequential; a non-finite log-odds stops it and is returned as a position, never raised.
+
+``params`` arrive packed in one float64 vector (``P_*`` positions below) so that a single compiled
+signature serves every optimiser and weighting.
+"""
+import math
+
+import numpy as np
+
+from ._jit import dot_csr, dot_dense, jit, sigmoid, softplus
+
+SGD, ADAGRAD, FTRL = 0, 1, 2
+GRADIENT, IWA = 0, 1
+AUTO, CONSTANT, INVSCALING = 0, 1, 2
+RESCALE_BELOW = 1e-9
+ADA_EPS = 1e-12
+
+# scalars layout: fastwlr._sgd (asserted equal in the adapter)
+I_B, I_SCALE, I_T, I_ACC_B, I_Z_B, I_AVG_B, I_CLOCK, I_NAVG, I_ACC_NORM = range(9)
+# packed params
+(P_OPT, P_WEIGHTING, P_SCHEDULE, P_ETA0, P_POWER_T, P_L2, P_L1, P_ALPHA, P_BETA, P_AVG_START,
+ P_N_SCHEDULE, P_FIT_INTERCEPT, P_AVG_ON) = range(13)
+N_PARAMS = 13
+
+
+@jit()
+def iwa_step(z, label, h, k):
+    # fastwlr._sgd.iwa_step: Newton from the right on F(delta) = delta + e^v0 expm1(delta) - h k
+    s = 2.0 * label - 1.0
+    v0 = s * z
+    a = h * k
+    if a <= 0.0 or k <= 0.0:
+        return 0.0
+    if v0 > 30.0:
+        e = math.exp(-v0) if v0 < 745.0 else 0.0
+        delta = a * e / (1.0 + e)
+        return -s * delta / k
+    e0 = math.exp(v0)
+    delta = a
+    if e0 > 0.0 and math.log1p(a / e0) < delta:
+        delta = math.log1p(a / e0)
+    for _ in range(100):
+        ev = math.exp(v0 + delta)
+        f = delta + (e0 * math.expm1(delta) if delta < 1.0 else ev - e0) - a
+        new = delta - f / (1.0 + ev)
+        if new < 0.0:
+            new = 0.0
+        if not (new < delta) or delta - new <= 1e-15 * delta:
+            delta = new
+            break
+        delta = new
+    return -s * delta / k
+
+
+@jit()
+def _eta_sgd(schedule, eta0, power_t, n_schedule, t):
+    if schedule == CONSTANT:
+        return eta0
+    if schedule == INVSCALING:
+        return eta0 / (1.0 + t) ** power_t
+    return eta0 / math.sqrt(1.0 + t / n_schedule)
+
+
+@jit()
+def _ftrl_w(zj, nj, l1, l2, alpha, beta, t):
+    l1t = l1 * t
+    if abs(zj) <= l1t:
+        return 0.0
+    return -(zj - math.copysign(l1t, zj)) / ((beta + math.sqrt(nj)) / alpha + l2 * t)
+
+
+@jit()
+def _geom(r, i0, m):
+    # sum_{i=i0}^{m} r^i, r in (0, 1]
+    if m < i0:
+        return 0.0
+    if r == 1.0:
+        return m - i0 + 1.0
+    return r ** i0 * (1.0 - r ** (m - i0 + 1.0)) / (1.0 - r)
+
+
+@jit()
+def _ada_catch_up(j, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t):
+    m = t - last[j]
+    if m <= 0:
+        return
+    eta = eta0 / (math.sqrt(acc[j]) + ADA_EPS)
+    r = 1.0 / (1.0 + eta * l2)
+    c = coef[j]
+    if avg_on:
+        i0 = math.ceil(avg_start - last[j]) + 1.0
+        if i0 < 1.0:
+            i0 = 1.0
+        avg[j] += c * _geom(r, i0, m)
+    coef[j] = c * r ** m
+    last[j] = t
+
+
+@jit()
+def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, last, avg, sc, prm):
+    """One epoch; returns (loss_sum, -1 or the position where z became non-finite).
+
+    Dense rows: ``data`` is X flattened, row i at ``i * d``, column q is coordinate q. CSR rows:
+    ``data[indptr[i]:indptr[i + 1]]`` at coordinates ``cols_all[...]``.
+    """
+    opt = int(prm[P_OPT])
+    weighting = int(prm[P_WEIGHTING])
+    schedule = int(prm[P_SCHEDULE])
+    eta0 = prm[P_ETA0]
+    power_t = prm[P_POWER_T]
+    l2 = prm[P_L2]
+    l1 = prm[P_L1]
+    alpha = prm[P_ALPHA]
+    beta = prm[P_BETA]
+    avg_start = prm[P_AVG_START]
+    n_schedule = prm[P_N_SCHEDULE]
+    fit_intercept = prm[P_FIT_INTERCEPT] != 0.0
+    avg_on = prm[P_AVG_ON] != 0.0
+    ncoef = coef.shape[0]
+    if dense:
+        maxnr = d
+    else:
+        maxnr = 0
+        for i in range(indptr.shape[0] - 1):
+            maxnr = max(maxnr, indptr[i + 1] - indptr[i])
+    buf = np.empty(maxnr + 1)  # AdaGrad's per-row rates
+    loss_sum = 0.0
+    for pos in range(order.shape[0]):
+        i = order[pos]
+        h = sw[i]
+        label = y[i]
+        if dense:
+            base = i * d
+            nr = d
+        else:
+            base = indptr[i]
+            nr = indptr[i + 1] - base
+        t = sc[I_T]
+        # 1. lazy catch-up and 2. margin
+        if opt == ADAGRAD:
+            if l2 > 0 or avg_on:
+                for q in range(nr):
+                    j = q if dense else cols_all[base + q]
+                    _ada_catch_up(j, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
+        elif opt == FTRL:
+            for q in range(nr):
+                j = q if dense else cols_all[base + q]
+                coef[j] = _ftrl_w(zacc[j], acc[j], l1, l2, alpha, beta, t)
+            if fit_intercept:
+                sc[I_B] = -sc[I_Z_B] * alpha / (beta + math.sqrt(sc[I_ACC_B]))
+        elif avg_on:
+            for q in range(nr):
+                j = q if dense else cols_all[base + q]
+                avg[j] += coef[j] * (sc[I_CLOCK] - last[j])
+                last[j] = sc[I_CLOCK]
+        if dense:
+            z = dot_dense(data, base, coef, nr)
+        else:
+            z = dot_csr(data, cols_all, base, base + nr, coef)
+        z = sc[I_SCALE] * z + sc[I_B]
+        if not math.isfinite(z):
+            return loss_sum, pos
+        loss_sum += h * (softplus(z) - label * z)
+        g = sigmoid(z) - label
+        # 3. rates, 4. the scalar step G, 5. update
+        if opt == SGD:
+            x2 = 0.0
+            if schedule == AUTO or weighting == IWA:
+                for q in range(nr):
+                    x2 += np.float64(data[base + q]) * np.float64(data[base + q])
+                x2 += 1.0 if fit_intercept else 0.0
+            if schedule == AUTO:  # AdaGrad-Norm: one accumulator of squared gradient norms
+                sc[I_ACC_NORM] += (h * g * g if weighting == IWA else (h * g) * (h * g)) * x2
+                eta = eta0 / (math.sqrt(sc[I_ACC_NORM]) + ADA_EPS)
+            else:
+                eta = _eta_sgd(schedule, eta0, power_t, n_schedule, t)
+            if weighting == IWA:
+                G = iwa_step(z, label, h, eta * x2)
+            else:
+                G = h * g
+            inv_scale = 1.0 / sc[I_SCALE]
+            v = eta * G * inv_scale
+            for q in range(nr):
+                j = q if dense else cols_all[base + q]
+                coef[j] -= v * np.float64(data[base + q])
+            if fit_intercept:
+                sc[I_B] -= eta * G
+            sc[I_SCALE] /= 1.0 + eta * l2
+            if sc[I_SCALE] < RESCALE_BELOW:
+                if avg_on:
+                    for j in range(ncoef):
+                        avg[j] += coef[j] * (sc[I_CLOCK] - last[j])
+                        last[j] = sc[I_CLOCK]
+                for j in range(ncoef):
+                    coef[j] *= sc[I_SCALE]
+                sc[I_SCALE] = 1.0
+        elif opt == ADAGRAD:
+            qq = h * g * g if weighting == IWA else (h * g) * (h * g)
+            k = 0.0
+            for q in range(nr):
+                j = q if dense else cols_all[base + q]
+                xv = np.float64(data[base + q])
+                x2 = xv * xv
+                acc[j] += qq * x2
+                buf[q] = eta0 / (math.sqrt(acc[j]) + ADA_EPS)
+                k += buf[q] * x2
+            eta_b = 0.0
+            if fit_intercept:
+                sc[I_ACC_B] += qq
+                eta_b = eta0 / (math.sqrt(sc[I_ACC_B]) + ADA_EPS)
+                k += eta_b
+            G = iwa_step(z, label, h, k) if weighting == IWA else h * g
+            for q in range(nr):
+                j = q if dense else cols_all[base + q]
+                coef[j] = (coef[j] - buf[q] * G * np.float64(data[base + q])) / (1.0 + buf[q] * l2)
+                last[j] = t + 1
+            sc[I_B] -= eta_b * G
+        else:  # FTRL-Proximal
+            if weighting == IWA:
+                qq = h * g * g
+                k = 0.0
+                for q in range(nr):
+                    j = q if dense else cols_all[base + q]
+                    xv = np.float64(data[base + q])
+                    x2 = xv * xv
+                    k += alpha / (beta + math.sqrt(acc[j] + qq * x2)) * x2
+                if fit_intercept:
+                    k += alpha / (beta + math.sqrt(sc[I_ACC_B] + qq))
+                G = iwa_step(z, label, h, k)
+            else:
+                qq = (h * g) * (h * g)
+                G = h * g
+            for q in range(nr):
+                j = q if dense else cols_all[base + q]
+                xv = np.float64(data[base + q])
+                x2 = xv * xv
+                gj = G * xv
+                nj = acc[j]
+                sigma = (math.sqrt(nj + qq * x2) - math.sqrt(nj)) / alpha
+                zacc[j] += gj - sigma * coef[j]
+                acc[j] = nj + qq * x2
+            if fit_intercept:
+                nb = sc[I_ACC_B]
+                sigma = (math.sqrt(nb + qq) - math.sqrt(nb)) / alpha
+                sc[I_Z_B] += G - sigma * sc[I_B]
+                sc[I_ACC_B] = nb + qq
+        # 6. step counter and averaging
+        sc[I_T] = t + 1
+        if avg_on and t + 1 > avg_start:
+            if opt == SGD:
+                sc[I_CLOCK] += sc[I_SCALE]
+            else:
+                for q in range(nr):
+                    j = q if dense else cols_all[base + q]
+                    avg[j] += coef[j]
+            sc[I_AVG_B] += sc[I_B]
+            sc[I_NAVG] += 1.0
+    # bring every coordinate up to date
+    t = sc[I_T]
+    if opt == ADAGRAD:
+        for j in range(ncoef):
+            _ada_catch_up(j, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
+    elif opt == FTRL:
+        for j in range(ncoef):
+            coef[j] = _ftrl_w(zacc[j], acc[j], l1, l2, alpha, beta, t)
+        if fit_intercept:
+            sc[I_B] = -sc[I_Z_B] * alpha / (beta + math.sqrt(sc[I_ACC_B]))
+    elif avg_on:
+        for j in range(ncoef):
+            avg[j] += coef[j] * (sc[I_CLOCK] - last[j])
+            last[j] = sc[I_CLOCK]
+    return loss_sum, -1
