@@ -122,12 +122,10 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
         last[theta.tobytes()] = (loss, grad.copy())
         return loss, grad * scale  # chain rule: d/du = scale * d/dcoef
 
-    cb = None
-    if callback is not None:
-        def cb(theta):
-            callback(*split(theta))
+    def cb(theta):
+        callback(*split(theta))
 
-    res = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=cb,
+    res = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=cb if callback is not None else None,
                    options={"maxiter": int(max_iter), "gtol": float(tol),
                             # ftol = 0: stop on the gradient (or a failed line search), never on a stalled loss
                             "ftol": 0.0, "maxls": 50, "maxcor": 20})

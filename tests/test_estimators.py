@@ -7,7 +7,6 @@ import pytest
 import scipy.sparse as sp
 
 from fastwlr import WatchTimeRanker, WeightedLogisticRegression
-from fastwlr._lbfgs import fit_lbfgs
 from fastwlr._validation import check_features
 from fastwlr.backends import reference as ref
 from fastwlr.datasets import make_watch_time
