@@ -4,6 +4,7 @@ Train weighted LR (positives weighted by watch time, negatives by 1), serve e^(w
 expected watch time, and pick each request's top-k, with a compiled core on CPU.
 """
 from ._config import available_backends, get_backend  # noqa: F401
+from ._config import set_backend, use_backend, show_config  # noqa: F401
 from .scoring import score  # noqa: F401
 from .topk import topk, score_topk  # noqa: F401
 from . import datasets  # noqa: F401  (fastwlr.datasets: generator with ground truth, real-data loaders)
@@ -13,4 +14,5 @@ from ._io import load  # noqa: F401
 __version__ = "0.1.0"
 
 __all__ = ["score", "topk", "score_topk", "available_backends", "get_backend", "__version__",
-           "WeightedLogisticRegression", "WatchTimeRanker", "load"]
+           "WeightedLogisticRegression", "WatchTimeRanker", "load",
+           "set_backend", "use_backend", "show_config"]

@@ -3,8 +3,12 @@
 One place for both, so that every public function and estimator resolves ``backend=`` and
 ``n_threads=`` the same way.
 """
+import contextlib
+import contextvars
 import importlib
 import os
+import sys
+import threading
 import warnings
 
 # Names of all backends, in the order "auto" prefers them. Adding a backend = adding its name here
@@ -19,6 +23,10 @@ AUTO_ORDER = ("cython", "numba", "reference")
 _state = {"backend": os.environ.get("FASTWLR_BACKEND", "auto")}
 _loaded = {}
 _load_errors = {}
+_load_lock = threading.Lock()  # two threads' first calls must not import a backend twice
+# ``use_backend`` blocks: per thread (and per asyncio task), so one thread's block never changes
+# the backend another thread runs. None = no block active: the process-wide setting applies.
+_context_backend = contextvars.ContextVar("fastwlr_backend", default=None)
 
 
 def resolve_n_threads(n_threads):
@@ -43,13 +51,16 @@ def _load(name):
         return _loaded[name]
     if name in _load_errors:
         return None
-    try:
-        module = importlib.import_module(BACKENDS[name])
-    except Exception as exc:  # a backend that fails to import is reported, never silently skipped
-        _load_errors[name] = f"{type(exc).__name__}: {exc}"
-        return None
-    _loaded[name] = module
-    return module
+    with _load_lock:
+        if name in _loaded or name in _load_errors:
+            return _loaded.get(name)
+        try:
+            module = importlib.import_module(BACKENDS[name])
+        except Exception as exc:  # a backend that fails to import is reported, never silently skipped
+            _load_errors[name] = f"{type(exc).__name__}: {exc}"
+            return None
+        _loaded[name] = module
+        return module
 
 
 def available_backends():
@@ -70,7 +81,7 @@ _auto_warned = set()
 def get_backend(name=None):
     """The backend module for ``name`` (None = the process-wide setting, default "auto")."""
     if name is None:
-        name = _state["backend"]
+        name = current_backend()
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string, got {type(name).__name__}")
     if name == "auto":
@@ -84,9 +95,195 @@ def get_backend(name=None):
                                   "did not import", RuntimeWarning, stacklevel=3)
                 return module
         raise ImportError(f"no fastwlr backend imports: {_load_errors}")
-    if name not in BACKENDS:
-        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}")
+    _check_name(name)
     module = _load(name)
     if module is None:
         raise ImportError(f"fastwlr backend {name!r} is not available: {_load_errors[name]}")
     return module
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the backend: per call (backend=), per block (use_backend), per process (set_backend,
+# FASTWLR_BACKEND). The innermost wins.
+
+def _check_name(name):
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, got {type(name).__name__}")
+    if name != "auto" and name not in BACKENDS:
+        origin = ""
+        if name == _state["backend"] and _context_backend.get() is None:
+            origin = f" (from {_state.get('source', 'the FASTWLR_BACKEND environment variable')})"
+        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}{origin}")
+    return name
+
+
+def current_backend():
+    """The backend name in effect here: the innermost ``use_backend`` block, else the process-wide
+    setting (``set_backend``, initially ``$FASTWLR_BACKEND`` or "auto"). Not resolved: may be "auto"."""
+    name = _context_backend.get()
+    return _state["backend"] if name is None else name
+
+
+def set_backend(name):
+    """Set the process-wide default backend; returns the previous setting.
+
+    Parameters
+    ----------
+    name : {"auto", "cython", "numba", "reference"}
+        "auto" picks the Cython core when it imports, else Numba, else the numpy reference (with a
+        one-time warning saying why). A named backend must import: it is imported now, so a
+        missing one fails here rather than at the first call.
+
+    Returns
+    -------
+    str
+        The previous process-wide setting, to restore it later.
+
+    Notes
+    -----
+    Process-wide: every thread sees it (except inside a ``use_backend`` block). To change the
+    backend for one block of code, or in one thread, use ``fastwlr.use_backend``. A ``backend=``
+    argument of a function or estimator overrides both. Initial value: the ``FASTWLR_BACKEND``
+    environment variable, else "auto".
+    """
+    _check_name(name)
+    if name != "auto":
+        get_backend(name)  # ImportError now, naming why, rather than at the first call
+    previous = _state["backend"]
+    _state["backend"] = name
+    _state["source"] = "fastwlr.set_backend"
+    return previous
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Context manager: run the enclosed code with backend ``name``, then restore.
+
+    Local to the current thread (and asyncio task), so concurrent threads can each use their own
+    backend. Blocks nest; the innermost wins; ``backend=`` arguments still override it.
+
+    Examples
+    --------
+    >>> import numpy as np, fastwlr
+    >>> with fastwlr.use_backend("reference"):
+    ...     fastwlr.score(np.ones((2, 3)), np.zeros(3), output="log_odds").tolist()
+    [0.0, 0.0]
+    """
+    _check_name(name)
+    if name != "auto":
+        get_backend(name)
+    token = _context_backend.set(name)
+    try:
+        yield name
+    finally:
+        _context_backend.reset(token)
+
+
+def resolved_backend_name(name=None):
+    """The concrete backend name that ``name`` (default: the current setting) runs on."""
+    return get_backend(name).name
+
+
+# ---------------------------------------------------------------------------------------------
+# show_config
+
+def _version(module_name):
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        return f"not importable ({type(exc).__name__})"
+    return getattr(module, "__version__", "?")
+
+
+def config_info():
+    """What ``show_config`` prints, as a dict (stable keys, for bug reports and tests)."""
+    import platform
+    from . import __version__
+    setting = current_backend()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            resolved = resolved_backend_name(setting)
+    except Exception as exc:
+        resolved = f"error: {type(exc).__name__}: {exc}"
+    backends = {}
+    for name in BACKENDS:
+        module = _load(name)
+        entry = {"module": BACKENDS[name], "available": module is not None}
+        if module is None:
+            entry["error"] = _load_errors.get(name)
+        else:
+            if hasattr(module, "build_info"):
+                entry.update(module.build_info())
+            if hasattr(module, "info"):
+                entry.update(module.info())
+        backends[name] = entry
+    info = {
+        "fastwlr": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "numpy": _version("numpy"),
+        "scipy": _version("scipy"),
+        "numba": _version("numba"),
+        "cython_core_built_with_cython": _cython_version(),
+        "backend_setting": setting,
+        "backend_env": os.environ.get("FASTWLR_BACKEND"),
+        "auto_order": list(AUTO_ORDER),
+        "backend_resolved": resolved,
+        "cpu_count": os.cpu_count(),
+        "default_n_threads": resolve_n_threads(None),
+        "backends": backends,
+    }
+    try:
+        from threadpoolctl import threadpool_info
+        info["threadpools"] = [{k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
+                                                      "filepath")} for p in threadpool_info()]
+    except Exception:  # optional
+        info["threadpools"] = None
+    return info
+
+
+def _cython_version():
+    try:
+        import Cython
+        return Cython.__version__
+    except Exception:
+        return None
+
+
+def show_config(file=None):
+    """Print which backends are available (and why the others are not), versions, threads, and
+    how the compiled core was built (OpenMP, SIMD). Paste its output into bug reports.
+
+    Parameters
+    ----------
+    file : writable text stream, optional
+        Default ``sys.stdout``.
+    """
+    info = config_info()
+    file = sys.stdout if file is None else file
+
+    def line(key, value, indent=0):
+        print(f"{' ' * indent}{key + ':':<{28 - indent}} {value}", file=file)
+
+    print("fastwlr configuration", file=file)
+    for key in ("fastwlr", "python", "platform", "numpy", "scipy", "numba"):
+        line(key, info[key])
+    line("backend setting", f"{info['backend_setting']!r} (FASTWLR_BACKEND={info['backend_env']!r})")
+    line("backend in use", info["backend_resolved"])
+    line("auto order", " > ".join(info["auto_order"]))
+    line("cpu count", info["cpu_count"])
+    line("default n_threads", info["default_n_threads"])
+    print("backends:", file=file)
+    for name, entry in info["backends"].items():
+        if not entry["available"]:
+            line(name, f"NOT available: {entry['error']}", 2)
+            continue
+        details = {k: v for k, v in entry.items() if k not in ("module", "available")}
+        line(name, "available" + (": " + ", ".join(f"{k}={v}" for k, v in details.items()) if details else ""), 2)
+    if info["threadpools"]:
+        print("thread pools loaded (threadpoolctl):", file=file)
+        for pool in info["threadpools"]:
+            line(f"{pool['user_api']}/{pool['internal_api']}",
+                 f"{pool['num_threads']} threads, version {pool['version']}, {pool['filepath']}", 2)
