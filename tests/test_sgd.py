@@ -49,7 +49,7 @@ def _optimum(features, y, w, l2):
             loss, g, gb = be.objective_grad_dense(features.X, y, w, theta[:-1], theta[-1], l2, 2)
         return loss, np.r_[g, gb]
     res = minimize(fun, np.zeros(d + 1), jac=True, method="L-BFGS-B",
-                   options=dict(maxiter=5000, gtol=1e-12, ftol=1e-15))
+                   options=dict(maxiter=5000, gtol=1e-10, ftol=1e-13))
     return res.fun, res.x[:-1], res.x[-1]
 
 
@@ -309,19 +309,25 @@ def test_defaults_reach_half_a_percent_of_the_optimum_dense(dense_100k, weightin
     assert final <= opt * 1.005, (final / opt - 1, res.n_iter)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["adagrad", "ftrl"])
-@pytest.mark.parametrize("weighting", ["iwa", "resample"])
-def test_defaults_reach_half_a_percent_of_the_optimum_csr(weighting, optimizer):
-    # hashed one-hot features (40 fields x 25 levels). Plain SGD (one global rate) and the
-    # "gradient" weighting are slower on rare sparse columns: see benchmarks/quick_sgd.py
+@pytest.fixture(scope="module")
+def csr_100k():
+    # hashed one-hot features (40 fields x 25 levels)
     from fastwlr.datasets import make_watch_time
     data = make_watch_time(100_000, sparse=True, n_hashed_features=1024, random_state=1)
     features = check_features(data.X)
     y = data.clicked.astype(np.float64)
     w = np.where(data.clicked, data.watch_time, 1.0)
     l2 = 1e-5 * w.mean()
-    opt = _optimum(features, y, w, l2)[0]
+    return features, y, w, l2, _optimum(features, y, w, l2)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["adagrad", "ftrl"])
+@pytest.mark.parametrize("weighting", ["iwa", "resample"])
+def test_defaults_reach_half_a_percent_of_the_optimum_csr(csr_100k, weighting, optimizer):
+    # Plain SGD (one global rate) and the "gradient" weighting are slower on rare sparse columns
+    # (1-8 % after 20 epochs here): see the report of benchmarks/quick_sgd.py
+    features, y, w, l2, opt = csr_100k
     res = fit_sgd(features, y, w, SGDParams(weighting=weighting, optimizer=optimizer, l2=l2),
                   max_iter=20, tol=1e-4, random_state=0, n_threads=2)
     assert res.history[-1] <= opt * 1.005, (res.history[-1] / opt - 1, res.n_iter)
