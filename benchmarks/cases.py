@@ -441,8 +441,8 @@ def scoring_cases(size):
                     X, coef, b = scoring_data(size, kind)
                     out = np.empty(X.shape[0], dtype=res_dtype)
                     return lambda: fastwlr.score(X, coef, b, output=output, n_threads=t, out=out)
-                cases.append(Case("scoring", name, label, "fastwlr.score", "ours", t, build_api,
-                                  floor=f"read {kind}", note="public API: validation + auto backend",
+                cases.append(Case("scoring", name, label, "public API", "ours", t, build_api,
+                                  floor=f"read {kind}", note="fastwlr.score: validation + auto backend",
                                   check=_check_close(functools.partial(_scoring_expected, size, kind, output), rtol)))
 
                 def build_peer(kind=kind, output=output):
@@ -536,13 +536,23 @@ def topk_cases(size):
                                   "reference" if be_name == "reference" else "ours", t, build, floor=floor,
                                   check=_check_topk_values(functools.partial(_topk_expected, size, layout))))
 
+            def build_api(layout=layout, k=k, t=t):
+                import fastwlr
+                if not hasattr(fastwlr, "topk"):
+                    raise Skip("fastwlr.topk not there yet")
+                scores, offsets = topk_data(size, layout)
+                return lambda: fastwlr.topk(scores, k, offsets=offsets, n_threads=t)
+            cases.append(Case("topk", f"top-k {layout}", label, "public API", "ours", t, build_api, floor=floor,
+                              note="fastwlr.topk: validation + auto backend",
+                              check=_check_topk_values(functools.partial(_topk_expected, size, layout))))
+
             def build_np(layout=layout, k=k):
                 scores, offsets = topk_data(size, layout)
                 return lambda: _numpy_topk(scores, offsets, k)
             cases.append(Case("topk", f"top-k {layout}", label, "numpy", "peer", t, build_np, floor=floor,
                               note="np.argpartition on a padded (requests x max size) matrix, then argsort of k",
                               check=_check_topk_values(functools.partial(_topk_expected, size, layout))))
-            for c in cases[-len(OUR_BACKENDS) - 1:]:
+            for c in cases[-len(OUR_BACKENDS) - 2:]:
                 c.extra["nbytes_fn"] = functools.partial(lambda lay: topk_data(size, lay)[0].nbytes, layout)
     # fused score + top-k: dense float32 features, never materialising the n scores
     for layout in ("equal", "one"):
@@ -561,6 +571,17 @@ def topk_cases(size):
                                       floor=floor if layout == "equal" else None,
                                       check=_check_topk_values(functools.partial(_fused_expected, size, layout, output))))
 
+                def build_api(layout=layout, k=k, t=t, output=output):
+                    import fastwlr
+                    if not hasattr(fastwlr, "score_topk"):
+                        raise Skip("fastwlr.score_topk not there yet")
+                    X, coef, b, offsets = fused_data(size, layout)
+                    return lambda: fastwlr.score_topk(X, coef, b, k, offsets=offsets, output=output, n_threads=t)
+                cases.append(Case("topk", f"score+top-k {layout} -> {output}", label, "public API", "ours", t,
+                                  build_api, floor=floor if layout == "equal" else None,
+                                  note="fastwlr.score_topk: validation + auto backend",
+                                  check=_check_topk_values(functools.partial(_fused_expected, size, layout, output))))
+
                 def build_np(layout=layout, k=k, output=output):
                     X, coef, b, offsets = fused_data(size, layout)
                     c = coef.astype(np.float32)
@@ -573,7 +594,7 @@ def topk_cases(size):
                                   build_np, floor=floor if layout == "equal" else None,
                                   note="X @ coef (BLAS, float32), argpartition, exp of the winners",
                                   check=_check_topk_values(functools.partial(_fused_expected, size, layout, output))))
-                for c in cases[-len(OUR_BACKENDS) - 1:]:
+                for c in cases[-len(OUR_BACKENDS) - 2:]:
                     c.extra["nbytes_fn"] = functools.partial(lambda lay: fused_data(size, lay)[0].nbytes, layout)
     return cases
 

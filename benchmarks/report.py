@@ -212,7 +212,7 @@ def tables(rows):
         g = [r for r in ok if r["group"] == group]
         if not g:
             continue
-        impls = [i for i in ("reference", "cython", "numba", "fastwlr.score") if any(r["impl"] == i for r in g)]
+        impls = [i for i in ("reference", "cython", "numba", "public API") if any(r["impl"] == i for r in g)]
         out.append(f"### {title}: median time per call (lower is better)\n")
         out.append("| what | data | threads | " + "".join(f"{i} | " for i in impls) +
                    "best peer | fastest fastwlr | GB/s | % of floor | x ref | x peer |")
@@ -296,7 +296,7 @@ def chart(rows, path, title):
     for r in ok:
         if r["name"] not in names:
             names.append(r["name"])
-    impls = [i for i in ("reference", "numpy", "scipy.sparse", "cython", "numba", "fastwlr.score")
+    impls = [i for i in ("reference", "numpy", "scipy.sparse", "cython", "numba", "public API")
              if any(r["impl"] == i for r in ok)]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 0.45 * len(names) + 2.5), sharey=True)
     h = 0.8 / max(len(impls), 1)
