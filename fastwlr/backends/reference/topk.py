@@ -67,14 +67,13 @@ def topk_loop(scores, offsets, k, exclude=None):
     return indices, values
 
 
-def topk_equal(scores, size, k):
-    """Grouped top-k for consecutive groups of one ``size`` (the vectorised 2-D form).
+def topk_equal(scores, n_groups, size, k):
+    """Grouped top-k for ``n_groups`` consecutive groups of one ``size`` (the vectorised 2-D form).
 
     Same exact tie rule as ``_select``, row by row: strictly above the k-th value, then the first
     positions equal to it (a cumulative count), then a stable sort of the k winners.
     """
     _raise_first_nan(scores)
-    n_groups = scores.shape[0] // size if size else 0
     kk = min(k, size)
     indices, values = _empty_result(n_groups, k, scores.dtype)
     if n_groups == 0 or kk == 0:
@@ -102,7 +101,7 @@ def _equal_size(offsets):
 def _grouped(scores, offsets, k, exclude=None):
     size = _equal_size(offsets)
     if exclude is None and size is not None:
-        return topk_equal(scores, size, k)
+        return topk_equal(scores, offsets.shape[0] - 1, size, k)
     return topk_loop(scores, offsets, k, exclude)
 
 
