@@ -8,6 +8,7 @@ from ._config import set_backend, use_backend, show_config  # noqa: F401
 from .scoring import score  # noqa: F401
 from .topk import topk, score_topk  # noqa: F401
 from . import datasets  # noqa: F401  (fastwlr.datasets: generator with ground truth, real-data loaders)
+from . import metrics  # noqa: F401  (fastwlr.metrics: log-loss, AUC, weighted per-user loss, NDCG, calibration)
 from .estimators import WatchTimeRanker, WeightedLogisticRegression  # noqa: F401
 from ._io import load  # noqa: F401
 
