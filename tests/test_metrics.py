@@ -286,11 +286,11 @@ def test_calibration_on_generated_data_recovers_truth():
     from fastwlr.datasets import make_watch_time
     d = make_watch_time(200_000, 8, click_rate=0.05, watch_time_shape=0.5, random_state=0)
     tab = m.calibration_table(d.watch_time, d.expected_watch_time, n_bins=5)
-    # the true E[T|x] is calibrated against observed T up to sampling noise (~2.5 % a bin here)
-    np.testing.assert_allclose(tab.ratio, 1.0, atol=0.1)
-    # and e^z (the served odds) overestimates by 1/(1 - p) on average in every bin
-    tab_odds = m.calibration_table(d.watch_time, np.exp(d.log_odds), n_bins=5)
-    assert (tab_odds.ratio < tab.ratio).all()
+    # the true E[T|x] is calibrated against observed T up to sampling noise (3-5 % a bin here)
+    np.testing.assert_allclose(tab.ratio, 1.0, atol=0.2)
+    # against the true E[T|x], e^z overestimates by a factor 1/(1 - p) in every bin (deterministic)
+    tab_odds = m.calibration_table(d.expected_watch_time, np.exp(d.log_odds), n_bins=5)
+    assert (tab_odds.ratio < 1).all() and (tab_odds.ratio > 1 - d.p.max()).all()
 
 
 def test_plot_calibration(rng, tmp_path):
