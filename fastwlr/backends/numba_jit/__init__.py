@@ -15,9 +15,10 @@ libgomp the Cython core links, so both backends share one OpenMP runtime in a pr
 import numba
 import numpy as np
 
+from ..._validation import check_nonfinite_log_odds
 from ..._sgd import (N_SCALARS, S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE,
                      S_T, S_Z_B)
-from . import _kernels, _sgd
+from . import _kernels, _sgd, _topk
 from ._jit import CACHE_ERRORS, OUTPUT_CODES  # noqa: F401
 
 name = "numba"
@@ -29,9 +30,13 @@ assert (S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG
     and N_SCALARS == 9, "SGD scalars layout changed: update numba_jit/_sgd.py"
 
 
+def _effective_threads(n_threads, work):
+    return 1 if work <= PARALLEL_MIN_WORK else max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+
+
 def _run(kernel, n_threads, work, *args):
     """Call a parallel kernel with ``n_threads`` (capped at Numba's pool size), restoring after."""
-    n = 1 if work <= PARALLEL_MIN_WORK else max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+    n = _effective_threads(n_threads, work)
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
@@ -65,6 +70,60 @@ def objective_grad_csr(data, indices, indptr, n_features, y, sample_weight, coef
                      indices, indptr, int(n_features), y, sample_weight, coef, float(intercept), float(l2),
                      grad)
     return float(loss), grad, float(g_b)
+
+
+# ---------------------------------------------------------------------------------- top-k
+
+_NO_COEF = np.empty(0)
+_NO_EXCLUDE = np.empty(0, dtype=np.bool_)
+
+
+def _select(source, vals, ind, indptr, d, coef, intercept, exclude, offsets, k, output, n_threads, row_cost):
+    """-> (indices (G, k) int64, values (G, k) float64, lowest NaN row or -1, count of inf log-odds)."""
+    G = offsets.shape[0] - 1
+    n_thr = _effective_threads(n_threads, (int(offsets[-1]) - int(offsets[0])) * row_cost)
+    n_blocks = max(n_thr, min(G, _topk.BLOCKS_PER_THREAD * n_thr))
+    bad = np.zeros((n_blocks, 2), dtype=np.int64)
+    bad[:, 0] = -1
+    out_idx = np.empty((G, k), dtype=np.int64)
+    out_val = np.empty((G, k))
+    has_exclude = exclude is not None
+    _run(_topk.select_groups, n_thr, PARALLEL_MIN_WORK + 1, source, vals, ind, indptr, d, coef, float(intercept),
+         exclude if has_exclude else _NO_EXCLUDE, has_exclude, offsets, int(k), OUTPUT_CODES[output], n_thr,
+         out_idx, out_val, bad)
+    nan = bad[:, 0][bad[:, 0] >= 0]
+    return out_idx, out_val, (int(nan.min()) if nan.size else -1), int(bad[:, 1].sum())
+
+
+def topk(scores, offsets, k, n_threads):
+    indices, values, nan_at, _ = _select(_topk.SCORES, scores, _NO_INDEX, _NO_INDEX, 0, _NO_COEF, 0.0, None,
+                                         offsets, k, "log_odds", n_threads, 1)
+    if nan_at >= 0:
+        raise ValueError(f"scores[{nan_at}] is NaN; top-k needs comparable scores (drop or fill NaN first)")
+    return indices, values.astype(scores.dtype, copy=False)
+
+
+def _cast(values, feature_dtype, output):
+    from ...scoring import result_dtype
+    with np.errstate(over="ignore"):  # float64 -> float32 rounding to inf is the dtype's answer
+        return values.astype(result_dtype(feature_dtype, output), copy=False)
+
+
+def score_topk_dense(X, coef, intercept, offsets, k, output, exclude, n_threads):
+    d = X.shape[1]
+    idx, values, nan_row, n_inf = _select(_topk.DENSE, X.reshape(-1), _NO_INDEX, _NO_INDEX, d, coef, intercept,
+                                          exclude, offsets, k, output, n_threads, d + 1)
+    check_nonfinite_log_odds(X, nan_row, n_inf > 0)
+    return idx, _cast(values, X.dtype, output)
+
+
+def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, exclude, n_threads):
+    n = indptr.shape[0] - 1
+    cost = 1 + (indices.shape[0] // n if n > 0 else 0)
+    idx, values, nan_row, n_inf = _select(_topk.CSR, data, indices, indptr, 0, coef, intercept, exclude,
+                                          offsets, k, output, n_threads, cost)
+    check_nonfinite_log_odds(data, nan_row, n_inf > 0)
+    return idx, _cast(values, data.dtype, output)
 
 
 # ------------------------------------------------------------------------------------ SGD
@@ -161,6 +220,8 @@ def warmup(dtypes=(np.float32, np.float64), index_dtypes=(np.int32, np.int64)):
         objective_grad_dense(X, y, w, coef, 0.0, 0.0, 1)
         params = EpochParams(0, 0, 0, 0.1, 0.5, 0.0, 0.0, 0.1, 1.0, np.inf, 2.0, True)
         sgd_epoch_dense(X, y, w, order, SGDState.new(2, "sgd", False), params)
+        offsets = np.array([0, 2], dtype=np.int64)
+        topk(np.zeros(2, dtype=dt), offsets, 1, 1)
         for it in index_dtypes:
             data = np.ones(2, dtype=dt)
             indices = np.array([0, 1], dtype=it)
@@ -169,6 +230,7 @@ def warmup(dtypes=(np.float32, np.float64), index_dtypes=(np.int32, np.int64)):
                 score_csr(data, indices, indptr, coef, 0.0, "odds", np.empty(2, out_dt), 1)
             objective_grad_csr(data, indices, indptr, 2, y, w, coef, 0.0, 0.0, 1)
             sgd_epoch_csr(data, indices, indptr, y, w, order, SGDState.new(2, "sgd", False), params)
+            score_topk_csr(data, indices, indptr, coef, 0.0, offsets, 1, "odds", None, 1)
     return time.perf_counter() - t0
 
 
