@@ -132,9 +132,9 @@ def test_weighted_lr_recovers_the_true_log_odds_sparse():
     the intercept: test the error in the identified directions, err' cov^+ err ~ chi2(rank), against
     rank + 6 sd (sd = sqrt(2 rank)); a wrong truth (e.g. coefficients mapped to the wrong columns)
     gives thousands."""
-    d = make_watch_time(100_000, sparse=True, n_hashed_features=48, nnz_per_row=6, random_state=1)
+    d = make_watch_time(60_000, sparse=True, n_hashed_features=48, nnz_per_row=6, random_state=1)
     X, y, w = d.X, d.y, d.sample_weight
-    assert X.shape == (100_000, 48) and X.nnz == 600_000
+    assert X.shape == (60_000, 48) and X.nnz == 360_000
     Xa = np.hstack([X.toarray().astype(np.float64), np.ones((X.shape[0], 1))])
     theta, cov, rank = _fit_and_sandwich(
         lambda c, b: objective_grad_csr(X.data, X.indices, X.indptr, X.shape[1], y, w, c, b, 0.0), Xa, y, w)
@@ -142,7 +142,7 @@ def test_weighted_lr_recovers_the_true_log_odds_sparse():
     err = theta - np.append(d.coef, d.intercept)
     chi2 = err @ np.linalg.pinv(cov, rcond=1e-10, hermitian=True) @ err
     assert chi2 < rank + 6 * np.sqrt(2 * rank), chi2
-    assert np.sqrt(np.mean((Xa @ err) ** 2)) < 0.35  # RMS log-odds error (about 0.2 at this size)
+    assert np.sqrt(np.mean((Xa @ err) ** 2)) < 0.4  # RMS log-odds error (0.2-0.28 at this size)
 
 
 def test_sparse_structure():
