@@ -41,6 +41,17 @@ assert (S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG
     (I_B, I_SCALE, I_T, I_ACC_B, I_Z_B, I_AVG_B, I_CLOCK, I_NAVG, I_ACC_NORM, N_SC), "scalars layout changed"
 
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTWLR_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 1)
+    #else
+    #define FASTWLR_PREFETCH(p) ((void)0)
+    #endif
+    """
+    void prefetch "FASTWLR_PREFETCH"(const void* p) noexcept nogil
+
+
 cdef struct Params:
     int optimizer
     int weighting
@@ -177,10 +188,14 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
             x = data + a
             cols = cols_all + a
             nr = b - a
+        if cols_all == NULL and pos + 1 < n_order:
+            # rows come in random order: fetch the next one while this one is processed
+            for q_i in range(0, d_dense * <Py_ssize_t>sizeof(feature_t), 64):
+                prefetch(<const char*>(data + order[pos + 1] * d_dense) + q_i)
         t = sc[I_T]
         # 1. lazy catch-up and 2. margin
         if p.optimizer == ADAGRAD:
-            if p.l2 > 0 or p.avg_on:
+            if cols != NULL and (p.l2 > 0 or p.avg_on):  # dense rows are never behind
                 for q_i in range(nr):
                     ada_catch_up(colj(cols, q_i), st, p, t)
         elif p.optimizer == FTRL:
