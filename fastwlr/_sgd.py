@@ -30,10 +30,13 @@ Kernel contract (one epoch)
   1. bring the coordinates of row i up to date (lazy regularisation, lazy averaging: see below);
   2. z = scale * coef . x_i + intercept (FTRL: coef_j materialised from its (zacc_j, acc_j) first);
      add h * l(z) to ``loss_sum``; if z is not finite, stop and return ``diverged_at = p``;
-  3. per-coordinate rates eta_j: SGD eta_t (the schedule at step t, same for all j);
-     AdaGrad: acc_j += q_j first, eta_j = eta0 / (sqrt(acc_j) + 1e-12);
-     FTRL: eta_j = alpha / (beta + sqrt(acc_j + q_j)); the intercept is coordinate "b" with x_b = 1.
-     q_j = (h g x_j)^2 for weighting "gradient", h g^2 x_j^2 for "iwa" (Vowpal Wabbit's choice),
+  3. per-coordinate rates eta_j: SGD eta_t, the same for all j: schedule "auto" is AdaGrad-Norm,
+     scalars[S_ACC_NORM] += q (||x_i||^2 + 1) first, eta_t = eta0 / (sqrt(scalars[S_ACC_NORM]) + 1e-12);
+     "constant" eta0; "invscaling" eta0 / (1 + t)^power_t.
+     AdaGrad: acc_j += q x_j^2 first, eta_j = eta0 / (sqrt(acc_j) + 1e-12);
+     FTRL: eta_j = alpha / (beta + sqrt(acc_j + q x_j^2)); the intercept is coordinate "b", x_b = 1.
+     q = (h g)^2 for weighting "gradient", h g^2 for "iwa" (Vowpal Wabbit's choice: a weight-h row
+     counts like h unit rows, so one huge weight does not freeze the rates of all the others),
      with g = sigmoid(z) - y;
   4. the scalar step G on z (coef_j -= eta_j G x_j):
      "gradient": G = h g. "iwa": the exact solution of h infinitesimal unit-weight steps,
@@ -42,8 +45,8 @@ Kernel contract (one epoch)
      scale /= (1 + eta_t l2) (the weight-scale trick: O(nnz) per step). AdaGrad:
      coef_j -= eta_j G x_j, then coef_j /= (1 + eta_j l2) for the touched j (untouched coordinates
      get the same factor lazily, raised to the number of steps missed, when next touched).
-     FTRL-Proximal (McMahan et al. 2013): g_j = G x_j, sigma = (sqrt(acc_j + g_j^2) - sqrt(acc_j))
-     / alpha, zacc_j += g_j - sigma coef_j, acc_j += g_j^2; coef_j = 0 if |zacc_j| <= l1 t else
+     FTRL-Proximal (McMahan et al. 2013): g_j = G x_j, sigma = (sqrt(acc_j + q x_j^2) - sqrt(acc_j))
+     / alpha, zacc_j += g_j - sigma coef_j, acc_j += q x_j^2; coef_j = 0 if |zacc_j| <= l1 t else
      -(zacc_j - sign(zacc_j) l1 t) / ((beta + sqrt(acc_j)) / alpha + l2 t), t = steps so far
      (the regulariser of the sum of t losses is t times the per-loss one).
   6. t += 1; averaging adds the step's coefficients to the running sums once t > avg_start.
@@ -97,14 +100,19 @@ class SGDParams:
     l2, l1 : float
         Penalties of the objective. ``l1`` needs ``optimizer="ftrl"``.
     eta0 : float or "auto"
-        Base rate. "auto": ``DEFAULT_ETA0[optimizer]`` (SGD: divided by the mean of ||x||^2 + 1).
+        Base rate (FTRL: alpha). "auto": ``DEFAULT_ETA0[optimizer]``; for SGD divided by
+        sqrt(R2) with learning_rate="auto" and by R2 otherwise, R2 = mean of ||x||^2 + 1, so the
+        first steps move z by about 1 on any feature scale.
     learning_rate : {"auto", "constant", "invscaling"}
-        SGD schedule: "auto" eta0 / sqrt(1 + t / n), "constant" eta0, "invscaling"
+        SGD schedule: "auto" is AdaGrad-Norm (one rate eta0 / sqrt(sum of squared gradient norms):
+        decays by itself, adapts to the weight scale), "constant" eta0, "invscaling"
         eta0 / (1 + t)^power_t.
     power_t : float
     average : bool or int
-        Polyak-Ruppert averaging of the iterates (SGD and AdaGrad). True starts after one epoch,
-        an int after that many steps.
+        Polyak-Ruppert averaging of the iterates (SGD and AdaGrad; FTRL ignores it). True: the
+        returned coefficients average the last epoch's iterates (the average restarts every epoch,
+        after an unaveraged first epoch). An int k: average every step after the first k, never
+        restarted.
     resample_scale : float or "auto"
         Expected copies per unit of (mean-normalised) weight; "auto" = 1, an epoch of about n rows.
     ftrl_beta : float
