@@ -439,8 +439,8 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=20, tol=1e-4, n
     n_epoch_rows = n if params.weighting != "resample" else max(1, int(round(w_norm.sum() * (
         1.0 if params.resample_scale == "auto" else params.resample_scale))))
     ep = _resolve(params, features, mean_w, n_epoch_rows)
-    if state.t > 0 and math.isfinite(ep.avg_start):
-        ep = replace(ep, avg_start=min(ep.avg_start, state.t))  # warm start: keep averaging going
+    if params.average is True and state.t > 0:
+        ep = replace(ep, avg_start=min(ep.avg_start, state.t))  # warm start: average this epoch
 
     def run_epoch():
         if params.average is True and state.t >= ep.avg_start:
