@@ -135,8 +135,9 @@ def _real_param(value, name, low=None, high=None, low_open=True, high_open=True)
 
 
 def _sigmoid(z):
-    # z is float64 and moderate here (|z| < 50 by construction), but stay overflow-free anyway
-    e = np.exp(-np.abs(z))
+    # branch on the sign (as fastwlr._math.sigmoid): exp never sees a large positive argument
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
