@@ -120,32 +120,61 @@ cdef inline void heap_sort_desc(double* hv, int64_t* hi, Py_ssize_t m) noexcept 
 
 # ------------------------------------------------------------------ scan and finish
 
+cdef inline double row_value(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
+                             Py_ssize_t d, const double* w, double b, Py_ssize_t i) noexcept nogil:
+    if source == SCORES:
+        return vals[i]
+    if source == DENSE:
+        return dot_dense(vals + i * d, w, d) + b
+    return dot_csr(vals, ind, indptr[i], indptr[i + 1], w) + b
+
+
+cdef inline void note_nonfinite(int source, double z, Py_ssize_t i, int64_t* bad) noexcept nogil:
+    # NaN: remember the lowest row (the caller raises); inf: counted for fused sources only,
+    # where it hints at inf features (an inf score passed to topk is a legitimate score).
+    if z != z:
+        if bad[0] < 0 or i < bad[0]:
+            bad[0] = i
+    elif source != SCORES:
+        bad[1] += 1
+
+
 cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
                             Py_ssize_t d, const double* w, double b, const unsigned char* exclude,
                             Py_ssize_t start, Py_ssize_t stop, double* hv, int64_t* hi, Py_ssize_t m,
                             Py_ssize_t k, int64_t* bad) noexcept nogil:
-    """Offer rows [start, stop) to the heap (size m); returns its new size.
+    """Offer rows [start, stop) (ascending) to the heap of size m; returns its new size.
 
     ``bad[0]``: lowest row with a NaN value/log-odds seen by this thread (-1: none);
-    ``bad[1]``: count of infinite log-odds (fused sources only)."""
-    cdef Py_ssize_t i
-    cdef double z
-    for i in range(start, stop):
-        if exclude != NULL and exclude[i]:
-            continue
-        if source == SCORES:
-            z = vals[i]
-        elif source == DENSE:
-            z = dot_dense(vals + i * d, w, d) + b
-        else:
-            z = dot_csr(vals, ind, indptr[i], indptr[i + 1], w) + b
-        if z != z:  # NaN has no place in the order: remember the row, rank the others
-            if bad[0] < 0 or i < bad[0]:
-                bad[0] = i
-            continue
-        if source != SCORES and fabs(z) == INFINITY:
-            bad[1] += 1
-        m = heap_push(hv, hi, m, k, z, i)
+    ``bad[1]``: count of infinite log-odds (fused sources only). NaN rows are not ranked."""
+    cdef Py_ssize_t i = start
+    cdef double z, thr
+    while m < k and i < stop:  # filling: every candidate enters, -inf included
+        if exclude == NULL or not exclude[i]:
+            z = row_value(source, vals, ind, indptr, d, w, b, i)
+            if not (fabs(z) < INFINITY):
+                note_nonfinite(source, z, i, bad)
+            if z == z:
+                m = heap_push(hv, hi, m, k, z, i)
+        i += 1
+    if m < k:
+        return m
+    # Full heap: rows come in ascending order, so a candidate equal to the root's value has a
+    # higher index and loses the tie: "z > thr" alone decides (and is false for NaN).
+    thr = hv[0]
+    while i < stop:
+        if exclude == NULL or not exclude[i]:
+            z = row_value(source, vals, ind, indptr, d, w, b, i)
+            if z > thr:
+                if source != SCORES and z == INFINITY:
+                    bad[1] += 1
+                hv[0] = z
+                hi[0] = i
+                sift_down(hv, hi, k, 0)
+                thr = hv[0]
+            elif not (fabs(z) < INFINITY):
+                note_nonfinite(source, z, i, bad)
+        i += 1
     return m
 
 
@@ -298,3 +327,88 @@ def score_topk_csr(const feature_t[::1] data, const index_t[::1] indices, const 
     cdef Py_ssize_t cost = 1 + (indices.shape[0] // n if n > 0 else 0)
     return _fused(CSR, data, indices, indptr, 0, coef, intercept, offsets, k, output,
                   exclude, out_dtype, n_threads, cost)
+
+
+# ------------------------------------------------------------------ the alternative that was measured
+# A threshold prefilter into a buffer of 2k, compacted to the best k by quickselect when full.
+# Not used by the library: kept (scores only, one thread) so that benchmarks/quick_topk.py
+# --algorithms can re-run the measurement behind the choice of the heap (module docstring).
+
+cdef inline void _swap(double* v, int64_t* ix, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef double tv = v[a]
+    cdef int64_t ti = ix[a]
+    v[a] = v[b]
+    ix[a] = ix[b]
+    v[b] = tv
+    ix[b] = ti
+
+
+cdef void _select_best(double* v, int64_t* ix, Py_ssize_t m, Py_ssize_t kk) noexcept nogil:
+    """Quickselect: afterwards v[0:kk] hold the kk best of v[0:m] (in no order), kk in [1, m]."""
+    cdef Py_ssize_t lo = 0, hi = m - 1, mid, store, j
+    cdef double pv
+    cdef int64_t pi
+    while lo < hi:
+        mid = lo + (hi - lo) // 2  # median of three as the pivot: sorted input stays O(m)
+        if worse(v[lo], ix[lo], v[mid], ix[mid]):
+            _swap(v, ix, lo, mid)
+        if worse(v[lo], ix[lo], v[hi], ix[hi]):
+            _swap(v, ix, lo, hi)
+        if worse(v[hi], ix[hi], v[mid], ix[mid]):
+            _swap(v, ix, hi, mid)
+        pv = v[hi]
+        pi = ix[hi]
+        store = lo
+        for j in range(lo, hi):  # "better than the pivot" to the front
+            if worse(pv, pi, v[j], ix[j]):
+                _swap(v, ix, store, j)
+                store += 1
+        _swap(v, ix, store, hi)
+        if store == kk - 1:
+            return
+        if store < kk - 1:
+            lo = store + 1
+        else:
+            hi = store - 1
+
+
+def _topk_scores_buffer(const double[::1] scores, const int64_t[::1] offsets, Py_ssize_t k):
+    """The buffer + quickselect alternative, for measurement only (float64 scores, no NaN)."""
+    cdef Py_ssize_t G = offsets.shape[0] - 1, g, i, i2, m, kk, j
+    cdef double[::1] bv = np.empty(2 * k, dtype=np.float64)
+    cdef int64_t[::1] bi = np.empty(2 * k, dtype=np.int64)
+    out_idx = np.empty((G, k), dtype=np.int64)
+    out_val = np.empty((G, k), dtype=np.float64)
+    cdef int64_t[:, ::1] oi = out_idx
+    cdef double[:, ::1] ov = out_val
+    cdef double tv = 0.0
+    cdef int64_t ti = 0
+    cdef bint have_threshold
+    with nogil:
+        for g in range(G):
+            m = 0
+            have_threshold = False
+            for i in range(offsets[g], offsets[g + 1]):
+                if have_threshold and not worse(tv, ti, scores[i], i):
+                    continue
+                bv[m] = scores[i]
+                bi[m] = i
+                m += 1
+                if m == 2 * k:
+                    _select_best(&bv[0], &bi[0], m, k)
+                    m = k
+                    # the worst of the kept k is the new entry threshold
+                    j = 0
+                    for i2 in range(1, k):
+                        if worse(bv[i2], bi[i2], bv[j], bi[j]):
+                            j = i2
+                    tv = bv[j]
+                    ti = bi[j]
+                    have_threshold = True
+            kk = m if m < k else k
+            if kk > 0:
+                _select_best(&bv[0], &bi[0], m, kk)
+                for j in range(kk):  # heapify the winners, then the heap's sort
+                    sift_up(&bv[0], &bi[0], j)
+            finish(&bv[0], &bi[0], kk, k, LOG_ODDS, &oi[g, 0], &ov[g, 0])
+    return out_idx, out_val
