@@ -144,6 +144,13 @@ def test_topk_big_group_split_across_threads(backend_name, rng, n_threads):
                                                                               asc[n - 1:n - 51:-1][None]))
 
 
+def test_topk_huge_k_only_costs_its_output(backend_name):
+    # heaps are sized by the largest group, not k: 64 threads x k = 10^6 would be 1 GB of scratch
+    idx, val = topk(np.arange(5.0), 10**6, offsets=[0, 2, 5], backend=backend_name, n_threads=64)
+    assert idx.shape == (2, 10**6) and idx[:, :4].tolist() == [[1, 0, -1, -1], [4, 3, 2, -1]]
+    assert np.isneginf(val[:, 3:]).all()
+
+
 def test_topk_input_dtypes_and_layouts(backend_name):
     ints = np.array([3, 1, 2, 3], dtype=np.int16)
     idx, val = topk(ints, 2, backend=backend_name)

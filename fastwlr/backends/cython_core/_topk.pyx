@@ -7,13 +7,17 @@ with index -1 / value -inf. Fused kernels rank by the float64 log-odds z and tra
 winners, so the n scores are never stored and exp/sigmoid runs k times per group.
 
 Selection: one bounded min-heap of (value, index) per group, whose root is the worst candidate
-kept. A scan reads each candidate once; after the first k it costs one comparison with the root
-(for random order only about k*ln(n/k) candidates ever enter the heap). Measured against a
-threshold-prefiltered buffer with a partial quickselect (benchmarks/quick_topk.py --algorithms,
-one run, see the report of issue 4): within a few percent of each other for random scores, the
-fused kernels are bound by the dot products anyway, and the heap has no data-dependent buffer
-size, so the heap stays (the buffer wins only on long ascending runs, a worst case for the heap
-at n*log(k), never for the fused ranking we serve).
+kept. A scan reads each candidate once; once the heap is full a candidate costs one comparison
+with the root (rows come in ascending order, so an equal value loses the tie), and for random
+order only about k*(1 + ln(n/k)) candidates ever enter. Measured against a threshold-prefiltered
+buffer of 2k compacted by quickselect (``_topk_scores_buffer`` below; benchmarks/quick_topk.py
+--algorithms, one run, one thread, scores only; heap time / buffer time):
+    10,000 groups x 500 normal, k=10: 0.66    k=100: 1.09    one group of 10M normal, k=100: 1.18
+    one group of 10M ascending, k=100: 4.35   10,000 x 500 ascending, k=10: 1.14
+The heap wins clearly at the serving case (k ~ 10), loses by 10-20 % at k = 100, and is the
+worse of the two only on long ascending runs (every candidate enters: n*log(k)), which a
+ranking of fresh candidates does not produce; in the fused kernels the dot products dominate
+either way. So the heap stays (it also has no data-dependent buffer size to tune).
 
 Threads: groups are spread over threads (dynamic schedule: ragged sizes). A group of at least
 SPLIT_MIN candidates is instead cut into one chunk per thread, every chunk keeps its own top-k,
@@ -193,10 +197,11 @@ cdef inline void finish(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t k, int
 
 cdef void select_groups(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
                         Py_ssize_t d, const double* w, double b, const unsigned char* exclude,
-                        const int64_t* offsets, Py_ssize_t G, Py_ssize_t k, int output, int64_t* out_idx,
-                        out_t* out_val, double* hv, int64_t* hi, Py_ssize_t* chunk_m, int64_t* bad,
-                        int n_threads, Py_ssize_t row_cost) noexcept nogil:
-    """The driver. Outputs are (G, k); scratch ``hv``/``hi`` (n_threads + 1, k); ``bad`` (n_threads, 2);
+                        const int64_t* offsets, Py_ssize_t G, Py_ssize_t k, Py_ssize_t kh, int output,
+                        int64_t* out_idx, out_t* out_val, double* hv, int64_t* hi, Py_ssize_t* chunk_m,
+                        int64_t* bad, int n_threads, Py_ssize_t row_cost) noexcept nogil:
+    """The driver. Outputs are (G, k); heaps hold kh = min(k, largest group) entries, so a huge k
+    costs only its output: scratch ``hv``/``hi`` (n_threads + 1, kh); ``bad`` (n_threads, 2);
     ``chunk_m`` (n_threads,). All C-contiguous."""
     cdef Py_ssize_t g, t, c, j, m, start, stop, size, n_chunks
     cdef Py_ssize_t n = offsets[G] - offsets[0]
@@ -210,9 +215,9 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
         if split and stop - start >= SPLIT_MIN:
             continue
         t = threadid()
-        m = scan(source, vals, ind, indptr, d, w, b, exclude, start, stop, hv + t * k, hi + t * k, 0, k,
+        m = scan(source, vals, ind, indptr, d, w, b, exclude, start, stop, hv + t * kh, hi + t * kh, 0, kh,
                  bad + 2 * t)
-        finish(hv + t * k, hi + t * k, m, k, output, out_idx + g * k, out_val + g * k)
+        finish(hv + t * kh, hi + t * kh, m, k, output, out_idx + g * k, out_val + g * k)
 
     if not split:
         return
@@ -225,12 +230,12 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
         n_chunks = min(<Py_ssize_t>n_threads, size // (SPLIT_MIN // 2))
         for c in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
             chunk_m[c] = scan(source, vals, ind, indptr, d, w, b, exclude, start + size * c // n_chunks,
-                              start + size * (c + 1) // n_chunks, hv + c * k, hi + c * k, 0, k, bad + 2 * c)
+                              start + size * (c + 1) // n_chunks, hv + c * kh, hi + c * kh, 0, kh, bad + 2 * c)
         m = 0
         for c in range(n_chunks):  # the merge: at most n_threads * k pushes
             for j in range(chunk_m[c]):
-                m = heap_push(hv + n_threads * k, hi + n_threads * k, m, k, hv[c * k + j], hi[c * k + j])
-        finish(hv + n_threads * k, hi + n_threads * k, m, k, output, out_idx + g * k, out_val + g * k)
+                m = heap_push(hv + n_threads * kh, hi + n_threads * kh, m, kh, hv[c * kh + j], hi[c * kh + j])
+        finish(hv + n_threads * kh, hi + n_threads * kh, m, k, output, out_idx + g * k, out_val + g * k)
 
 
 cdef class _Scratch:
@@ -243,10 +248,16 @@ cdef class _Scratch:
     cdef Py_ssize_t* chunk_m
     cdef int64_t* bad
 
-    def __init__(self, Py_ssize_t G, Py_ssize_t k, int n_threads, out_dtype):
+    cdef readonly Py_ssize_t kh
+
+    def __init__(self, const int64_t[::1] offsets, Py_ssize_t k, int n_threads, out_dtype):
+        cdef Py_ssize_t G = offsets.shape[0] - 1, g, largest = 0
+        for g in range(G):
+            largest = max(largest, offsets[g + 1] - offsets[g])
+        self.kh = max(1, min(k, largest))
         cdef int64_t[:, ::1] oi = np.empty((G, k), dtype=np.int64)
-        cdef double[:, ::1] hv = np.empty((n_threads + 1, k), dtype=np.float64)
-        cdef int64_t[:, ::1] hi = np.empty((n_threads + 1, k), dtype=np.int64)
+        cdef double[:, ::1] hv = np.empty((n_threads + 1, self.kh), dtype=np.float64)
+        cdef int64_t[:, ::1] hi = np.empty((n_threads + 1, self.kh), dtype=np.int64)
         cdef Py_ssize_t[::1] cm = np.zeros(n_threads, dtype=np.intp)
         cdef int64_t[:, ::1] bad = np.full((n_threads, 2), -1, dtype=np.int64)
         cdef unsigned char[::1] ov
@@ -275,11 +286,11 @@ cdef class _Scratch:
 def topk(const feature_t[::1] scores, const int64_t[::1] offsets, Py_ssize_t k, int n_threads):
     """-> (indices, values of the scores' dtype, lowest NaN index or -1)."""
     cdef Py_ssize_t G = offsets.shape[0] - 1
-    cdef _Scratch s = _Scratch(G, k, n_threads, np.asarray(scores).dtype)
+    cdef _Scratch s = _Scratch(offsets, k, n_threads, np.asarray(scores).dtype)
     cdef const feature_t* p = &scores[0] if scores.shape[0] > 0 else NULL
     with nogil:
         select_groups(SCORES, p, <const int*>NULL, <const int*>NULL, 0, <const double*>NULL, 0.0, NULL,
-                      &offsets[0], G, k, LOG_ODDS, s.out_idx, <feature_t*>s.out_val, s.hv, s.hi, s.chunk_m,
+                      &offsets[0], G, k, s.kh, LOG_ODDS, s.out_idx, <feature_t*>s.out_val, s.hv, s.hi, s.chunk_m,
                       s.bad, n_threads, 1)
     return s.out_idx_arr, s.out_val_arr, s.report()[0]
 
@@ -293,7 +304,7 @@ def _fused(int source, const feature_t[::1] vals, const index_t[::1] ind, const 
     if exclude is not None:
         excl_view = np.ascontiguousarray(exclude).view(np.uint8)
         excl = &excl_view[0] if excl_view.shape[0] > 0 else NULL
-    cdef _Scratch s = _Scratch(G, k, n_threads, out_dtype)
+    cdef _Scratch s = _Scratch(offsets, k, n_threads, out_dtype)
     cdef const feature_t* v = &vals[0] if vals.shape[0] > 0 else NULL
     cdef const index_t* ip = &ind[0] if ind.shape[0] > 0 else NULL
     cdef const index_t* pp = &indptr[0] if indptr.shape[0] > 0 else NULL
@@ -301,10 +312,10 @@ def _fused(int source, const feature_t[::1] vals, const index_t[::1] ind, const 
     cdef bint is32 = s.out_val_arr.dtype == np.float32
     with nogil:
         if is32:
-            select_groups(source, v, ip, pp, d, w, intercept, excl, &offsets[0], G, k, output, s.out_idx,
+            select_groups(source, v, ip, pp, d, w, intercept, excl, &offsets[0], G, k, s.kh, output, s.out_idx,
                           <float*>s.out_val, s.hv, s.hi, s.chunk_m, s.bad, n_threads, row_cost)
         else:
-            select_groups(source, v, ip, pp, d, w, intercept, excl, &offsets[0], G, k, output, s.out_idx,
+            select_groups(source, v, ip, pp, d, w, intercept, excl, &offsets[0], G, k, s.kh, output, s.out_idx,
                           <double*>s.out_val, s.hv, s.hi, s.chunk_m, s.bad, n_threads, row_cost)
     nan_row, n_inf = s.report()
     return s.out_idx_arr, s.out_val_arr, nan_row, n_inf
