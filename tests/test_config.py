@@ -1,0 +1,251 @@
+"""Backend selection (backend=, use_backend, set_backend, FASTWLR_BACKEND, "auto"), show_config,
+and the Numba and Cython backends sharing one process (threads, OpenMP runtimes, disk cache)."""
+import io
+import os
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import fastwlr
+from fastwlr import _config
+from fastwlr._config import BACKENDS, available_backends, current_backend, get_backend
+
+AVAILABLE = available_backends()
+
+
+@pytest.fixture
+def restore_setting():
+    previous = dict(_config._state)
+    yield
+    _config._state.clear()
+    _config._state.update(previous)
+
+
+@pytest.fixture
+def fake_unavailable(monkeypatch):
+    """Pretend some backends failed to import (without touching the real modules)."""
+    def make(*names):
+        loaded = dict(_config._loaded)
+        errors = dict(_config._load_errors)
+        for name in names:
+            loaded.pop(name, None)
+            errors[name] = f"ImportError: pretend {name} is missing"
+        monkeypatch.setattr(_config, "_loaded", loaded)
+        monkeypatch.setattr(_config, "_load_errors", errors)
+        monkeypatch.setattr(_config, "_auto_warned", set())
+    return make
+
+
+def run_python(code, **env):
+    """Run code in a fresh interpreter (the package as this process imports it)."""
+    root = os.path.dirname(os.path.dirname(fastwlr.__file__))
+    full_env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
+    if "FASTWLR_BACKEND" not in env:
+        full_env.pop("FASTWLR_BACKEND", None)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=300)
+
+
+# ------------------------------------------------------------------------------ set_backend / use_backend
+
+def test_set_backend_is_process_wide_and_returns_previous(restore_setting):
+    name = AVAILABLE[-1]
+    previous = fastwlr.set_backend(name)
+    assert current_backend() == name and get_backend().name == name
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(get_backend().name))
+    t.start()
+    t.join()
+    assert seen == [name]                         # other threads see it too
+    assert fastwlr.set_backend(previous) == name
+    assert current_backend() == previous
+
+
+def test_set_backend_rejects_bad_names(restore_setting, fake_unavailable):
+    with pytest.raises(ValueError, match=r"backend must be 'auto' or one of .*'cuda'"):
+        fastwlr.set_backend("cuda")
+    with pytest.raises(TypeError, match="backend must be a string"):
+        fastwlr.set_backend(3)
+    fake_unavailable("numba")
+    with pytest.raises(ImportError, match="'numba' is not available: ImportError: pretend numba is missing"):
+        fastwlr.set_backend("numba")             # fails now, not at the first call
+    assert current_backend() != "numba"
+
+
+def test_use_backend_nests_restores_and_beats_set_backend(restore_setting):
+    outer, inner = AVAILABLE[0], AVAILABLE[-1]
+    fastwlr.set_backend("auto")
+    with fastwlr.use_backend(outer):
+        assert get_backend().name == outer
+        with pytest.raises(RuntimeError):
+            with fastwlr.use_backend(inner):
+                assert get_backend().name == inner
+                raise RuntimeError("restored even on error")
+        assert get_backend().name == outer
+        fastwlr.set_backend(inner)               # the block still wins over the process setting
+        assert get_backend().name == outer
+        assert get_backend("reference").name == "reference"    # and backend= wins over the block
+    assert current_backend() == inner
+    with pytest.raises(ValueError):
+        with fastwlr.use_backend("nope"):
+            pass
+
+
+def test_use_backend_is_thread_local():
+    if len(AVAILABLE) < 2:
+        pytest.skip("needs two backends")
+    a, b = AVAILABLE[0], AVAILABLE[-1]
+    barrier = threading.Barrier(2, timeout=30)
+    seen = {}
+
+    def worker(tag, name):
+        with fastwlr.use_backend(name):
+            barrier.wait()                       # both blocks are open at once
+            seen[tag] = get_backend().name
+            barrier.wait()
+
+    threads = [threading.Thread(target=worker, args=(0, a)), threading.Thread(target=worker, args=(1, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {0: a, 1: b}
+
+
+def test_environment_variable_sets_the_default():
+    r = run_python("import fastwlr, numpy as np; from fastwlr._config import current_backend, get_backend;"
+                   "fastwlr.score(np.ones((2, 2)), [1, 1]); print(current_backend(), get_backend().name)",
+                   FASTWLR_BACKEND="reference")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["reference", "reference"]
+    r = run_python("import fastwlr, numpy as np; fastwlr.score(np.ones((2, 2)), [1, 1])", FASTWLR_BACKEND="gpu")
+    assert r.returncode != 0
+    assert "got 'gpu' (from the FASTWLR_BACKEND environment variable)" in r.stderr
+
+
+# ------------------------------------------------------------------------------ "auto"
+
+def test_auto_prefers_the_first_available_and_warns_once_when_falling_back(fake_unavailable):
+    first = available_backends()[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # the preferred backend: no warning
+        assert get_backend("auto").name == first
+    fake_unavailable("cython")
+    expected = "numba" if "numba" in AVAILABLE else "reference"
+    with pytest.warns(RuntimeWarning, match=f"using the '{expected}' backend because .*pretend cython is missing"):
+        assert get_backend("auto").name == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # once per process
+        assert get_backend("auto").name == expected
+    fake_unavailable("cython", "numba")
+    with pytest.warns(RuntimeWarning, match="using the 'reference' backend because"):
+        assert get_backend("auto").name == "reference"
+
+
+def test_no_backend_at_all_is_a_clear_error(fake_unavailable):
+    fake_unavailable(*BACKENDS)
+    with pytest.raises(ImportError, match="no fastwlr backend imports"):
+        get_backend("auto")
+
+
+# ------------------------------------------------------------------------------ show_config
+
+def test_show_config_reports_backends_versions_threads():
+    buf = io.StringIO()
+    fastwlr.show_config(file=buf)
+    text = buf.getvalue()
+    for needle in ("numpy:", "scipy:", "numba:", "backend in use:", "default n_threads:", "cython:",
+                   "reference:"):
+        assert needle in text, needle
+    info = _config.config_info()
+    assert info["backend_resolved"] == get_backend().name
+    assert set(info["backends"]) == set(BACKENDS)
+    for name, entry in info["backends"].items():
+        assert entry["available"] == (name in AVAILABLE)
+        if not entry["available"]:
+            assert entry["error"]
+    if "cython" in AVAILABLE:
+        assert {"openmp", "simd", "omp_max_threads"} <= set(info["backends"]["cython"])
+    if "numba" in AVAILABLE:
+        assert {"version", "threading_layer", "num_threads"} <= set(info["backends"]["numba"])
+
+
+def test_show_config_names_why_a_backend_is_missing(fake_unavailable):
+    fake_unavailable("numba")
+    buf = io.StringIO()
+    fastwlr.show_config(file=buf)
+    assert "NOT available: ImportError: pretend numba is missing" in buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ Numba + Cython in one process
+
+needs_both = pytest.mark.skipif(not {"cython", "numba"} <= set(AVAILABLE), reason="needs cython and numba")
+
+
+@needs_both
+def test_numba_and_cython_share_a_process_and_threads(rng):
+    """Both backends' parallel kernels, interleaved and concurrently from two Python threads
+    (numba issue 3341: two OpenMP runtimes in one process). Results must be the single-thread ones."""
+    X = rng.standard_normal((40000, 16))
+    coef = rng.standard_normal(16)
+    offsets = np.arange(0, 40001, 100)
+    expected = {n: (fastwlr.score(X, coef, backend=n, n_threads=1),
+                    fastwlr.score_topk(X, coef, k=3, offsets=offsets, backend=n, n_threads=1)[0])
+                for n in ("cython", "numba")}
+    errors = []
+
+    def hammer(name):
+        try:
+            for _ in range(5):
+                s = fastwlr.score(X, coef, backend=name, n_threads=2)
+                idx = fastwlr.score_topk(X, coef, k=3, offsets=offsets, backend=name, n_threads=2)[0]
+                if not (np.array_equal(s, expected[name][0]) and np.array_equal(idx, expected[name][1])):
+                    errors.append(f"{name}: results changed")
+        except Exception as exc:   # pragma: no cover - reported below
+            errors.append(f"{name}: {exc!r}")
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in ("cython", "numba", "numba", "cython")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    layer = _config.config_info()["backends"]["numba"]["threading_layer"]
+    assert layer in ("omp", "tbb", "workqueue")
+
+
+@needs_both
+def test_fresh_process_both_backends_and_unwritable_cache_dir():
+    """A fresh process runs both backends in parallel mode; a NUMBA_CACHE_DIR that cannot be
+    created does not break the numba backend (it caches elsewhere or compiles in memory)."""
+    code = ("import numpy as np, fastwlr; X = np.random.default_rng(0).standard_normal((50000, 8)); c = np.ones(8);"
+            "a = fastwlr.score(X, c, backend='cython', n_threads=2); b = fastwlr.score(X, c, backend='numba', n_threads=2);"
+            "assert np.allclose(a, b, rtol=1e-12); a = fastwlr.score(X, c, backend='cython', n_threads=2);"
+            "print(fastwlr._config.config_info()['backends']['numba']['threading_layer'])")
+    r = run_python(code, NUMBA_CACHE_DIR="/dev/null/not-a-directory")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in ("omp", "tbb", "workqueue")
+
+
+def test_jit_falls_back_to_no_cache_when_no_locator(monkeypatch):
+    """Numba refuses cache=True at decoration when no cache directory is usable: the kernel must
+    still compile (without a disk cache), with a warning that says how to fix it."""
+    numba = pytest.importorskip("numba")
+    from fastwlr.backends.numba_jit import _jit
+
+    real = numba.njit
+
+    def fussy(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x.py'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", fussy)
+    monkeypatch.setattr(_jit, "CACHE_ERRORS", [])
+    with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
+        f = _jit.jit()(lambda x: x + 1.0)
+    assert f(1.0) == 2.0
+    assert _jit.CACHE_ERRORS
