@@ -24,6 +24,13 @@ Top-k (issue 4):
     topk(scores, offsets, k, n_threads) -> (indices int64 (G, k), values (G, k) of scores.dtype)
     score_topk_dense(X, coef, intercept, offsets, k, output, exclude, n_threads) -> (indices, values)
     score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, exclude, n_threads)
+    Spec: ``backends/reference/topk.py``. Per group the k best by (higher value, then lower index),
+    best first, padded with index -1 / value -inf; -inf is a real score. ``scores`` are float32 or
+    float64 (values keep that dtype); NaN scores -> ValueError naming the index. Fused: rank by the
+    float64 log-odds, transform only the winners (values dtype: ``scoring.result_dtype``);
+    ``exclude`` is None or a contiguous bool array of length n_rows (excluded rows are not scored);
+    after the pass call ``_validation.check_nonfinite_log_odds(X or data, lowest NaN row or -1,
+    any inf log-odds)``, which raises for inf features and names the NaN row.
 Objective (DESIGN.md section 1; the intercept is not regularised):
     objective_grad_dense(X, y, sample_weight, coef, intercept, l2, n_threads)
         -> (loss float, grad_coef float64 (d,), grad_intercept float)
