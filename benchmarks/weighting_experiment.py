@@ -115,9 +115,15 @@ def run_dataset(ds, alpha, epochs, seeds, lr_seeds):
     ctx["opt_theta"] = np.append(lb.coef_[0], lb.intercept_[0])
     info = dict(name=ds["name"], n=features.n_rows, d=features.n_features, n_test=ds["X_test"].shape[0],
                 clicks=float(y.mean()), w_max=float(w.max()), w_mean=float(w.mean()), epochs=epochs,
-                seeds=len(seeds), alpha=alpha, lbfgs_iter=lb.n_iter_)
+                seeds=len(seeds), alpha=alpha, lbfgs_iter=lb.n_iter_,
+                # E[w^2] / E[w]^2: how much uniform sampling with weighted gradients inflates the step
+                # variance over sampling rows in proportion to their weight (resample)
+                w_moment=float(np.mean(w * w) / w.mean() ** 2),
+                # expected share of distinct rows a resample epoch visits: P(count >= 1) = min(w / mean w, 1)
+                seen=float(np.mean(np.minimum(w / w.mean(), 1.0))))
     print(f"\n== {ds['name']}: n={info['n']} d={info['d']} clicks {info['clicks']:.2%} max weight "
-          f"{info['w_max']:.4g} (mean {info['w_mean']:.3g}); L-BFGS {t_lb:.2f} s, {lb.n_iter_} iterations, "
+          f"{info['w_max']:.4g} (mean {info['w_mean']:.3g}, E[w^2]/E[w]^2 {info['w_moment']:.3g}, resample visits "
+          f"{info['seen']:.1%} of rows per epoch); L-BFGS {t_lb:.2f} s, {lb.n_iter_} iterations, "
           f"objective {ctx['opt']:.6g}")
     rows = [dict(method="exact (L-BFGS)", optimizer="-", time=t_lb, n_ok=1, **_summ([evaluate(ds, lb, ctx)]))]
     _print_row(rows[-1])
@@ -190,7 +196,8 @@ def markdown(results, command):
         pairs = "request" if info["name"] == "generated" else "whole test set (no requests)"
         out += [f"**{info['name']}**: {info['n']:,} training rows x {info['d']} features, {info['n_test']:,} "
                 f"held-out rows; {info['clicks']:.1%} positives; weights up to {info['w_max']:.3g} "
-                f"(mean {info['w_mean']:.3g}); alpha = {info['alpha']:g}; {info['epochs']} epochs per SGD fit, "
+                f"(mean {info['w_mean']:.3g}), E[w^2]/E[w]^2 = {info['w_moment']:.3g}; a resample epoch visits "
+                f"{info['seen']:.1%} of the distinct rows; alpha = {info['alpha']:g}; {info['epochs']} epochs per SGD fit, "
                 f"{info['seeds']} seeds; per-user loss pairs within each {pairs}; L-BFGS: "
                 f"{info['lbfgs_iter']} iterations.", "",
                 "| weighting | optimiser | objective gap (mean ± sd over seeds) | distance to exact optimum | "

@@ -495,7 +495,9 @@ def plot_calibration(table, *, ax=None, label=None, log=True):
     both = both[both > 0] if log else both
     if both.size:
         lo, hi = both.min(), both.max()
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="calibrated")
+        # one "calibrated" diagonal per axes, however many curves are drawn on it
+        first = "calibrated" not in ax.get_legend_handles_labels()[1]
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="calibrated" if first else None)
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
