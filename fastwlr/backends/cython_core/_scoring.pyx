@@ -25,6 +25,12 @@ cdef Py_ssize_t PARALLEL_MIN_WORK = 1 << 15
 # were alike, 0 and 128+ slower.
 cdef Py_ssize_t PREFETCH_AHEAD = 64
 
+# Dense scoring reads X once, front to back; the per-row work (float->double, FMA, the horizontal
+# sum, exp) did not overlap with the memory stream: time was compute + transfer. Prefetching the
+# cache lines 4 KB ahead of the current row made 1M x 64 float32 odds 25 % faster, down to the time
+# of X.sum(); 2-8 KB were alike, 512 B too short.
+cdef Py_ssize_t DENSE_PREFETCH_BYTES = 4096
+
 cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
@@ -58,12 +64,25 @@ cdef inline double dot_csr_prefetch(const feature_t* data, const index_t* indice
 def score_dense(const feature_t[:, ::1] X, const double[::1] coef, double intercept, int output,
                 out_t[::1] out, int n_threads):
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, n_nonfinite = 0
+    cdef Py_ssize_t row_bytes = d * sizeof(feature_t), total_bytes = n * d * sizeof(feature_t), q, q_end
     cdef double z
-    if n == 0:
+    cdef const char* base
+    if n == 0 or d == 0:
+        if n:
+            out[:] = <out_t>apply_output(intercept, output)
+            return 0 if fabs(intercept) < INFINITY else n
         return 0
+    base = <const char*>&X[0, 0]
     with nogil:
         for i in prange(n, schedule="static", num_threads=n_threads,
                         use_threads_if=n_threads > 1 and n * (d + 1) > PARALLEL_MIN_WORK):
+            # prefetch each cache line that starts in this row's byte range shifted 4 KB ahead:
+            # every line once, none past the end of X
+            q = ((i * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
+            q_end = min((i + 1) * row_bytes + DENSE_PREFETCH_BYTES, total_bytes)
+            while q < q_end:
+                prefetch(base + q)
+                q = q + 64
             z = dot_dense(&X[i, 0], &coef[0], d) + intercept
             if not fabs(z) < INFINITY:  # inf or NaN (NaN compares false)
                 n_nonfinite += 1
