@@ -301,3 +301,18 @@ def check_nonfinite_log_odds(feature_values, nan_row, has_inf, name="X"):
     if nan_row >= 0:
         raise ValueError(f"row {nan_row} of {name} has NaN log-odds (a NaN feature): it cannot be ranked; "
                          "drop or impute it, or mark it in exclude=")
+
+
+def check_ranking_scores(scores, n, name="y_score"):
+    """Scores that only order rows (metrics): 1-D real of length n as float64; +-inf allowed (they
+    order fine), NaN is not (it has no place in an order)."""
+    arr = np.asarray(scores)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN (first at index {int(np.argmax(np.isnan(arr)))}); "
+                         "a NaN score cannot be ranked")
+    return arr

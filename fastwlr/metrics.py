@@ -91,20 +91,6 @@ def _pair_sums(y, scores, w, offsets):
     return correct, tied, wrong
 
 
-def _check_scores(scores, n, name="y_score"):
-    """Ranking scores: 1-D real of length n, no NaN (+-inf order fine), as float64."""
-    arr = np.asarray(scores)
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN (first at index {int(np.argmax(np.isnan(arr)))}); "
-                         "a NaN score cannot be ranked")
-    return arr
-
-
 def _n(a, name):
     arr = np.asarray(a)
     if arr.ndim != 1:
@@ -208,15 +194,14 @@ def auc(y_true, y_score, *, sample_weight=None, offsets=None):
     """
     n = _n(y_true, "y_true")
     y = v.check_binary_y(y_true, n)
-    s = _check_scores(y_score, n)
+    s = v.check_ranking_scores(y_score, n)
     w = v.check_sample_weight(sample_weight, n)
     off = v.check_offsets(offsets, n)
     correct, tied, wrong = _pair_sums(y, s, w, off)
     total = correct + tied + wrong
     if not total > 0:
-        where = "within any request" if offsets is not None else ""
-        raise ValueError(f"AUC is undefined: no (positive, negative) pair with non-zero weight {where}"
-                         "(only one class present)".replace("  ", " "))
+        where = " within any request" if offsets is not None else " (only one class present)"
+        raise ValueError(f"AUC is undefined: no (positive, negative) pair with non-zero weight{where}")
     return (correct + 0.5 * tied) / total
 
 
@@ -293,7 +278,7 @@ def weighted_per_user_loss(watch_time, y_score, offsets, *, sample_weight=None):
     """
     t = _watch_time(watch_time)
     n = t.shape[0]
-    s = _check_scores(y_score, n)
+    s = v.check_ranking_scores(y_score, n)
     sw = _weights(sample_weight, n)
     off = v.check_offsets(offsets, n)
     correct, tied, wrong = _pair_sums((t > 0).astype(np.float64), s, _recipe_weights(t, sw), off)
@@ -334,7 +319,7 @@ def ndcg(watch_time, y_score, k=None, *, offsets=None, average=True):
     """
     t = _watch_time(watch_time)
     n = t.shape[0]
-    s = _check_scores(y_score, n)
+    s = v.check_ranking_scores(y_score, n)
     off = v.check_offsets(offsets, n)
     n_groups = off.shape[0] - 1
     k = None if k is None else v.check_k(k)

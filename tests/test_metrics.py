@@ -153,7 +153,7 @@ def test_auc_errors_and_inputs_untouched():
     y0, s0 = y.copy(), s.copy()
     m.auc(y, s)
     assert np.array_equal(y, y0) and np.array_equal(s, s0)
-    with pytest.raises(ValueError, match="only one class"):
+    with pytest.raises(ValueError, match="only one class present"):
         m.auc(np.zeros(4), s)
     with pytest.raises(ValueError, match="NaN"):
         m.auc(y, np.array([0.1, np.nan, 0, 0]))
