@@ -291,6 +291,23 @@ def test_score_topk_equals_score_then_topk(compiled_backend_name, rng, dtype, ou
     np.testing.assert_array_equal(ridx, exp_idx)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 7, 8, 64, 67])
+def test_cython_fused_log_odds_bitwise_equal_score(rng, dtype, d):
+    # the fused dense kernel scores four rows at a time but keeps dot_dense's summation order
+    if "cython" not in fastwlr.available_backends():
+        pytest.skip("cython backend not built")
+    offsets = ragged_offsets(rng, 60, 50)
+    X = rng.standard_normal((int(offsets[-1]), d)).astype(dtype)
+    coef = rng.standard_normal(d)
+    z = score(X, coef, 0.25, output="log_odds", dtype=np.float64, backend="cython")
+    # k = 3: most winners enter after the heap is full, i.e. through the four-row path
+    idx, val = score_topk(X, coef, 0.25, 3, offsets=offsets, output="log_odds", backend="cython")
+    real = idx >= 0
+    np.testing.assert_array_equal(val[real], z[idx[real]].astype(dtype))  # float32 X: log-odds in float32
+    np.testing.assert_array_equal(idx, topk(z, 3, offsets=offsets, backend="reference")[0])
+
+
 def test_score_topk_one_big_group_split(backend_name, rng):
     n, d = 150_000, 4
     X = rng.integers(-3, 4, size=(n, d)).astype(np.float32)  # exact sums: heavy ties across chunks
