@@ -15,6 +15,7 @@ serving loop would) and allocated per call for numpy. BLAS threads are limited t
 with threadpoolctl when it is installed. Ratios > 1 mean fastwlr is faster.
 """
 import argparse
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -70,7 +71,9 @@ def main(argv=None):
     X, w, b = dense.X, dense.coef, dense.intercept
     w32 = w.astype(np.float32)
     out = np.empty(n)
-    print(f"fastwlr {fastwlr.__version__}, backend {args.backend}; dense {n:,} x {d} float32 "
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"fastwlr {fastwlr.__version__}, backend {args.backend}; {os.cpu_count()} cores, load average "
+          f"{load} (ratios are only meaningful on an idle machine); dense {n:,} x {d} float32 "
           f"({X.nbytes / 2**20:.0f} MiB), best of {rep}")
     # correctness first: the thing timed is the thing tested
     ref = np.exp(X.astype(np.float64) @ w + b)
