@@ -382,3 +382,21 @@ def test_list_input_and_sklearn_coef_shape(compiled_backend_name):
     got = score([[1.0, 2.0], [3.0, 4.0]], np.array([[0.5, -0.25]]), 1.0, output="log_odds",
                 backend=compiled_backend_name)
     np.testing.assert_array_equal(got, [1.0, 1.5])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_score_and_fused_topk_agree_bitwise(compiled_backend_name, sparse, rng):
+    """The scoring kernels prefetch (dense: X ahead, CSR: coef ahead) but must sum exactly as
+    dot_dense / dot_csr, which the fused top-k kernel uses: the same log-odds to the last bit."""
+    from fastwlr.topk import score_topk
+    n = 3000
+    if sparse:
+        X = random_csr(rng, n, 4000, 0.01, np.float64, np.int32)
+        coef = rng.standard_normal(4000)
+    else:
+        X = rng.standard_normal((n, 37))  # float64 features: log-odds returned in float64 by both
+        coef = rng.standard_normal(37)
+    z = score(X, coef, 0.3, output="log_odds", backend=compiled_backend_name)
+    offsets = np.arange(0, n + 1, 10)
+    idx, val = score_topk(X, coef, 0.3, 10, offsets=offsets, output="log_odds", backend=compiled_backend_name)
+    np.testing.assert_array_equal(val.ravel().view(np.uint64), z[idx.ravel()].view(np.uint64))
