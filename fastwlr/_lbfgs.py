@@ -34,6 +34,7 @@ class LbfgsResult:
     loss: float               # weighted-mean objective at the solution (regularisation included)
     n_iter: int
     converged: bool
+    n_fev: int                # objective + gradient evaluations (passes over the data)
     grad_max: float           # max |gradient component| at the solution, in preconditioned units
     message: str
 
@@ -56,7 +57,7 @@ def objective(features, y, w_norm, coef, intercept, alpha, n_threads, backend):
 
 def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init=None,
               intercept_init=0.0, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=1,
-              backend=None, callback=None):
+              backend=None, callback=None, precondition="auto"):
     """Minimise the weighted-mean objective exactly (to ``tol``) with L-BFGS-B.
 
     Parameters
@@ -81,6 +82,8 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
         A backend implementing ``objective_grad_dense`` / ``objective_grad_csr``.
     callback : callable(coef, intercept), optional
         Called after every iteration (used by benchmarks to trace time to optimum).
+    precondition : bool or "auto"
+        Diagonal (Jacobi) scaling of the coefficients; "auto": for dense features only.
 
     Returns
     -------
@@ -97,10 +100,16 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
         theta0[d] = intercept_init if coef_init is not None else _base_log_odds(y, w_norm)
 
     # Diagonal preconditioning: L-BFGS runs on u = coef / scale with scale_j = 1 / sqrt(weighted mean
-    # of x_j^2). Rare one-hot columns (tiny second moment) otherwise make the problem badly
-    # conditioned and L-BFGS crawls; the optimum is the same, only the path changes.
+    # of x_j^2) (the Hessian's diagonal at the start, up to a constant). The optimum is the same, only
+    # the path changes. Measured: on freMTPL2 (dense, standardised numeric + one-hot columns) it cuts
+    # the iterations to tol from ~115 to ~30; on hashed one-hot CSR (40 fields, 2^14 columns) it
+    # raised them from 34 to 270 (the scaled field-sum directions couple strongly with the
+    # intercept). Hence "auto": dense only.
     scale = np.ones(d + 1)
-    scale[:d] = _column_scale(features, w_norm, n_threads, backend)
+    if precondition == "auto":
+        precondition = not features.is_sparse
+    if precondition:
+        scale[:d] = _column_scale(features, w_norm, n_threads, backend)
     theta0 = theta0 / scale
 
     def split(u):
@@ -128,7 +137,10 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     res = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=cb if callback is not None else None,
                    options={"maxiter": int(max_iter), "gtol": float(tol),
                             # ftol = 0: stop on the gradient (or a failed line search), never on a stalled loss
-                            "ftol": 0.0, "maxls": 50, "maxcor": 20})
+                            "ftol": 0.0, "maxls": 50,
+                            # memory: 20 pairs help on small d; scipy's L-BFGS-B step costs O(m^2 d)
+                            # (31 ms an iteration at d = 16k, m = 20), so large d keeps its default 10
+                            "maxcor": 20 if d <= 4096 else 10})
     coef, b = split(res.x)
     if res.x.tobytes() not in last:
         fun(res.x)
@@ -148,7 +160,7 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
             "or increase alpha (separable data has no finite optimum without regularisation).",
             ConvergenceWarning, stacklevel=3)
     return LbfgsResult(coef=coef, intercept=b, loss=float(loss), n_iter=int(res.nit),
-                       converged=converged, grad_max=grad_max, message=_message(res))
+                       converged=converged, n_fev=int(res.nfev), grad_max=grad_max, message=_message(res))
 
 
 def _base_log_odds(y, w):

@@ -9,9 +9,11 @@ partials are then summed in block order. So the result is bit-identical for any 
 (OpenMP only decides which thread runs which block).
 
 Memory: the K partial gradients take K * d doubles. K is capped so that they stay under
-``PARTIALS_BUDGET`` bytes: dense data with d = 64 gets up to 256 blocks (128 KiB); hashed CSR with
-d = 2^20 gets 8 blocks (64 MiB); d >= 2^23 gets one block, i.e. a serial gradient scatter (the
-per-row work -- dot product, exp, log1p -- is still parallel, see ``objective_grad_csr``).
+``PARTIALS_BUDGET`` bytes: dense data with d = 64 gets up to 256 blocks (128 KiB). For CSR, zeroing and
+reducing a block costs O(d), so K is also capped at nnz / (4 d): hashed data with 20M non-zeros over
+d = 2^20 columns gets 4 blocks (32 MiB); d >= 2^23 or few non-zeros per column get one block, i.e. a
+serial gradient scatter (the per-row work -- dot product, exp, log1p -- stays parallel, see
+``objective_grad_csr``).
 """
 import numpy as np
 
@@ -180,7 +182,9 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
     cdef const double* coef_p = &coef[0] if d > 0 else NULL
     cdef Py_ssize_t R = n_blocks(n, 0)  # row blocks for pass 1: no per-block buffer of size d
-    cdef Py_ssize_t K = n_blocks(n, d)
+    # Scatter blocks: each costs O(d) to zero and reduce, so keep K * d well under nnz (a function of
+    # n, d and nnz only, never of the thread count).
+    cdef Py_ssize_t K = max(1, min(n_blocks(n, d), nnz // (4 * max(d, 1))))
     cdef double[::1] residual = np.empty(n, dtype=np.float64)
     cdef double[::1] losses = np.empty(R, dtype=np.float64)
     cdef double[::1] gbs = np.empty(R, dtype=np.float64)
