@@ -333,3 +333,38 @@ def test_benchmark_scripts_quick_mode_runs(script, args):
     out = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| weighting |" in out.stdout or "| click rate |" in out.stdout
+
+
+def test_zero_weight_rows_are_the_same_as_dropped_rows(rng):
+    T, s, offsets = random_requests(rng, 40, 12, n_levels=4)
+    y = (T > 0).astype(float)
+    w = rng.random(T.shape[0])
+    w[rng.random(T.shape[0]) < 0.3] = 0.0
+    keep = w > 0
+    sizes = np.array([keep[a:b].sum() for a, b in zip(offsets[:-1], offsets[1:])])
+    kept_offsets = np.concatenate(([0], np.cumsum(sizes)))
+    assert m.auc(y, s, sample_weight=w, offsets=offsets) == pytest.approx(
+        m.auc(y[keep], s[keep], sample_weight=w[keep], offsets=kept_offsets), rel=1e-12)
+    assert m.weighted_per_user_loss(T, s, offsets, sample_weight=w) == pytest.approx(
+        m.weighted_per_user_loss(T[keep], s[keep], kept_offsets, sample_weight=w[keep]), rel=1e-12)
+
+
+def test_float32_scores_tie_at_their_own_precision():
+    # distinct in float64, equal once rounded to float32: the float32 input ties
+    s64 = np.array([1.0, 1.0 + 1e-12, 0.5])
+    T = np.array([0.0, 10.0, 0.0])
+    assert m.weighted_per_user_loss(T, s64, None) == 0.0
+    assert m.weighted_per_user_loss(T, s64.astype(np.float32), None) == pytest.approx(0.25)
+    assert m.auc(T > 0, s64.astype(np.float32)) == pytest.approx(0.75)
+
+
+def test_empty_inputs_raise_clearly():
+    e = np.zeros(0)
+    with pytest.raises(ValueError, match="undefined"):
+        m.auc(e, e)
+    with pytest.raises(ValueError, match="no request"):
+        m.weighted_per_user_loss(e, e, None)
+    with pytest.raises(ValueError, match="no request has any watch time"):
+        m.ndcg(e, e)
+    with pytest.raises(ValueError, match="at least one row"):
+        m.calibration_table(e, e)
