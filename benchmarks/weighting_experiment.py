@@ -197,7 +197,8 @@ def markdown(results, command):
         out += [f"**{info['name']}**: {info['n']:,} training rows x {info['d']} features, {info['n_test']:,} "
                 f"held-out rows; {info['clicks']:.1%} positives; weights up to {info['w_max']:.3g} "
                 f"(mean {info['w_mean']:.3g}), E[w^2]/E[w]^2 = {info['w_moment']:.3g}; a resample epoch visits "
-                f"{info['seen']:.1%} of the distinct rows; alpha = {info['alpha']:g}; {info['epochs']} epochs per SGD fit, "
+                f"{info['seen']:.1%} of the distinct rows; alpha = {info['alpha']:g}; "
+                f"{info['epochs']} epochs per SGD fit, "
                 f"{info['seeds']} seeds; per-user loss pairs within each {pairs}; L-BFGS: "
                 f"{info['lbfgs_iter']} iterations.", "",
                 "| weighting | optimiser | objective gap (mean ± sd over seeds) | distance to exact optimum | "

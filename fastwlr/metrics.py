@@ -394,7 +394,8 @@ class CalibrationTable:
                  "|---:|---|---:|---:|---:|---:|"]
         for b in range(self.count.shape[0]):
             lo, hi = self.bin_edges[b], self.bin_edges[b + 1]
-            lines.append(f"| {b + 1} | [{fmt.format(lo)}, {fmt.format(hi)}{']' if b == self.count.shape[0] - 1 else ')'}"
+            close = "]" if b == self.count.shape[0] - 1 else ")"
+            lines.append(f"| {b + 1} | [{fmt.format(lo)}, {fmt.format(hi)}{close}"
                          f" | {self.count[b]} | {fmt.format(self.mean_predicted[b])} | "
                          f"{fmt.format(self.mean_observed[b])} | {self.ratio[b]:.3f} |")
         return "\n".join(lines)
