@@ -10,7 +10,7 @@ Comparisons, each single-threaded and with all cores (numpy's BLAS limited by th
  2. about as many rows in 5,000 ragged requests (1..2,000 candidates, mean ~1,000), against numpy's per-group loop
     (one BLAS matmul, then argpartition/argsort/exp per request) and the padded 2-D form;
  3. fused score_topk against fastwlr.score (all n odds) followed by fastwlr.topk.
-Times are the best of ``--repeat`` runs after one warm-up run.
+Times are the best of ``--repeat`` runs after one warm-up run, the contenders run round-robin.
 """
 import argparse
 import os
@@ -27,14 +27,17 @@ except ImportError:  # pragma: no cover - the bench extra installs it
     threadpool_limits = None
 
 
-def best_time(fn, repeat):
-    fn()  # warm-up (page faults, JIT, thread pool start)
-    times = []
+def interleaved(fns, repeat):
+    """Best time of each function, run round-robin so that a change in machine load hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    best = {name: float("inf") for name in fns}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 def limit_blas(n_threads):
@@ -108,7 +111,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="1,000 requests instead of 10,000")
     parser.add_argument("--algorithms", action="store_true", help="also time heap vs buffer+quickselect")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
 
     G, C, d, k = (1_000 if args.small else 10_000), 500, 64, 10
@@ -129,14 +132,16 @@ def main(argv=None):
     rows = []
     for t in sorted({1, all_cores}):
         with limit_blas(t):
-            ours_eq = best_time(lambda: fastwlr.score_topk(Xe, coef, b, k, offsets=equal, n_threads=t), args.repeat)
-            np_eq = best_time(lambda: numpy_equal_groups(Xe, coef32, b, G, C, k), args.repeat)
-            ours_rg = best_time(lambda: fastwlr.score_topk(Xr, coef, b, k, offsets=ragged, n_threads=t), args.repeat)
-            np_loop = best_time(lambda: numpy_loop(Xr, coef32, b, ragged, k), args.repeat)
-            np_pad = best_time(lambda: numpy_padded(Xr, coef32, b, ragged, k), args.repeat)
-            unf_eq = best_time(lambda: unfused(Xe, coef, b, equal, k, t), args.repeat)
-            unf_rg = best_time(lambda: unfused(Xr, coef, b, ragged, k, t), args.repeat)
-        rows.append((t, ours_eq, np_eq, ours_rg, np_loop, np_pad, unf_eq, unf_rg))
+            times = interleaved({
+                "ours_eq": lambda: fastwlr.score_topk(Xe, coef, b, k, offsets=equal, n_threads=t),
+                "np_eq": lambda: numpy_equal_groups(Xe, coef32, b, G, C, k),
+                "ours_rg": lambda: fastwlr.score_topk(Xr, coef, b, k, offsets=ragged, n_threads=t),
+                "np_loop": lambda: numpy_loop(Xr, coef32, b, ragged, k),
+                "np_pad": lambda: numpy_padded(Xr, coef32, b, ragged, k),
+                "unf_eq": lambda: unfused(Xe, coef, b, equal, k, t),
+                "unf_rg": lambda: unfused(Xr, coef, b, ragged, k, t),
+            }, args.repeat)
+        rows.append((t, *times.values()))
 
     # the answers agree (numpy scores in float32, so a near-tie may swap: report the agreement)
     fused = fastwlr.score_topk(Xe, coef, b, k, offsets=equal)
@@ -176,8 +181,9 @@ def algorithms(rng, G, C, repeat):
         a = _topk.topk(s, off, k, 1)
         bres = _topk._topk_scores_buffer(s, off, k)
         assert np.array_equal(a[0], bres[0]), name
-        th = best_time(lambda: _topk.topk(s, off, k, 1), repeat)
-        tb = best_time(lambda: _topk._topk_scores_buffer(s, off, k), repeat)
+        tt = interleaved({"heap": lambda: _topk.topk(s, off, k, 1),
+                          "buffer": lambda: _topk._topk_scores_buffer(s, off, k)}, repeat)
+        th, tb = tt["heap"], tt["buffer"]
         print(f"{name:>42} | {th:>8.4f} {tb:>14.4f} {th / tb:>10.2f}x")
 
 
