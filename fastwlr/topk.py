@@ -8,8 +8,6 @@ Order: a higher score first; equal scores by the lower index (so results are det
 not depend on ``n_threads`` or the backend). ``-inf`` is a real score. A request with fewer than
 k candidates is padded with index -1 and value -inf: ``indices >= 0`` masks the real entries.
 """
-import numpy as np
-
 from . import _validation as v
 from ._config import get_backend, resolve_n_threads
 
