@@ -1,7 +1,7 @@
 """The Numba backend, adapted to the kernel contract (see ``fastwlr.backends``).
 
 For users without a C compiler: the same algorithms as the Cython core (same blocking, same
-summation order), compiled by Numba in ``nopython`` mode, parallel with ``prange`` where rows are
+summation order except inside a dense dot product), compiled by Numba in ``nopython`` mode, parallel with ``prange`` where rows are
 independent, cached on disk (a second process loads the machine code instead of compiling it).
 
 Compilation is lazy: a kernel compiles for the dtypes it is first called with (float32/float64

@@ -4,7 +4,7 @@ Same algorithms as ``cython_core/_scoring.pyx`` and ``cython_core/_objective.pyx
 docstrings): row-parallel scoring with ``prange``; the objective over K fixed row blocks, K a
 function of (n, d) only, each block with its own partial gradient, partials summed in block order,
 so the result is bit-identical for any thread count. Dense ``X`` arrives flattened (a view of the
-C-contiguous matrix) so dense and CSR kernels share the 1-D dot products of ``_jit``.
+C-contiguous matrix); every row is handed to the dot products of ``_jit`` as a view.
 """
 import math
 
@@ -24,7 +24,7 @@ def score_dense(Xf, d, coef, intercept, output, out):
     n = out.shape[0]
     n_nonfinite = 0
     for i in prange(n):
-        z = dot_dense(Xf, i * d, coef, d) + intercept
+        z = dot_dense(Xf[i * d:(i + 1) * d], coef, d) + intercept
         if not abs(z) < np.inf:  # inf or NaN (NaN compares false)
             n_nonfinite += 1
         out[i] = apply_output(z, output)
@@ -36,7 +36,7 @@ def score_csr(data, indices, indptr, coef, intercept, output, out):
     n = indptr.shape[0] - 1
     n_nonfinite = 0
     for i in prange(n):
-        z = dot_csr(data, indices, indptr[i], indptr[i + 1], coef) + intercept
+        z = dot_csr(data[indptr[i]:indptr[i + 1]], indices[indptr[i]:indptr[i + 1]], coef) + intercept
         if not abs(z) < np.inf:
             n_nonfinite += 1
         out[i] = apply_output(z, output)
@@ -103,15 +103,17 @@ def objective_grad_dense(Xf, n, d, y, w, coef, intercept, l2, grad):
         stop = (k + 1) * n // K
         acc_loss = 0.0
         acc_b = 0.0
+        g = partials[k]
         for i in range(start, stop):
             if w[i] == 0.0:  # contributes exactly 0: skip the work
                 continue
-            z = dot_dense(Xf, i * d, coef, d) + intercept
+            x = Xf[i * d:(i + 1) * d]
+            z = dot_dense(x, coef, d) + intercept
             li, r = row_loss_residual(z, y[i], w[i])
             acc_loss += li
             acc_b += r
             for j in range(d):
-                partials[k, j] += r * np.float64(Xf[i * d + j])
+                g[j] += r * np.float64(x[j])
         losses[k] = acc_loss
         gbs[k] = acc_b
     loss = 0.0
@@ -143,7 +145,9 @@ def objective_grad_csr(data, indices, indptr, d, y, w, coef, intercept, l2, grad
             if w[i] == 0.0:
                 residual[i] = 0.0
                 continue
-            z = dot_csr(data, indices, indptr[i], indptr[i + 1], coef) + intercept
+            a = indptr[i]
+            b = indptr[i + 1]
+            z = dot_csr(data[a:b], indices[a:b], coef) + intercept
             li, r = row_loss_residual(z, y[i], w[i])
             acc_loss += li
             acc_b += r
@@ -158,11 +162,12 @@ def objective_grad_csr(data, indices, indptr, d, y, w, coef, intercept, l2, grad
     if d > 0:
         partials = np.zeros((K, d))
         for k in prange(K):
+            g = partials[k]
             for i in range(k * n // K, (k + 1) * n // K):
                 r = residual[i]
                 if r == 0.0:
                     continue
                 for p in range(indptr[i], indptr[i + 1]):
-                    partials[k, indices[p]] += r * np.float64(data[p])
+                    g[indices[p]] += r * np.float64(data[p])
         _reduce_partials(partials, grad)
     return _finish(loss, g_b, grad, coef, l2, n)

@@ -1,8 +1,9 @@
 """SGD epochs compiled by Numba (contract: the module docstring of ``fastwlr._sgd``).
 
 A line-by-line port of ``cython_core/_sgd.pyx`` (itself checked against the reference loop): one
-generic step for dense and CSR rows, the same operation order (dot products of ``_jit``), so with
-the same row order, state and params the trajectory matches the Cython core's to rounding. An
+generic step for dense and CSR rows, the same operation order (except the dense dot product,
+reassociated: ``_jit.DOT_FASTMATH``), so with the same row order, state and params the trajectory
+matches the Cython core's to rounding. An
 epoch is sequential; a non-finite log-odds stops it and is returned as a position, never raised.
 
 ``params`` arrive packed in one float64 vector (``P_*`` positions below) so that a single compiled
@@ -22,6 +23,8 @@ ADA_EPS = 1e-12
 
 # scalars layout: fastwlr._sgd (asserted equal in the adapter)
 I_B, I_SCALE, I_T, I_ACC_B, I_Z_B, I_AVG_B, I_CLOCK, I_NAVG, I_ACC_NORM = range(9)
+# math.pow, not **: Numba's float ** float goes through Python's special-case logic (measured 7x
+# slower epochs with lazy L2 / averaging, where it runs per coordinate); both are C pow here.
 # packed params
 (P_OPT, P_WEIGHTING, P_SCHEDULE, P_ETA0, P_POWER_T, P_L2, P_L1, P_ALPHA, P_BETA, P_AVG_START,
  P_N_SCHEDULE, P_FIT_INTERCEPT, P_AVG_ON) = range(13)
@@ -62,7 +65,7 @@ def _eta_sgd(schedule, eta0, power_t, n_schedule, t):
     if schedule == CONSTANT:
         return eta0
     if schedule == INVSCALING:
-        return eta0 / (1.0 + t) ** power_t
+        return eta0 / math.pow(1.0 + t, power_t)
     return eta0 / math.sqrt(1.0 + t / n_schedule)
 
 
@@ -81,24 +84,29 @@ def _geom(r, i0, m):
         return 0.0
     if r == 1.0:
         return m - i0 + 1.0
-    return r ** i0 * (1.0 - r ** (m - i0 + 1.0)) / (1.0 - r)
+    return math.pow(r, i0) * (1.0 - math.pow(r, m - i0 + 1.0)) / (1.0 - r)
 
 
 @jit()
-def _ada_catch_up(j, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t):
-    m = t - last[j]
-    if m <= 0:
-        return
-    eta = eta0 / (math.sqrt(acc[j]) + ADA_EPS)
-    r = 1.0 / (1.0 + eta * l2)
-    c = coef[j]
-    if avg_on:
-        i0 = math.ceil(avg_start - last[j]) + 1.0
-        if i0 < 1.0:
-            i0 = 1.0
-        avg[j] += c * _geom(r, i0, m)
-    coef[j] = c * r ** m
-    last[j] = t
+def _ada_catch_up(cols, dense, nr, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t):
+    """Apply the L2 prox factors (and averaging terms) of steps last_j .. t-1 to the coordinates of
+    one row (``dense``: 0 .. nr-1). One call a row, not a coordinate: a call passes and
+    reference-counts every array argument, which cost more than the work per coordinate."""
+    for q in range(nr):
+        j = q if dense else cols[q]
+        m = t - last[j]
+        if m <= 0:
+            continue
+        eta = eta0 / (math.sqrt(acc[j]) + ADA_EPS)
+        r = 1.0 / (1.0 + eta * l2)
+        c = coef[j]
+        if avg_on:
+            i0 = math.ceil(avg_start - last[j]) + 1.0
+            if i0 < 1.0:
+                i0 = 1.0
+            avg[j] += c * _geom(r, i0, m)
+        coef[j] = c * math.pow(r, m)
+        last[j] = t
 
 
 @jit()
@@ -140,28 +148,29 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
         else:
             base = indptr[i]
             nr = indptr[i + 1] - base
+        # row views: indices from range() are provably >= 0, so no wraparound checks in the loops
+        x = data[base:base + nr]
+        cols = cols_all[0:0] if dense else cols_all[base:base + nr]
         t = sc[I_T]
         # 1. lazy catch-up and 2. margin
         if opt == ADAGRAD:
             if l2 > 0 or avg_on:
-                for q in range(nr):
-                    j = q if dense else cols_all[base + q]
-                    _ada_catch_up(j, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
+                _ada_catch_up(cols, dense, nr, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
         elif opt == FTRL:
             for q in range(nr):
-                j = q if dense else cols_all[base + q]
+                j = q if dense else cols[q]
                 coef[j] = _ftrl_w(zacc[j], acc[j], l1, l2, alpha, beta, t)
             if fit_intercept:
                 sc[I_B] = -sc[I_Z_B] * alpha / (beta + math.sqrt(sc[I_ACC_B]))
         elif avg_on:
             for q in range(nr):
-                j = q if dense else cols_all[base + q]
+                j = q if dense else cols[q]
                 avg[j] += coef[j] * (sc[I_CLOCK] - last[j])
                 last[j] = sc[I_CLOCK]
         if dense:
-            z = dot_dense(data, base, coef, nr)
+            z = dot_dense(x, coef, nr)
         else:
-            z = dot_csr(data, cols_all, base, base + nr, coef)
+            z = dot_csr(x, cols, coef)
         z = sc[I_SCALE] * z + sc[I_B]
         if not math.isfinite(z):
             return loss_sum, pos
@@ -172,7 +181,7 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
             x2 = 0.0
             if schedule == AUTO or weighting == IWA:
                 for q in range(nr):
-                    x2 += np.float64(data[base + q]) * np.float64(data[base + q])
+                    x2 += np.float64(x[q]) * np.float64(x[q])
                 x2 += 1.0 if fit_intercept else 0.0
             if schedule == AUTO:  # AdaGrad-Norm: one accumulator of squared gradient norms
                 sc[I_ACC_NORM] += (h * g * g if weighting == IWA else (h * g) * (h * g)) * x2
@@ -186,8 +195,8 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
             inv_scale = 1.0 / sc[I_SCALE]
             v = eta * G * inv_scale
             for q in range(nr):
-                j = q if dense else cols_all[base + q]
-                coef[j] -= v * np.float64(data[base + q])
+                j = q if dense else cols[q]
+                coef[j] -= v * np.float64(x[q])
             if fit_intercept:
                 sc[I_B] -= eta * G
             sc[I_SCALE] /= 1.0 + eta * l2
@@ -203,8 +212,8 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
             qq = h * g * g if weighting == IWA else (h * g) * (h * g)
             k = 0.0
             for q in range(nr):
-                j = q if dense else cols_all[base + q]
-                xv = np.float64(data[base + q])
+                j = q if dense else cols[q]
+                xv = np.float64(x[q])
                 x2 = xv * xv
                 acc[j] += qq * x2
                 buf[q] = eta0 / (math.sqrt(acc[j]) + ADA_EPS)
@@ -216,8 +225,8 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                 k += eta_b
             G = iwa_step(z, label, h, k) if weighting == IWA else h * g
             for q in range(nr):
-                j = q if dense else cols_all[base + q]
-                coef[j] = (coef[j] - buf[q] * G * np.float64(data[base + q])) / (1.0 + buf[q] * l2)
+                j = q if dense else cols[q]
+                coef[j] = (coef[j] - buf[q] * G * np.float64(x[q])) / (1.0 + buf[q] * l2)
                 last[j] = t + 1
             sc[I_B] -= eta_b * G
         else:  # FTRL-Proximal
@@ -225,8 +234,8 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                 qq = h * g * g
                 k = 0.0
                 for q in range(nr):
-                    j = q if dense else cols_all[base + q]
-                    xv = np.float64(data[base + q])
+                    j = q if dense else cols[q]
+                    xv = np.float64(x[q])
                     x2 = xv * xv
                     k += alpha / (beta + math.sqrt(acc[j] + qq * x2)) * x2
                 if fit_intercept:
@@ -236,8 +245,8 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                 qq = (h * g) * (h * g)
                 G = h * g
             for q in range(nr):
-                j = q if dense else cols_all[base + q]
-                xv = np.float64(data[base + q])
+                j = q if dense else cols[q]
+                xv = np.float64(x[q])
                 x2 = xv * xv
                 gj = G * xv
                 nj = acc[j]
@@ -256,15 +265,14 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                 sc[I_CLOCK] += sc[I_SCALE]
             else:
                 for q in range(nr):
-                    j = q if dense else cols_all[base + q]
+                    j = q if dense else cols[q]
                     avg[j] += coef[j]
             sc[I_AVG_B] += sc[I_B]
             sc[I_NAVG] += 1.0
     # bring every coordinate up to date
     t = sc[I_T]
     if opt == ADAGRAD:
-        for j in range(ncoef):
-            _ada_catch_up(j, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
+        _ada_catch_up(cols_all[0:0], True, ncoef, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
     elif opt == FTRL:
         for j in range(ncoef):
             coef[j] = _ftrl_w(zacc[j], acc[j], l1, l2, alpha, beta, t)

@@ -25,12 +25,12 @@ SPLIT_MIN = 1 << 16      # a group this large is split across threads (as in cyt
 BLOCKS_PER_THREAD = 8    # groups are cut into this many blocks per thread: ragged sizes even out
 
 
-@jit()
+@jit(inline="always")
 def _worse(va, ia, vb, ib):
     return va < vb or (va == vb and ia > ib)
 
 
-@jit()
+@jit(inline="always")
 def _sift_down(hv, hi, m, pos):
     v = hv[pos]
     ix = hi[pos]
@@ -49,7 +49,7 @@ def _sift_down(hv, hi, m, pos):
     hi[pos] = ix
 
 
-@jit()
+@jit(inline="always")
 def _sift_up(hv, hi, pos):
     v = hv[pos]
     ix = hi[pos]
@@ -64,7 +64,7 @@ def _sift_up(hv, hi, pos):
     hi[pos] = ix
 
 
-@jit()
+@jit(inline="always")
 def _push(hv, hi, m, k, v, ix):
     """Offer (v, ix) to a heap of m <= k entries (root = worst kept); returns the new size."""
     if m < k:
@@ -88,9 +88,9 @@ def _scan(source, vals, ind, indptr, d, w, b, exclude, has_exclude, start, stop,
         if source == SCORES:
             z = np.float64(vals[i])
         elif source == DENSE:
-            z = dot_dense(vals, i * d, w, d) + b
+            z = dot_dense(vals[i * d:(i + 1) * d], w, d) + b
         else:
-            z = dot_csr(vals, ind, indptr[i], indptr[i + 1], w) + b
+            z = dot_csr(vals[indptr[i]:indptr[i + 1]], ind[indptr[i]:indptr[i + 1]], w) + b
         if z != z:  # NaN: remember the row, rank the others
             if bad[0] < 0 or i < bad[0]:
                 bad[0] = i
