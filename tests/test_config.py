@@ -249,3 +249,17 @@ def test_jit_falls_back_to_no_cache_when_no_locator(monkeypatch):
         f = _jit.jit()(lambda x: x + 1.0)
     assert f(1.0) == 2.0
     assert _jit.CACHE_ERRORS
+
+
+@pytest.mark.skipif("numba" not in AVAILABLE, reason="needs numba")
+def test_numba_thread_count_is_capped_and_restored(rng):
+    import numba
+    from fastwlr.backends import numba_jit
+    X = rng.standard_normal((30000, 8))
+    coef = rng.standard_normal(8)
+    before = numba.get_num_threads()
+    expected = fastwlr.score(X, coef, backend="numba", n_threads=1)
+    # more threads than Numba's pool (NUMBA_NUM_THREADS): capped, same result, setting restored
+    np.testing.assert_array_equal(fastwlr.score(X, coef, backend="numba", n_threads=10_000), expected)
+    assert numba.get_num_threads() == before
+    assert numba_jit.warmup(dtypes=(np.float64,), index_dtypes=(np.int64,)) >= 0.0
