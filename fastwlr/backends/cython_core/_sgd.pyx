@@ -127,30 +127,34 @@ cdef inline double ftrl_w(double zj, double nj, const Params* p, double t) noexc
     return -(zj - copysign(l1, zj)) / ((p.beta + sqrt(nj)) / p.alpha + p.l2 * t)
 
 
-cdef inline double geom(double r, double i0, double m) noexcept nogil:
-    # sum_{i=i0}^{m} r^i, r in (0, 1]
+cdef inline double geom(double lr, double i0, double m) noexcept nogil:
+    # sum_{i=i0}^{m} r^i with r = e^-lr in (0, 1]; expm1 keeps it exact for tiny lr
     if m < i0:
         return 0.0
-    if r == 1.0:
+    if lr == 0.0:
         return m - i0 + 1.0
-    return pow(r, i0) * (1.0 - pow(r, m - i0 + 1.0)) / (1.0 - r)
+    return exp(-i0 * lr) * expm1(-(m - i0 + 1.0) * lr) / expm1(-lr)
 
 
 cdef inline void ada_catch_up(Py_ssize_t j, State* st, const Params* p, double t) noexcept nogil:
-    cdef double m = t - st.last[j], eta, r, c, i0
+    # apply the L2 prox factors r = 1 / (1 + eta_j l2) (and averaging terms) of the steps
+    # last_j .. t-1 that skipped coordinate j; eta_j did not change since (acc_j did not)
+    cdef double m = t - st.last[j], lr = 0.0, c = st.coef[j], i0
     if m <= 0:
         return
-    eta = p.eta0 / (sqrt(st.acc[j]) + ADA_EPS)
-    r = 1.0 / (1.0 + eta * p.l2)
-    c = st.coef[j]
+    st.last[j] = t
+    if c == 0.0:      # a zero coefficient stays zero and adds nothing to the average
+        return
+    if p.l2 > 0.0:
+        lr = log1p(p.eta0 / (sqrt(st.acc[j]) + ADA_EPS) * p.l2)
     if p.avg_on:
         # steps s = last_j .. t-1 hold c r^(s - last_j + 1); they count if s >= avg_start
-        i0 = ceil(p.avg_start - st.last[j]) + 1.0
+        i0 = ceil(p.avg_start - (t - m)) + 1.0
         if i0 < 1.0:
             i0 = 1.0
-        st.avg[j] += c * geom(r, i0, m)
-    st.coef[j] = c * pow(r, m)
-    st.last[j] = t
+        st.avg[j] += c * geom(lr, i0, m)
+    if lr > 0.0:
+        st.coef[j] = c * exp(-m * lr)
 
 
 cdef inline void sgd_catch_up(Py_ssize_t j, State* st) noexcept nogil:
@@ -192,6 +196,27 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
             # rows come in random order: fetch the next one while this one is processed
             for q_i in range(0, d_dense * <Py_ssize_t>sizeof(feature_t), 64):
                 prefetch(<const char*>(data + order[pos + 1] * d_dense) + q_i)
+        elif cols_all != NULL:
+            # hashed columns: every coordinate touched is a cache miss in 4-5 state arrays.
+            # Two-stage prefetch: the indices of the row after next, the state of the next row.
+            if pos + 2 < n_order:
+                a = <Py_ssize_t>indptr[order[pos + 2]]
+                prefetch(cols_all + a)
+                prefetch(data + a)
+            if pos + 1 < n_order:
+                a = <Py_ssize_t>indptr[order[pos + 1]]
+                b = <Py_ssize_t>indptr[order[pos + 1] + 1]
+                for q_i in range(a, b):
+                    j = <Py_ssize_t>cols_all[q_i]
+                    prefetch(coef + j)
+                    if st.acc != NULL:
+                        prefetch(st.acc + j)
+                    if st.last != NULL:
+                        prefetch(st.last + j)
+                    if st.avg != NULL:
+                        prefetch(st.avg + j)
+                    if st.zacc != NULL:
+                        prefetch(st.zacc + j)
         t = sc[I_T]
         # 1. lazy catch-up and 2. margin
         if p.optimizer == ADAGRAD:

@@ -43,29 +43,35 @@ def _ftrl_w(zj, nj, p, t):
     return -(zj - math.copysign(l1, zj)) / ((p.ftrl_beta + math.sqrt(nj)) / p.ftrl_alpha + p.l2 * t)
 
 
-def _geom(r, i0, m):
-    """sum_{i=i0}^{m} r^i, r = 1 / (1 + x) in (0, 1]."""
+def _geom(lr, i0, m):
+    """sum_{i=i0}^{m} r^i with r = e^-lr in (0, 1]."""
     if m < i0:
         return 0.0
-    if r == 1.0:
+    if lr == 0.0:
         return float(m - i0 + 1)
-    return r ** i0 * (1.0 - r ** (m - i0 + 1)) / (1.0 - r)
+    return math.exp(-i0 * lr) * math.expm1(-(m - i0 + 1) * lr) / math.expm1(-lr)
 
 
 def _ada_catch_up(j, st, p, t, avg_on):
-    """Apply the L2 prox factors (and averaging terms) of steps last_j .. t-1 to coordinate j."""
+    """Apply the L2 prox factors r = 1 / (1 + eta_j l2) (and averaging terms) of the steps
+    last_j .. t-1 that skipped coordinate j."""
     m = int(t - st.last[j])
     if m <= 0:
         return
-    eta = p.eta0 / (math.sqrt(st.acc[j]) + ADA_EPS)
-    r = 1.0 / (1.0 + eta * p.l2)
+    last = st.last[j]
+    st.last[j] = t
     c = st.coef[j]
+    if c == 0.0:
+        return
+    lr = 0.0
+    if p.l2 > 0.0:
+        lr = math.log1p(p.eta0 / (math.sqrt(st.acc[j]) + ADA_EPS) * p.l2)
     if avg_on:
         # steps s = last_j .. t-1 hold values c r^(s - last_j + 1); counted if s >= avg_start
-        i0 = max(1, int(math.ceil(p.avg_start - st.last[j])) + 1)
-        st.avg[j] += c * _geom(r, i0, m)
-    st.coef[j] = c * r ** m
-    st.last[j] = t
+        i0 = max(1, int(math.ceil(p.avg_start - last)) + 1)
+        st.avg[j] += c * _geom(lr, i0, m)
+    if lr > 0.0:
+        st.coef[j] = c * math.exp(-m * lr)
 
 
 def _sgd_catch_up(j, st):
