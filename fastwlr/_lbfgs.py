@@ -26,7 +26,7 @@ from .exceptions import ConvergenceWarning, DivergenceError
 DEFAULT_TOL = 1e-8
 DEFAULT_MAX_ITER = 1000
 # Dense rows sampled (at a fixed stride) to estimate the diagonal preconditioner.
-PRECONDITION_ROWS = 1 << 16
+PRECONDITION_ROWS = 1 << 18
 
 
 @dataclass
