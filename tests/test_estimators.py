@@ -168,6 +168,11 @@ def test_sgd_same_seed_one_thread_bit_identical(rng):
     assert not np.array_equal(a.coef_, c.coef_)  # the seed does drive the row order
     a.fit(X, y, w)  # refitting with an int seed reproduces the same run
     assert np.array_equal(a.coef_, b.coef_)
+    # epochs are sequential and the early-stopping objective is thread-count independent, so even
+    # n_threads=2 gives the same bits
+    d = WeightedLogisticRegression(**{**kw, "n_threads": 2, "tol": 1e-4}).fit(X, y, w)
+    e = WeightedLogisticRegression(**{**kw, "n_threads": 1, "tol": 1e-4}).fit(X, y, w)
+    assert np.array_equal(d.coef_, e.coef_) and d.n_iter_ == e.n_iter_
 
 
 # ------------------------------------------------------------------------------------- SGD path
