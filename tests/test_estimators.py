@@ -158,6 +158,7 @@ def test_lbfgs_bit_identical_for_any_thread_count(rng, sparse):
 
 
 @needs_sgd
+@pytest.mark.filterwarnings("ignore::fastwlr.exceptions.ConvergenceWarning")  # max_iter=3 on purpose
 def test_sgd_same_seed_one_thread_bit_identical(rng):
     X, y, w = _data(rng, 3000, 5, heavy=True)
     kw = dict(solver="sgd", random_state=7, n_threads=1, max_iter=3, tol=None)
