@@ -6,7 +6,8 @@
 Determinism: rows are cut into K contiguous blocks, where K depends only on (n, d) (never on the
 thread count); each block accumulates its own partial loss / gradient in row order, and the K
 partials are then summed in block order. So the result is bit-identical for any ``n_threads``
-(OpenMP only decides which thread runs which block).
+(OpenMP only decides which thread runs which block; blocks are handed out dynamically, so a
+thread slowed down by other processes does not hold the others up).
 
 Memory: the K partial gradients take K * d doubles. K is capped so that they stay under
 ``PARTIALS_BUDGET`` bytes: dense data with d = 64 gets up to 256 blocks (128 KiB). For CSR, zeroing and
@@ -124,7 +125,7 @@ def objective_grad_dense(const feature_t[:, ::1] X, const double[::1] y, const d
     cdef double loss = 0.0, g_b = 0.0
     cdef const feature_t* Xp = &X[0, 0] if d > 0 else NULL
     with nogil:
-        for k in prange(K, schedule="static", num_threads=n_threads,
+        for k in prange(K, schedule="dynamic", num_threads=n_threads,
                         use_threads_if=n_threads > 1 and n * (d + 1) > PARALLEL_MIN_WORK):
             dense_block(Xp, d, &y[0], &sample_weight[0], &coef[0] if d > 0 else NULL, intercept,
                         k * n // K, (k + 1) * n // K, &partials[k, 0], &losses[k], &gbs[k])
@@ -193,14 +194,14 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
     cdef double loss = 0.0, g_b = 0.0
     cdef bint parallel = n_threads > 1 and nnz + n > PARALLEL_MIN_WORK
     with nogil:
-        for k in prange(R, schedule="static", num_threads=n_threads, use_threads_if=parallel):
+        for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
             csr_rows(data_p, indices_p, &indptr[0], &y[0], &sample_weight[0], coef_p, intercept,
                      k * n // R, (k + 1) * n // R, &residual[0], &losses[k], &gbs[k])
         for b in range(R):
             loss += losses[b]
             g_b += gbs[b]
         if d > 0:
-            for k in prange(K, schedule="static", num_threads=n_threads,
+            for k in prange(K, schedule="dynamic", num_threads=n_threads,
                             use_threads_if=parallel and K > 1):
                 csr_scatter(data_p, indices_p, &indptr[0], &residual[0], k * n // K, (k + 1) * n // K,
                             &partials[k, 0], d)
@@ -233,7 +234,7 @@ def weighted_column_sq_dense(const feature_t[:, ::1] X, const double[::1] sample
     cdef double[:, ::1] partials = np.empty((K, d), dtype=np.float64)
     cdef double[::1] o = out
     with nogil:
-        for k in prange(K, schedule="static", num_threads=n_threads,
+        for k in prange(K, schedule="dynamic", num_threads=n_threads,
                         use_threads_if=n_threads > 1 and n * d > PARALLEL_MIN_WORK):
             sq_block(&X[0, 0], d, &sample_weight[0], k * n // K, (k + 1) * n // K, &partials[k, 0])
         reduce_partials(&partials[0, 0], K, d, &o[0], n_threads)
