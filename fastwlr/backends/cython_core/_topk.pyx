@@ -12,9 +12,9 @@ with the root (rows come in ascending order, so an equal value loses the tie), a
 order only about k*(1 + ln(n/k)) candidates ever enter. Measured against a threshold-prefiltered
 buffer of 2k compacted by quickselect (``_topk_scores_buffer`` below; benchmarks/quick_topk.py
 --algorithms, one run, one thread, scores only; heap time / buffer time):
-    10,000 groups x 500 normal, k=10: 0.66    k=100: 1.09    one group of 10M normal, k=100: 1.18
-    one group of 10M ascending, k=100: 4.35   10,000 x 500 ascending, k=10: 1.14
-The heap wins clearly at the serving case (k ~ 10), loses by 10-20 % at k = 100, and is the
+    10,000 groups x 500 normal, k=10: 0.50    k=100: 1.08    one group of 10M normal, k=100: 1.09
+    one group of 10M ascending, k=100: 3.11   10,000 x 500 ascending, k=10: 1.02
+The heap wins clearly at the serving case (k ~ 10), loses by ~10 % at k = 100, and is the
 worse of the two only on long ascending runs (every candidate enters: n*log(k)), which a
 ranking of fresh candidates does not produce; in the fused kernels the dot products dominate
 either way. So the heap stays (it also has no data-dependent buffer size to tune).
