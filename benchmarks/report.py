@@ -108,7 +108,9 @@ def measure(case, min_time, max_rounds, self_timed_rounds):
     row["nbytes"] = int(nbytes_fn()) if nbytes_fn else None
     with cases.threads_limited(case.threads):
         if case.self_timed:
-            runs = [first] + [fn() for _ in range(self_timed_rounds - 1)]
+            # the warm-up run counts, except where it compiled (numba JIT): compiled code has no warm-up
+            runs = ([] if case.impl == "numba" else [first])
+            runs += [fn() for _ in range(self_timed_rounds - len(runs))]
             secs = [r["seconds"] for r in runs]
             row.update({k: v for k, v in runs[-1].items() if k != "seconds"})
             row["times"] = secs
