@@ -178,6 +178,9 @@ def add_ratios(rows):
         if ref and r["kind"] != "reference":
             r["x_ref"] = ref[0]["median"] / r["median"]
         pe = [p for p in by_comp[(r["group"], _comparable(r), r["threads"])] if p["kind"] == "peer"]
+        if r["name"].startswith("to 1%"):
+            # a time to 1 % only compares with another that got there
+            pe = [p for p in pe if p.get("reached")] if r.get("reached") else []
         if pe and r["kind"] != "peer":
             best = min(pe, key=lambda p: p["median"])
             r["x_peer"] = best["median"] / r["median"]
@@ -364,7 +367,11 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "docs" / "perf"), help="directory for results-<size>.json/.png/.md")
     ap.add_argument("--min-time", type=float, default=None, help="seconds of timed rounds per case (default by size)")
     ap.add_argument("--keep-blas-env", action="store_true", help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE")
+    ap.add_argument("--from-json", nargs="+", metavar="JSON",
+                    help="re-render tables and chart from saved results (merged in order) instead of running")
     args = ap.parse_args(argv)
+    if args.from_json:
+        return render_saved(args.from_json, Path(args.out))
     size = "quick" if args.quick else args.size
     only = [g.strip() for g in args.only.split(",") if g.strip()]
     bad = [g for g in only if g not in GROUPS]
@@ -421,6 +428,33 @@ def main(argv=None):
     png = chart(rows, out_dir / f"results-{size}.png",
                 f"fastwlr {size} run, {info['cpu']}, {info['cores']} cores, {info['date_utc']}")
     print(f"wrote {out_dir / f'results-{size}.json'}, {out_dir / f'results-{size}.md'}" + (f", {png}" if png else ""))
+    return 0
+
+
+def render_saved(paths, out_dir):
+    """Tables + chart from one or more saved JSON files (e.g. a scoring run and a training run)."""
+    rows, infos = [], []
+    for p in paths:
+        saved = json.loads(Path(p).read_text())
+        infos.append(saved["machine"])
+        rows += saved["results"]
+    for r in rows:
+        for k in ("x_ref", "x_peer", "best_peer", "frac_of_floor", "floor_gbps"):
+            r.pop(k, None)
+    add_ratios(rows)
+    text = tables(rows)
+    header = "\n".join(f"Run `{i['command']}` on {i['cpu']} ({i['cores']} cores), {i['date_utc']}, fastwlr "
+                       f"{i.get('fastwlr')} @ {i.get('git_commit')}, numpy {i['numpy']} (BLAS: {_blas(i)}), "
+                       f"{i.get('wall_seconds', 0):.0f} s." for i in infos) + "\n"
+    print(header)
+    print(text)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    size = infos[0]["size"]
+    (out_dir / f"report-{size}.md").write_text(header + "\n" + text + "\n")
+    (out_dir / f"report-{size}.json").write_text(json.dumps({"machines": infos, "results": rows}, indent=1,
+                                                            default=_json_default))
+    chart(rows, out_dir / f"report-{size}.png", f"fastwlr {size} run, {infos[0]['cpu']}, {infos[0]['cores']} cores, "
+          f"{infos[0]['date_utc']}")
     return 0
 
 
