@@ -41,12 +41,16 @@ def fake_unavailable(monkeypatch):
 
 
 def run_python(code, **env):
-    """Run code in a fresh interpreter (the package as this process imports it)."""
+    """Run code in a fresh interpreter (the package as this process imports it).
+
+    It runs in the directory that holds that package: ``python -c`` puts its working directory first
+    on sys.path, and from a checkout's root that would import the uncompiled source tree instead."""
     root = os.path.dirname(os.path.dirname(fastwlr.__file__))
     full_env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
     if "FASTWLR_BACKEND" not in env:
         full_env.pop("FASTWLR_BACKEND", None)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=300,
+                          cwd=root)
 
 
 # ------------------------------------------------------------------------------ set_backend / use_backend
