@@ -67,6 +67,7 @@ import warnings
 import numpy as np
 
 from ._config import get_backend, resolve_n_threads
+from .exceptions import DivergenceError
 
 WEIGHTINGS = {"gradient": 0, "iwa": 1, "resample": 0}   # resample = unit-weight gradient steps
 OPTIMIZERS = {"sgd": 0, "adagrad": 1, "ftrl": 2}
@@ -82,8 +83,10 @@ DEFAULT_ETA0 = {"sgd": 3.0, "adagrad": 0.05, "ftrl": 0.05}  # sgd: see _resolve
 FTRL_BETA = 1.0
 
 
-class SGDDivergenceError(FloatingPointError):
-    """Training produced non-finite coefficients or loss. The message says what to change."""
+class SGDDivergenceError(DivergenceError):
+    """Training produced non-finite coefficients or loss. The message says what to change.
+
+    A DivergenceError, so callers of fit_sgd catch the same error as callers of the estimators."""
 
 
 @dataclass(frozen=True)
