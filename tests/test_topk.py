@@ -199,6 +199,20 @@ def test_topk_nan_names_the_index(backend_name):
         topk(scores, 2, offsets=[0, 2, 5], backend=backend_name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 3])
+def test_topk_nan_after_the_heap_is_full_is_found(backend_name, rng, dtype, k):
+    # late in a group the compiled scan tests blocks of scores against the root at once: a NaN among
+    # scores that all lose must still stop the ranking, and the lowest NaN index is the one named
+    scores = (rng.random(400) - 10.0).astype(dtype)       # all far below the first values
+    scores[:5] = 100.0
+    scores[[237, 333]] = np.nan
+    with pytest.raises(ValueError, match=r"scores\[237\] is NaN"):
+        topk(scores, k, offsets=[0, 200, 400], backend=backend_name)
+    with pytest.raises(ValueError, match=r"scores\[237\] is NaN"):
+        topk(scores, k, backend=backend_name, n_threads=2)
+
+
 @pytest.mark.parametrize("bad_k, err", [(0, ValueError), (-3, ValueError), (None, TypeError), (2.0, TypeError),
                                         (True, TypeError), ("3", TypeError)])
 def test_topk_bad_k(backend_name, bad_k, err):
