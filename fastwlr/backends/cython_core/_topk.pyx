@@ -65,7 +65,7 @@ cdef Py_ssize_t PARALLEL_MIN_WORK = 1 << 15
 
 # Per-thread scratch rows are padded so that no two threads ever write to one cache line: with the
 # heaps packed (k = 1 or 10: 8-80 bytes a thread), every insertion bounced a line between the cores,
-# and 2 threads were 50x (k = 1, ascending scores) or 1.0x (k = 10, normal scores) of 1 thread.
+# and 2 threads took 50x the time of 1 (k = 1, ascending scores) or the same time (k = 10, normal).
 cdef Py_ssize_t BAD_STRIDE = 8    # int64 per thread in ``bad``: one cache line
 
 
