@@ -145,11 +145,25 @@ def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=F
     return Features(n_rows, n_cols, data.dtype, data=data, indices=indices, indptr=indptr)
 
 
+def _check_real(arr, name):
+    """Numbers only: bool, integer or float dtypes (no object, string, complex or datetime arrays)."""
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+
+
+def _real_vector(v, n, name, dtype):
+    """A 1-D real array of length n as a contiguous (copy-if-needed) array of ``dtype``."""
+    arr = np.asarray(v)
+    _check_real(arr, name)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 def check_coef(coef, intercept=0.0, n_features=None):
     """coef -> float64 C-contiguous 1-D finite array; intercept -> finite float."""
     arr = np.asarray(coef)
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"coef must hold real numbers, got dtype {arr.dtype}")
+    _check_real(arr, "coef")
     if arr.ndim == 2 and arr.shape[0] == 1:  # sklearn's coef_ has shape (1, n_features)
         arr = arr[0]
     if arr.ndim != 1:
@@ -182,12 +196,7 @@ def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, intege
 
 def check_vector(v, n, name, *, dtype=np.float64, nonnegative=False):
     """A 1-D finite array of length n, as a contiguous copy-if-needed of ``dtype``."""
-    arr = np.asarray(v)
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _real_vector(v, n, name, dtype)
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or inf (first at index {int(np.argmin(np.isfinite(arr)))})")
     if nonnegative and (arr < 0).any():
@@ -280,8 +289,7 @@ def check_topk_scores(scores):
     """Top-k scores: 1-D real; float32/float64 kept, other real dtypes become float64.
     NaN is not checked here: the kernels find it during their pass and report its index."""
     arr = np.asarray(scores)
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"scores must hold real numbers, got dtype {arr.dtype}")
+    _check_real(arr, "scores")
     if arr.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {arr.shape}")
     return np.ascontiguousarray(arr, dtype=_float_dtype(arr.dtype, "scores").newbyteorder("="))
@@ -306,12 +314,7 @@ def check_nonfinite_log_odds(feature_values, nan_row, has_inf, name="X"):
 def check_ranking_scores(scores, n, name="y_score"):
     """Scores that only order rows (metrics): 1-D real of length n as float64; +-inf allowed (they
     order fine), NaN is not (it has no place in an order)."""
-    arr = np.asarray(scores)
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    arr = _real_vector(scores, n, name, np.float64)
     if np.isnan(arr).any():
         raise ValueError(f"{name} contains NaN (first at index {int(np.argmax(np.isnan(arr)))}); "
                          "a NaN score cannot be ranked")
