@@ -77,9 +77,18 @@ SCHEDULES = {"auto": 0, "constant": 1, "invscaling": 2}
 S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM = range(9)
 N_SCALARS = 9
 
-# Defaults that need no tuning on standardised features with mean-normalised weights
-# (chosen on the generator of DESIGN.md section 2 and on freMTPL2; see tests/test_sgd.py).
-DEFAULT_ETA0 = {"sgd": 3.0, "adagrad": 0.05, "ftrl": 0.05}  # sgd: see _resolve
+# Defaults that need no tuning on standardised features with mean-normalised weights, chosen on
+# the generator of DESIGN.md section 2 (dense and hashed CSR) and on freMTPL2; tests/test_sgd.py
+# checks every weighting x optimiser against the exact optimum. sgd: see _resolve.
+DEFAULT_ETA0 = {"sgd": 9.0, "adagrad": 0.05, "ftrl": 0.05}
+# "gradient" weighting steps with h g but its rates shrink with sum (h g)^2, which heavy-tailed
+# weights inflate: its rates end sqrt(E[h^2] / E[h]) (10-20x on watch times) below those of iwa or
+# resample. Larger rates catch up, but each heavy row's step is noisy: measured on hashed CSR (100k
+# rows, weights up to 500x the mean), 2x reaches 0.1-0.4 % of the optimum in 50 epochs where 1x
+# needs more; 3x and more is noisier on dense rows.
+GRADIENT_ETA0_FACTOR = 2.0
+# Epochs: early stopping (tol) ends most fits in 8-20; "gradient" on hashed CSR needs ~35.
+DEFAULT_MAX_ITER = 50
 FTRL_BETA = 1.0
 
 
@@ -103,7 +112,8 @@ class SGDParams:
     l2, l1 : float
         Penalties of the objective. ``l1`` needs ``optimizer="ftrl"``.
     eta0 : float or "auto"
-        Base rate (FTRL: alpha). "auto": ``DEFAULT_ETA0[optimizer]``; for SGD divided by
+        Base rate (FTRL: alpha). "auto": ``DEFAULT_ETA0[optimizer]`` (times
+        ``GRADIENT_ETA0_FACTOR`` for weighting="gradient"); for SGD divided by
         sqrt(R2) with learning_rate="auto" and by R2 otherwise, R2 = mean of ||x||^2 + 1, so the
         first steps move z by about 1 on any feature scale.
     learning_rate : {"auto", "constant", "invscaling"}
@@ -307,7 +317,7 @@ def iwa_step(z, label, h, k):
 def _resolve(params, features, w_norm_mean, n_rows_epoch):
     opt = params.optimizer
     if params.eta0 == "auto":
-        eta0 = DEFAULT_ETA0[opt]
+        eta0 = DEFAULT_ETA0[opt] * (GRADIENT_ETA0_FACTOR if params.weighting == "gradient" else 1.0)
         if opt == "sgd":
             # first steps move z by about DEFAULT_ETA0: "auto" is normalised by the gradient norm,
             # the fixed schedules are not
@@ -379,7 +389,7 @@ def _advice(params, what):
     return (f"SGD diverged: {what}. Try " + "; or ".join(tips) + ".")
 
 
-def fit_sgd(features, y, sample_weight, params=None, *, max_iter=20, tol=1e-4, n_iter_no_change=2,
+def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITER, tol=1e-4, n_iter_no_change=2,
             random_state=None, n_threads=1, backend=None, state=None, partial=False, verbose=False):
     """Fit weighted logistic regression by SGD epochs.
 

@@ -150,7 +150,7 @@ class WeightedLogisticRegression(_Params):
         and the reference the stochastic solvers are compared with.
     fit_intercept : bool, default=True
     max_iter : int or "auto", default="auto"
-        Epochs (sgd; auto = ``fastwlr._sgd.fit_sgd``'s default, 20) or iterations (lbfgs, auto = 1000).
+        Epochs (sgd; auto = ``fastwlr._sgd.fit_sgd``'s default, 50) or iterations (lbfgs, auto = 1000).
     tol : float, None or "auto", default="auto"
         sgd: stop when the objective has improved by less than ``tol * |objective|`` for
         ``n_iter_no_change`` epochs (auto = ``fit_sgd``'s default, 1e-4; None = run ``max_iter``

@@ -303,7 +303,7 @@ def dense_100k():
 def test_defaults_reach_half_a_percent_of_the_optimum_dense(dense_100k, weighting, optimizer):
     features, y, w, l2, opt = dense_100k
     res = fit_sgd(features, y, w, SGDParams(weighting=weighting, optimizer=optimizer, l2=l2),
-                  max_iter=20, tol=1e-4, random_state=0, n_threads=2)
+                  random_state=0, n_threads=2)   # the defaults: max_iter=50, tol=1e-4
     final = objective(features, y, w, res.coef, res.intercept, l2, n_threads=2)
     assert final == res.history[-1]
     assert final <= opt * 1.005, (final / opt - 1, res.n_iter)
@@ -322,14 +322,15 @@ def csr_100k():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ["adagrad", "ftrl"])
-@pytest.mark.parametrize("weighting", ["iwa", "resample"])
+@pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
+@pytest.mark.parametrize("weighting", WEIGHTING_NAMES)
 def test_defaults_reach_half_a_percent_of_the_optimum_csr(csr_100k, weighting, optimizer):
-    # Plain SGD (one global rate) and the "gradient" weighting are slower on rare sparse columns
-    # (1-8 % after 20 epochs here): see the report of benchmarks/quick_sgd.py
+    # Rare hashed columns are the hard case for one global rate (plain SGD) and for "gradient"
+    # weighting (heavy weights inflate its AdaGrad/FTRL accumulators): the defaults (rates, 50
+    # epochs, early stopping) were chosen so that these pass too. Measured gaps: docs/weighting.md.
     features, y, w, l2, opt = csr_100k
     res = fit_sgd(features, y, w, SGDParams(weighting=weighting, optimizer=optimizer, l2=l2),
-                  max_iter=20, tol=1e-4, random_state=0, n_threads=2)
+                  random_state=0, n_threads=2)
     assert res.history[-1] <= opt * 1.005, (res.history[-1] / opt - 1, res.n_iter)
 
 
