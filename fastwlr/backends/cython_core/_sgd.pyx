@@ -51,6 +51,143 @@ cdef extern from *:
     """
     void prefetch "FASTWLR_PREFETCH"(const void* p) noexcept nogil
 
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    #include <string.h>
+    /* Inline exp / expm1 / log1p for the lazy L2 catch-up of AdaGrad on sparse rows: there a libm
+       call per touched coordinate cost ~30 ns each (calls do not overlap the row's cache misses),
+       more than all the rest of the step. Polynomials: Taylor series, truncated where the next
+       term is below 2^-53 of the result, so they are as accurate as libm's to an ulp or two. */
+    static inline double fastwlr_exp_core(double a) {
+        /* e^a for a in [-708, 0]: a - k ln2 = r with |r| <= 0.347, e^a = 2^k e^r */
+        const double shifter = 6755399441055744.0;          /* 1.5 * 2^52: rounds to an integer */
+        double k = (a * 1.4426950408889634 + shifter) - shifter;
+        double r = fma(-k, 6.93147180369123816490e-01, a);  /* a - k ln2 in two parts */
+        r = fma(-k, 1.90821492927058770002e-10, r);
+        double p = 1.0 / 6227020800.0;                      /* 1/13!: |r|^14/14! < 2^-53 */
+        p = fma(p, r, 1.0 / 479001600.0);
+        p = fma(p, r, 1.0 / 39916800.0);
+        p = fma(p, r, 1.0 / 3628800.0);
+        p = fma(p, r, 1.0 / 362880.0);
+        p = fma(p, r, 1.0 / 40320.0);
+        p = fma(p, r, 1.0 / 5040.0);
+        p = fma(p, r, 1.0 / 720.0);
+        p = fma(p, r, 1.0 / 120.0);
+        p = fma(p, r, 1.0 / 24.0);
+        p = fma(p, r, 1.0 / 6.0);
+        p = fma(p, r, 0.5);
+        p = fma(p, r, 1.0);
+        p = fma(p, r, 1.0);
+        int64_t bits = (int64_t)(k + 1023.0) << 52;         /* 2^k, k in [-1022, 0] */
+        double scale;
+        memcpy(&scale, &bits, sizeof scale);
+        return p * scale;
+    }
+    static inline double fastwlr_exp_nonpos(double a) {
+        /* e^a for a <= 0; 0 below -708 (the subnormal range: a coefficient that small is 0) */
+        if (!(a >= -708.0)) return a != a ? a : 0.0;
+        return fastwlr_exp_core(a);
+    }
+    static inline double fastwlr_expm1_nonpos(double a) {
+        /* e^a - 1 for finite a <= 0, without cancellation near 0. Branch-free (both sides, then a
+           select) so that loops over it vectorise. */
+        double big = fastwlr_exp_core(a > -708.0 ? a : -708.0) - 1.0;  /* |e^a - 1| > 0.39 */
+        double p = 1.0 / 87178291200.0;                     /* 1/14!: |a|^15/15! < 2.3e-17 */
+        p = fma(p, a, 1.0 / 6227020800.0);
+        p = fma(p, a, 1.0 / 479001600.0);
+        p = fma(p, a, 1.0 / 39916800.0);
+        p = fma(p, a, 1.0 / 3628800.0);
+        p = fma(p, a, 1.0 / 362880.0);
+        p = fma(p, a, 1.0 / 40320.0);
+        p = fma(p, a, 1.0 / 5040.0);
+        p = fma(p, a, 1.0 / 720.0);
+        p = fma(p, a, 1.0 / 120.0);
+        p = fma(p, a, 1.0 / 24.0);
+        p = fma(p, a, 1.0 / 6.0);
+        p = fma(p, a, 0.5);
+        p = fma(p, a, 1.0);
+        return a < -0.5 ? big : p * a;
+    }
+    #define FASTWLR_LOG1P_SERIES_MAX 0.0078125
+    static inline double fastwlr_log1p_series(double x) {
+        /* log(1 + x) for 0 <= x < 2^-7 (|x|^9/9 < 2^-66 x); no check, so loops over it vectorise */
+        double p = 1.0 / 8.0;
+        p = fma(p, -x, 1.0 / 7.0);
+        p = fma(p, -x, 1.0 / 6.0);
+        p = fma(p, -x, 1.0 / 5.0);
+        p = fma(p, -x, 1.0 / 4.0);
+        p = fma(p, -x, 1.0 / 3.0);
+        p = fma(p, -x, 0.5);
+        p = fma(p, -x, 1.0);
+        return p * x;
+    }
+    static inline double fastwlr_log1p_nonneg(double x) {
+        /* log(1 + x) for x >= 0 */
+        return x < FASTWLR_LOG1P_SERIES_MAX ? fastwlr_log1p_series(x) : log1p(x);
+    }
+    /* The arithmetic of ada_catch_up (_sgd.pyx) for the n gathered coordinates of one row, in C
+       for `restrict` (without it the compiler does not vectorise a loop over seven arrays). Flags
+       in slow[q] the coordinates it does not cover: x = eta_j l2 outside the series' range, or
+       averaging that began within the gap (last_j < avg_start). */
+    static void fastwlr_ada_decay_row(Py_ssize_t n, const double* restrict last,
+            const double* restrict acc, const double* restrict coef, const double* restrict avg,
+            double* restrict new_coef, double* restrict new_avg, double* restrict slow, double t,
+            double eta0_l2, int avg_on, double avg_start) {
+        double inv_eta0_l2 = eta0_l2 > 0.0 ? 1.0 / eta0_l2 : 0.0;
+        for (Py_ssize_t q = 0; q < n; q++) {
+            double m = t - last[q];
+            double sq = sqrt(acc[q]) + 1e-12;               /* ADA_EPS */
+            double x = eta0_l2 / sq;                        /* eta_j l2 */
+            double e = fastwlr_expm1_nonpos(-m * fastwlr_log1p_series(x));   /* r^m - 1 */
+            new_coef[q] = coef[q] + coef[q] * e;
+            /* sum_{i=1}^{m} r^i = (1 - r^m) / x, or m without L2 */
+            new_avg[q] = avg[q] + coef[q] * (eta0_l2 > 0.0 ? -e * sq * inv_eta0_l2 : m);
+            slow[q] = (double)((x >= FASTWLR_LOG1P_SERIES_MAX) | (avg_on & (last[q] < avg_start)));
+        }
+    }
+    """
+    double exp_nonpos "fastwlr_exp_nonpos"(double a) noexcept nogil
+    double expm1_nonpos "fastwlr_expm1_nonpos"(double a) noexcept nogil
+    double log1p_nonneg "fastwlr_log1p_nonneg"(double x) noexcept nogil
+    double log1p_series "fastwlr_log1p_series"(double x) noexcept nogil
+    void ada_decay_row "fastwlr_ada_decay_row"(Py_ssize_t n, const double* last, const double* acc,
+        const double* coef, const double* avg, double* new_coef, double* new_avg, double* slow,
+        double t, double eta0_l2, int avg_on, double avg_start) noexcept nogil
+
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    /* A block for random access: 64-byte aligned, on 2 MB pages where Linux allows it (as numpy
+       does for large arrays). With 4 KB pages each hashed coordinate would also cost a TLB miss. */
+    static void* fastwlr_alloc_random_access(size_t n) {
+    #if defined(_WIN32)
+        return _aligned_malloc(n, 64);
+    #else
+        void* p = NULL;
+        size_t huge = (size_t)1 << 21;
+        if (posix_memalign(&p, n >= huge ? huge : 64, n) != 0) return NULL;
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (n >= huge) madvise(p, n, MADV_HUGEPAGE);   /* advice only: failure is harmless */
+    #endif
+        return p;
+    #endif
+    }
+    static void fastwlr_free_random_access(void* p) {
+    #if defined(_WIN32)
+        _aligned_free(p);
+    #else
+        free(p);
+    #endif
+    }
+    """
+    void* alloc_random_access "fastwlr_alloc_random_access"(size_t n) noexcept nogil
+    void free_random_access "fastwlr_free_random_access"(void* p) noexcept nogil
+
 
 cdef struct Params:
     int optimizer
@@ -76,6 +213,9 @@ cdef struct State:
     double* avg
     double* sc
     double* buf     # per-row scratch (AdaGrad rates)
+    Py_ssize_t stride   # coordinate j's values sit at [j * stride] of each array (see pack_state)
+    double* gather  # per-row scratch: 7 x gather_n values (ada_catch_up_row)
+    Py_ssize_t gather_n
     Py_ssize_t d
 
 
@@ -112,6 +252,13 @@ def iwa_step_c(double z, double label, double h, double k):
     return iwa_step(z, label, h, k)
 
 
+def _inline_math(double[::1] a, double[::1] out, int which):
+    """The inline exp (0), expm1 (1), log1p (2) of the catch-up, exposed for tests."""
+    cdef Py_ssize_t i
+    for i in range(a.shape[0]):
+        out[i] = exp_nonpos(a[i]) if which == 0 else (expm1_nonpos(a[i]) if which == 1 else log1p_nonneg(a[i]))
+
+
 cdef inline double eta_sgd(const Params* p, double t) noexcept nogil:
     if p.schedule == CONSTANT:
         return p.eta0
@@ -127,34 +274,73 @@ cdef inline double ftrl_w(double zj, double nj, const Params* p, double t) noexc
     return -(zj - copysign(l1, zj)) / ((p.beta + sqrt(nj)) / p.alpha + p.l2 * t)
 
 
-cdef inline double geom(double lr, double i0, double m) noexcept nogil:
-    # sum_{i=i0}^{m} r^i with r = e^-lr in (0, 1]; expm1 keeps it exact for tiny lr
+cdef inline double geom(double lr, double x, double i0, double m) noexcept nogil:
+    # sum_{i=i0}^{m} r^i with r = 1 / (1 + x) = e^-lr in (0, 1]. r / (1 - r) = 1 / x exactly, so
+    # the sum is r^(i0-1) (1 - r^(m-i0+1)) / x: one expm1 (exact for tiny lr), one exp if i0 > 1
+    cdef double s
     if m < i0:
         return 0.0
-    if lr == 0.0:
+    if x == 0.0:
         return m - i0 + 1.0
-    return exp(-i0 * lr) * expm1(-(m - i0 + 1.0) * lr) / expm1(-lr)
+    s = -expm1_nonpos(-(m - i0 + 1.0) * lr) / x
+    return s if i0 <= 1.0 else s * exp_nonpos(-(i0 - 1.0) * lr)
 
 
-cdef inline void ada_catch_up(Py_ssize_t j, State* st, const Params* p, double t) noexcept nogil:
+cdef inline void ada_catch_up(Py_ssize_t j, double last_j, double acc_j, double c, double avg_j,
+                              State* st, const Params* p, double t) noexcept nogil:
     # apply the L2 prox factors r = 1 / (1 + eta_j l2) (and averaging terms) of the steps
-    # last_j .. t-1 that skipped coordinate j; eta_j did not change since (acc_j did not)
-    cdef double m = t - st.last[j], lr = 0.0, c = st.coef[j], i0
-    if m <= 0:
-        return
+    # last_j .. t-1 that skipped coordinate j; eta_j did not change since (acc_j did not).
+    # Takes coordinate j's state as values (see ada_catch_up_row); two transcendentals in the
+    # common case. m == 0 or c == 0 make it a no-op, without a branch.
+    cdef double m = t - last_j, x = 0.0, lr = 0.0, shrink = 0.0, i0
     st.last[j] = t
-    if c == 0.0:      # a zero coefficient stays zero and adds nothing to the average
-        return
     if p.l2 > 0.0:
-        lr = log1p(p.eta0 / (sqrt(st.acc[j]) + ADA_EPS) * p.l2)
+        x = p.eta0 / (sqrt(acc_j) + ADA_EPS) * p.l2
+        lr = log1p_nonneg(x)
+        shrink = expm1_nonpos(-m * lr)    # r^m - 1
     if p.avg_on:
         # steps s = last_j .. t-1 hold c r^(s - last_j + 1); they count if s >= avg_start
-        i0 = ceil(p.avg_start - (t - m)) + 1.0
-        if i0 < 1.0:
-            i0 = 1.0
-        st.avg[j] += c * geom(lr, i0, m)
-    if lr > 0.0:
-        st.coef[j] = c * exp(-m * lr)
+        i0 = ceil(p.avg_start - last_j) + 1.0
+        if i0 <= 1.0:                     # all m of them: sum_{i=1}^{m} r^i = (1 - r^m) / x
+            st.avg[j] = avg_j + c * (m if x == 0.0 else -shrink / x)
+        else:
+            st.avg[j] = avg_j + c * geom(lr, x, i0, m)
+    st.coef[j] = c + c * shrink
+
+
+cdef inline void ada_catch_up_row(const index_t* cols, Py_ssize_t nr, State* st, const Params* p,
+                                  double t) noexcept nogil:
+    # ada_catch_up for the coordinates of one sparse row, in three loops: gather the state (one
+    # cache miss each, all in flight at once), the arithmetic on contiguous copies (branch-free
+    # inline polynomials, vectorised: ada_decay_row), scatter. Coordinates outside the fast
+    # path's range (large x, averaging that began within the gap: ~1 in 40 touches) take the
+    # scalar ada_catch_up instead. Same results as calling ada_catch_up on each, to an ulp or two.
+    cdef Py_ssize_t q, j, n = st.gather_n
+    cdef double* g_last = st.gather
+    cdef double* g_acc = g_last + n
+    cdef double* g_coef = g_last + 2 * n
+    cdef double* g_avg = g_last + 3 * n
+    cdef double* new_coef = g_last + 4 * n
+    cdef double* new_avg = g_last + 5 * n
+    cdef double* slow = g_last + 6 * n
+    cdef bint avg_on = p.avg_on
+    for q in range(nr):
+        j = <Py_ssize_t>cols[q] * st.stride
+        g_last[q] = st.last[j]
+        g_acc[q] = st.acc[j]
+        g_coef[q] = st.coef[j]
+        g_avg[q] = st.avg[j] if avg_on else 0.0
+    ada_decay_row(nr, g_last, g_acc, g_coef, g_avg, new_coef, new_avg, slow, t, p.eta0 * p.l2,
+                  avg_on, p.avg_start)
+    for q in range(nr):
+        j = <Py_ssize_t>cols[q] * st.stride
+        if slow[q] != 0.0:
+            ada_catch_up(j, g_last[q], g_acc[q], g_coef[q], g_avg[q], st, p, t)
+        else:
+            st.last[j] = t
+            st.coef[j] = new_coef[q]
+            if avg_on:
+                st.avg[j] = new_avg[q]
 
 
 cdef inline void sgd_catch_up(Py_ssize_t j, State* st) noexcept nogil:
@@ -162,8 +348,23 @@ cdef inline void sgd_catch_up(Py_ssize_t j, State* st) noexcept nogil:
     st.last[j] = st.sc[I_CLOCK]
 
 
-cdef inline Py_ssize_t colj(const index_t* cols, Py_ssize_t q) noexcept nogil:
-    return q if cols == NULL else <Py_ssize_t>cols[q]
+cdef inline Py_ssize_t colj(const index_t* cols, Py_ssize_t q, Py_ssize_t stride) noexcept nogil:
+    # the offset of row position q's coordinate in the state arrays (dense rows: stride 1)
+    return q if cols == NULL else <Py_ssize_t>cols[q] * stride
+
+
+cdef inline double dot_csr_strided(const feature_t* data, const index_t* cols, Py_ssize_t nr,
+                                   const double* w, Py_ssize_t stride) noexcept nogil:
+    # dot_csr of _math.pxd (same two accumulators, same order) over coefficients at [j * stride]
+    cdef double s0 = 0.0, s1 = 0.0
+    cdef Py_ssize_t q = 0
+    while q + 1 < nr:
+        s0 += <double>data[q] * w[<Py_ssize_t>cols[q] * stride]
+        s1 += <double>data[q + 1] * w[<Py_ssize_t>cols[q + 1] * stride]
+        q += 2
+    if q < nr:
+        s0 += <double>data[q] * w[<Py_ssize_t>cols[q] * stride]
+    return s0 + s1
 
 
 cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const index_t* indptr,
@@ -175,7 +376,7 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
     cdef double* coef = st.coef
     cdef double loss_sum = 0.0, h, label, t, z, g, eta, k, G, inv_scale, q, eta_b, gj, nj, sigma, v
     cdef double nb, sqn, x2
-    cdef Py_ssize_t pos, i, a, b, nr, q_i, j
+    cdef Py_ssize_t pos, i, i3, a, b, nr, q_i, j, jd
     cdef const feature_t* x
     cdef const index_t* cols
     for pos in range(n_order):
@@ -197,18 +398,35 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
             for q_i in range(0, d_dense * <Py_ssize_t>sizeof(feature_t), 64):
                 prefetch(<const char*>(data + order[pos + 1] * d_dense) + q_i)
         elif cols_all != NULL:
-            # hashed columns: every coordinate touched is a cache miss in 4-5 state arrays.
-            # Two-stage prefetch: the indices of the row after next, the state of the next row.
+            # Rows come in random order and hashed columns scatter over the state: every access
+            # is a cache miss unless fetched ahead. Three stages, each reading only what the
+            # previous one fetched: the row's indptr, weight and label three rows ahead; its
+            # indices and values (all their lines) two ahead; its coordinates' state one ahead
+            # (one line each when packed, see pack_state).
+            if pos + 3 < n_order:
+                i3 = <Py_ssize_t>order[pos + 3]
+                prefetch(indptr + i3)
+                prefetch(sw + i3)
+                prefetch(y + i3)
             if pos + 2 < n_order:
-                a = <Py_ssize_t>indptr[order[pos + 2]]
-                prefetch(cols_all + a)
-                prefetch(data + a)
+                i3 = <Py_ssize_t>order[pos + 2]
+                a = <Py_ssize_t>indptr[i3]
+                b = <Py_ssize_t>indptr[i3 + 1]
+                for q_i in range(0, (b - a) * <Py_ssize_t>sizeof(index_t), 64):
+                    prefetch(<const char*>(cols_all + a) + q_i)
+                for q_i in range(0, (b - a) * <Py_ssize_t>sizeof(feature_t), 64):
+                    prefetch(<const char*>(data + a) + q_i)
+                if b > a:                     # the last lines, when the row is not line-aligned
+                    prefetch(cols_all + b - 1)
+                    prefetch(data + b - 1)
             if pos + 1 < n_order:
                 a = <Py_ssize_t>indptr[order[pos + 1]]
                 b = <Py_ssize_t>indptr[order[pos + 1] + 1]
                 for q_i in range(a, b):
-                    j = <Py_ssize_t>cols_all[q_i]
+                    j = <Py_ssize_t>cols_all[q_i] * st.stride
                     prefetch(coef + j)
+                    if st.stride > 1:   # packed: the whole record is in that line
+                        continue
                     if st.acc != NULL:
                         prefetch(st.acc + j)
                     if st.last != NULL:
@@ -221,21 +439,20 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
         # 1. lazy catch-up and 2. margin
         if p.optimizer == ADAGRAD:
             if cols != NULL and (p.l2 > 0 or p.avg_on):  # dense rows are never behind
-                for q_i in range(nr):
-                    ada_catch_up(colj(cols, q_i), st, p, t)
+                ada_catch_up_row(cols, nr, st, p, t)
         elif p.optimizer == FTRL:
             for q_i in range(nr):
-                j = colj(cols, q_i)
+                j = colj(cols, q_i, st.stride)
                 coef[j] = ftrl_w(st.zacc[j], st.acc[j], p, t)
             if p.fit_intercept:
                 sc[I_B] = -sc[I_Z_B] * p.alpha / (p.beta + sqrt(sc[I_ACC_B]))
         elif p.avg_on:
             for q_i in range(nr):
-                sgd_catch_up(colj(cols, q_i), st)
+                sgd_catch_up(colj(cols, q_i, st.stride), st)
         if cols == NULL:
             z = dot_dense(x, coef, nr)
         else:
-            z = dot_csr(x, cols, 0, nr, coef)
+            z = dot_csr_strided(x, cols, nr, coef, st.stride)
         z = sc[I_SCALE] * z + sc[I_B]
         if not isfinite(z):
             loss_out[0] = loss_sum
@@ -266,22 +483,24 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
                     coef[q_i] -= v * <double>x[q_i]
             else:
                 for q_i in range(nr):
-                    coef[cols[q_i]] -= v * <double>x[q_i]
+                    coef[<Py_ssize_t>cols[q_i] * st.stride] -= v * <double>x[q_i]
             if p.fit_intercept:
                 sc[I_B] -= eta * G
             sc[I_SCALE] /= 1.0 + eta * p.l2
             if sc[I_SCALE] < RESCALE_BELOW:
                 if p.avg_on:
-                    for j in range(st.d):
+                    for jd in range(st.d):
+                        j = jd * st.stride
                         sgd_catch_up(j, st)
-                for j in range(st.d):
+                for jd in range(st.d):
+                    j = jd * st.stride
                     coef[j] *= sc[I_SCALE]
                 sc[I_SCALE] = 1.0
         elif p.optimizer == ADAGRAD:
             q = h * g * g if p.weighting == IWA else (h * g) * (h * g)
             k = 0.0
             for q_i in range(nr):
-                j = colj(cols, q_i)
+                j = colj(cols, q_i, st.stride)
                 x2 = <double>x[q_i] * <double>x[q_i]
                 st.acc[j] += q * x2
                 st.buf[q_i] = p.eta0 / (sqrt(st.acc[j]) + ADA_EPS)
@@ -293,7 +512,7 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
                 k += eta_b
             G = iwa_step(z, label, h, k) if p.weighting == IWA else h * g
             for q_i in range(nr):
-                j = colj(cols, q_i)
+                j = colj(cols, q_i, st.stride)
                 coef[j] = (coef[j] - st.buf[q_i] * G * <double>x[q_i]) / (1.0 + st.buf[q_i] * p.l2)
                 st.last[j] = t + 1
             sc[I_B] -= eta_b * G
@@ -302,7 +521,7 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
                 q = h * g * g if p.weighting == IWA else (h * g) * (h * g)
                 k = 0.0
                 for q_i in range(nr):
-                    j = colj(cols, q_i)
+                    j = colj(cols, q_i, st.stride)
                     x2 = <double>x[q_i] * <double>x[q_i]
                     k += p.alpha / (p.beta + sqrt(st.acc[j] + q * x2)) * x2
                 if p.fit_intercept:
@@ -313,7 +532,7 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
                 G = h * g
             # n grows by q x_j^2 (= g_j^2 for "gradient"; h g^2 x_j^2, as in k above, for "iwa")
             for q_i in range(nr):
-                j = colj(cols, q_i)
+                j = colj(cols, q_i, st.stride)
                 x2 = <double>x[q_i] * <double>x[q_i]
                 gj = G * <double>x[q_i]
                 nj = st.acc[j]
@@ -332,25 +551,99 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
                 sc[I_CLOCK] += sc[I_SCALE]
             else:
                 for q_i in range(nr):
-                    j = colj(cols, q_i)
+                    j = colj(cols, q_i, st.stride)
                     st.avg[j] += coef[j]
             sc[I_AVG_B] += sc[I_B]
             sc[I_NAVG] += 1.0
     # bring every coordinate up to date
     t = sc[I_T]
     if p.optimizer == ADAGRAD:
-        for j in range(st.d):
-            ada_catch_up(j, st, p, t)
+        for jd in range(st.d):
+            j = jd * st.stride
+            ada_catch_up(j, st.last[j], st.acc[j], coef[j], st.avg[j] if p.avg_on else 0.0, st, p, t)
     elif p.optimizer == FTRL:
-        for j in range(st.d):
+        for jd in range(st.d):
+            j = jd * st.stride
             coef[j] = ftrl_w(st.zacc[j], st.acc[j], p, t)
         if p.fit_intercept:
             sc[I_B] = -sc[I_Z_B] * p.alpha / (p.beta + sqrt(sc[I_ACC_B]))
     elif p.avg_on:
-        for j in range(st.d):
+        for jd in range(st.d):
+            j = jd * st.stride
             sgd_catch_up(j, st)
     loss_out[0] = loss_sum
     return -1
+
+
+cdef enum:
+    PACK = 4   # doubles per packed record: 32 bytes, two records to a 64-byte cache line
+
+cdef struct Packed:
+    double* raw         # the malloc'ed block, NULL when the state is not packed
+    double** field[5]   # the State fields (coef, acc, zacc, last, avg) ...
+    double* orig[5]     # ... and the arrays they pointed to before packing
+    bint used[5]
+
+
+cdef bint pack_state(State* st, const Params* p, Packed* pk) noexcept nogil:
+    """Interleave the state arrays an optimiser uses into records of PACK doubles (CSR epochs).
+
+    A hashed column is a cache miss in every state array it touches (AdaGrad with averaging: coef,
+    acc, last, avg): interleaved, coordinate j's values share one line and cost one miss. The two
+    O(d) copies an epoch are small next to the epoch (the final catch-up is O(d) already). Returns
+    False, leaving the state as it was, when there is nothing to gain or no memory for it."""
+    cdef Py_ssize_t f, k = 0, j, d = st.d
+    cdef double* rec
+    pk.raw = NULL
+    pk.field[0] = &st.coef
+    pk.field[1] = &st.acc
+    pk.field[2] = &st.zacc
+    pk.field[3] = &st.last
+    pk.field[4] = &st.avg
+    pk.used[0] = True
+    pk.used[1] = p.optimizer != SGD
+    pk.used[2] = p.optimizer == FTRL
+    pk.used[3] = p.optimizer == ADAGRAD or (p.optimizer == SGD and p.avg_on)
+    pk.used[4] = p.avg_on
+    for f in range(5):
+        k += pk.used[f]
+    if k < 2 or d == 0:
+        return False
+    pk.raw = <double*>alloc_random_access(d * PACK * sizeof(double))
+    if pk.raw == NULL:
+        return False
+    rec = pk.raw   # 64-byte aligned: records never straddle cache lines
+    k = 0
+    for f in range(5):
+        pk.orig[f] = pk.field[f][0]
+        if not pk.used[f]:
+            pk.field[f][0] = NULL
+            continue
+        for j in range(d):
+            rec[j * PACK + k] = pk.orig[f][j]
+        pk.field[f][0] = rec + k
+        k += 1
+    for f in range(k, PACK):     # padding: never read, but defined
+        for j in range(d):
+            rec[j * PACK + f] = 0.0
+    st.stride = PACK
+    return True
+
+
+cdef void unpack_state(State* st, Packed* pk) noexcept nogil:
+    cdef Py_ssize_t f, j
+    cdef double* src
+    if pk.raw == NULL:
+        return
+    for f in range(5):
+        if pk.used[f]:
+            src = pk.field[f][0]
+            for j in range(st.d):
+                pk.orig[f][j] = src[j * PACK]
+        pk.field[f][0] = pk.orig[f]
+    st.stride = 1
+    free_random_access(pk.raw)
+    pk.raw = NULL
 
 
 cdef double* _ptr(double[::1] a, Py_ssize_t need, str name) except? NULL:
@@ -377,6 +670,7 @@ cdef object _setup(object state, object params, Py_ssize_t d, State* st, Params*
         raise ValueError(f"unknown optimizer code {p.optimizer}")
     # every array the chosen optimiser touches must have length d (never read out of bounds)
     st.d = d
+    st.stride = 1
     st.coef = _ptr(state.coef, d, "coef")
     st.acc = _ptr(state.acc, d if p.optimizer != SGD else state.acc.shape[0], "acc")
     st.zacc = _ptr(state.zacc, d if p.optimizer == FTRL else state.zacc.shape[0], "zacc")
@@ -404,6 +698,8 @@ def sgd_epoch_dense(const feature_t[:, ::1] X, const double[::1] y, const double
     _check_order(order, n)
     keep = _setup(state, params, d, &st, &p)
     st.buf = <double*>malloc((d + 1) * sizeof(double))
+    st.gather = NULL
+    st.gather_n = 0
     if st.buf == NULL:
         raise MemoryError()
     try:
@@ -423,7 +719,9 @@ def sgd_epoch_csr(const feature_t[::1] data, const index_t[::1] indices, const i
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = state.coef.shape[0], bad, maxnnz = 0
     cdef State st
     cdef Params p
+    cdef Packed pk
     cdef double loss = 0.0
+    pk.raw = NULL
     if y.shape[0] != n or sample_weight.shape[0] != n:
         raise ValueError("y and sample_weight must have one entry per row")
     _check_order(order, n)
@@ -433,15 +731,22 @@ def sgd_epoch_csr(const feature_t[::1] data, const index_t[::1] indices, const i
         raise ValueError(f"CSR column indices must lie in [0, {d}) (the length of the coefficients)")
     keep = _setup(state, params, d, &st, &p)
     st.buf = <double*>malloc((maxnnz + 1) * sizeof(double))
-    if st.buf == NULL:
+    st.gather_n = maxnnz + 1
+    st.gather = <double*>malloc(7 * st.gather_n * sizeof(double))
+    if st.buf == NULL or st.gather == NULL:
+        free(st.buf)
+        free(st.gather)
         raise MemoryError()
     try:
         with nogil:
+            pack_state(&st, &p, &pk)
             bad = run_epoch(&data[0] if data.shape[0] else NULL, &indices[0] if indices.shape[0] else <const index_t*>&indptr[0],
                                                 &indptr[0], 0, &y[0] if n else NULL,
                                                 &sample_weight[0] if n else NULL,
                                                 &order[0] if order.shape[0] else NULL, order.shape[0],
                                                 &st, &p, &loss)
     finally:
+        unpack_state(&st, &pk)
         free(st.buf)
+        free(st.gather)
     return loss, bad
