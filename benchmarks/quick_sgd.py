@@ -81,11 +81,14 @@ def compare(X, y, w, alpha, label, n_epochs, data=None, lbfgs_tol=1e-9, lbfgs_ma
     print(f"\n{label}: n={features.n_rows} d={features.n_features} alpha={alpha:g} (l2={l2:.3g}); "
           f"optimum {opt:.6f} (L-BFGS {t_lbfgs:.1f} s, {lb.n_iter} iterations, 2 threads)", flush=True)
     rows = {}
-    for weighting, optimizer in [("iwa", "adagrad"), ("iwa", "ftrl"), ("iwa", "sgd"), ("resample", "sgd"),
-                                 ("gradient", "adagrad")]:
-        times, objs, res = _epochs_fastwlr(features, y, w, l2, SGDParams(weighting=weighting, optimizer=optimizer, l2=l2),
-                                           n_epochs)
-        rows[(weighting, optimizer)] = _report(f"fastwlr {weighting}+{optimizer}", times, objs, opt)
+    for weighting, optimizer, schedule in [("iwa", "adagrad", "auto"), ("iwa", "ftrl", "auto"), ("iwa", "sgd", "auto"),
+                                           ("resample", "sgd", "auto"), ("gradient", "adagrad", "auto"),
+                                           ("iwa", "sgd", "optimal"), ("resample", "sgd", "optimal")]:
+        params = SGDParams(weighting=weighting, optimizer=optimizer, l2=l2, learning_rate=schedule)
+        times, objs, res = _epochs_fastwlr(features, y, w, l2, params, n_epochs)
+        name = f"fastwlr {weighting}+{optimizer}" + ("" if schedule == "auto" else f" ({schedule})")
+        rows[(weighting, optimizer) if schedule == "auto" else (weighting, optimizer, schedule)] = \
+            _report(name, times, objs, opt)
         if data is not None and (weighting, optimizer) == ("iwa", "adagrad"):
             print(f"      max |coef - true coef| after {n_epochs} epochs: {np.abs(res.coef - data.coef).max():.4f}"
                   f" (L-BFGS optimum: {np.abs(lb.coef - data.coef).max():.4f}); |b - true b|: "

@@ -32,7 +32,7 @@ Kernel contract (one epoch)
      add h * l(z) to ``loss_sum``; if z is not finite, stop and return ``diverged_at = p``;
   3. per-coordinate rates eta_j: SGD eta_t, the same for all j: schedule "auto" is AdaGrad-Norm,
      scalars[S_ACC_NORM] += q (||x_i||^2 + 1) first, eta_t = eta0 / (sqrt(scalars[S_ACC_NORM]) + 1e-12);
-     "constant" eta0; "invscaling" eta0 / (1 + t)^power_t.
+     "constant" eta0; "invscaling" eta0 / (1 + t)^power_t; "optimal" eta0 / (1 + eta0 l2 t).
      AdaGrad: acc_j += q x_j^2 first, eta_j = eta0 / (sqrt(acc_j) + 1e-12);
      FTRL: eta_j = alpha / (beta + sqrt(acc_j + q x_j^2)); the intercept is coordinate "b", x_b = 1.
      q = (h g)^2 for weighting "gradient", h g^2 for "iwa" (Vowpal Wabbit's choice: a weight-h row
@@ -71,7 +71,7 @@ from .exceptions import DivergenceError
 
 WEIGHTINGS = {"gradient": 0, "iwa": 1, "resample": 0}   # resample = unit-weight gradient steps
 OPTIMIZERS = {"sgd": 0, "adagrad": 1, "ftrl": 2}
-SCHEDULES = {"auto": 0, "constant": 1, "invscaling": 2}
+SCHEDULES = {"auto": 0, "constant": 1, "invscaling": 2, "optimal": 3}
 
 # scalars layout in SGDState.scalars (one float64 vector so compiled kernels can mutate it)
 S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM = range(9)
@@ -116,10 +116,12 @@ class SGDParams:
         ``GRADIENT_ETA0_FACTOR`` for weighting="gradient"); for SGD divided by
         sqrt(R2) with learning_rate="auto" and by R2 otherwise, R2 = mean of ||x||^2 + 1, so the
         first steps move z by about 1 on any feature scale.
-    learning_rate : {"auto", "constant", "invscaling"}
+    learning_rate : {"auto", "constant", "invscaling", "optimal"}
         SGD schedule: "auto" is AdaGrad-Norm (one rate eta0 / sqrt(sum of squared gradient norms):
         decays by itself, adapts to the weight scale), "constant" eta0, "invscaling"
-        eta0 / (1 + t)^power_t.
+        eta0 / (1 + t)^power_t, "optimal" eta0 / (1 + eta0 l2 t) (scikit-learn's "optimal" idea:
+        1 / (l2 (t0 + t)), the rate for an l2-strongly convex objective; the weight-scale trick then
+        makes the iterate the running mean of the steps; needs l2 > 0).
     power_t : float
     average : bool or int
         Polyak-Ruppert averaging of the iterates (SGD and AdaGrad; FTRL ignores it). True: the
@@ -154,6 +156,9 @@ class SGDParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.learning_rate == "optimal" and self.optimizer == "sgd" and not self.l2 > 0:
+            raise ValueError("learning_rate='optimal' decays as 1 / (l2 t) and needs l2 > 0 "
+                             "(the estimators' alpha); use 'auto' without regularisation")
         if self.l1 > 0 and self.optimizer != "ftrl":
             raise ValueError(f"l1 > 0 needs optimizer='ftrl' (got optimizer={self.optimizer!r}); "
                              "SGD and AdaGrad here support l2 only")

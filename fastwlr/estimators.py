@@ -162,7 +162,9 @@ class WeightedLogisticRegression(_Params):
     optimizer : {"adagrad", "sgd", "ftrl"}, default="adagrad"
         sgd: the per-step update.
     eta0 : float or "auto", default="auto"
-    learning_rate : {"auto", "constant", "invscaling"}, default="auto"
+    learning_rate : {"auto", "constant", "invscaling", "optimal"}, default="auto"
+        optimizer="sgd": the rate schedule (``fastwlr._sgd.SGDParams``); "optimal" decays as
+        1 / (alpha t), scikit-learn's choice for strongly regularised fits (needs alpha > 0).
     power_t : float, default=0.5
     average : bool or int, default=True
         sgd: Polyak-Ruppert averaging of the iterates.

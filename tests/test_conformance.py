@@ -22,6 +22,7 @@ Tolerances (what "the same" means):
 * any two backends: log-odds within twice the bound above.
 """
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -486,3 +487,23 @@ def test_use_backend_reaches_public_functions(rng, monkeypatch):
             fastwlr.score_topk(X, coef, b, k=2)
         assert calls == ["score_dense", "topk", "score_topk_dense"], name
         monkeypatch.undo()
+
+
+def test_sgd_optimal_schedule_trajectory(compiled_backend_name, rng):
+    """learning_rate="optimal" (eta0 / (1 + eta0 l2 t)) follows the reference, dense and CSR."""
+    for layout in (LAYOUTS[0], LAYOUTS[2]):
+        X, _, _ = make_case(rng, layout, n=150, d=7)
+        n = X.shape[0]
+        y = (rng.random(n) < 0.3).astype(np.float64)
+        w = np.where(y > 0, rng.lognormal(1, 1, n), 1.0)
+        f = check_features(X)
+        params = replace(_epoch_params("sgd", "iwa", 0.05, n, True), schedule=3)
+        states = [SGDState.new(f.n_features, "sgd", True) for _ in range(2)]
+        for epoch in range(2):
+            order = rng.permutation(n).astype(np.int64)
+            for module, state in zip((get_backend(compiled_backend_name), get_backend("reference")), states):
+                if f.is_sparse:
+                    module.sgd_epoch_csr(f.data, f.indices, f.indptr, y, w / w.mean(), order, state, params)
+                else:
+                    module.sgd_epoch_dense(f.X, y, w / w.mean(), order, state, params)
+            _states_close(states[0], states[1], f"{compiled_backend_name} optimal {layout_id(layout)} epoch {epoch}")

@@ -126,6 +126,7 @@ CONFIGS = [
     dict(optimizer="sgd", weighting="iwa", learning_rate="auto", l2=0.05, average=True),
     dict(optimizer="sgd", weighting="gradient", learning_rate="constant", l2=0.3, average=True, eta0=0.1),
     dict(optimizer="sgd", weighting="iwa", learning_rate="invscaling", l2=0.01, average=40, eta0=0.2),
+    dict(optimizer="sgd", weighting="gradient", learning_rate="optimal", l2=0.1, average=True),
     dict(optimizer="adagrad", weighting="gradient", l2=0.0, average=False),
     dict(optimizer="adagrad", weighting="iwa", l2=0.2, average=True, eta0=0.3),
     dict(optimizer="adagrad", weighting="gradient", l2=0.05, average=25),
@@ -221,7 +222,7 @@ def test_params_are_validated():
     with pytest.raises(ValueError, match="resample_scale"):
         SGDParams(resample_scale=0).validate()
     assert set(WEIGHTINGS) == set(WEIGHTING_NAMES) and set(OPTIMIZERS) == set(OPTIMIZER_NAMES)
-    assert set(SCHEDULES) == {"auto", "constant", "invscaling"}
+    assert set(SCHEDULES) == {"auto", "constant", "invscaling", "optimal"}
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -394,3 +395,20 @@ def test_inline_math_of_the_compiled_catch_up_matches_numpy(which, func):
         out = np.empty_like(big)
         _inline_math(big, out, 0)
         assert np.array_equal(out[:4], np.zeros(4)) and np.isnan(out[4])
+
+
+def test_optimal_schedule_needs_l2_and_converges_under_strong_l2():
+    with pytest.raises(ValueError, match="needs l2 > 0"):
+        SGDParams(optimizer="sgd", learning_rate="optimal").validate()
+    rng = np.random.default_rng(2)
+    n, d = 20_000, 8
+    X = rng.standard_normal((n, d))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ rng.standard_normal(d) - 1.0)))).astype(np.float64)
+    w = np.where(y == 1, rng.lognormal(2, 1, n), 1.0)
+    f = check_features(X)
+    l2 = 0.05 * w.mean()    # strong: where 1 / (l2 t) is the right decay
+    opt = _optimum(f, y, w, l2)[0]
+    res = fit_sgd(f, y, w, SGDParams(weighting="resample", optimizer="sgd", learning_rate="optimal", l2=l2),
+                  max_iter=5, tol=None, random_state=0)
+    final = objective(f, y, w, res.coef, res.intercept, l2)
+    assert final <= opt * 1.001, final / opt - 1

@@ -22,6 +22,7 @@ cdef enum:
     IWA = 1
     CONSTANT = 1
     INVSCALING = 2
+    OPTIMAL = 3
     # scalars layout (checked against fastwlr._sgd at import)
     I_B = 0
     I_SCALE = 1
@@ -264,6 +265,8 @@ cdef inline double eta_sgd(const Params* p, double t) noexcept nogil:
         return p.eta0
     if p.schedule == INVSCALING:
         return p.eta0 / pow(1.0 + t, p.power_t)
+    if p.schedule == OPTIMAL:
+        return p.eta0 / (1.0 + p.eta0 * p.l2 * t)
     return p.eta0 / sqrt(1.0 + t / p.n_schedule)
 
 

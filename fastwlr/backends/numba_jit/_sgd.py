@@ -17,7 +17,7 @@ from ._jit import dot_csr, dot_dense, jit, sigmoid, softplus
 
 SGD, ADAGRAD, FTRL = 0, 1, 2
 GRADIENT, IWA = 0, 1
-AUTO, CONSTANT, INVSCALING = 0, 1, 2
+AUTO, CONSTANT, INVSCALING, OPTIMAL = 0, 1, 2, 3
 RESCALE_BELOW = 1e-9
 ADA_EPS = 1e-12
 
@@ -59,11 +59,13 @@ def iwa_step(z, label, h, k):
 
 
 @jit()
-def _eta_sgd(schedule, eta0, power_t, n_schedule, t):
+def _eta_sgd(schedule, eta0, power_t, n_schedule, l2, t):
     if schedule == CONSTANT:
         return eta0
     if schedule == INVSCALING:
         return eta0 / math.pow(1.0 + t, power_t)
+    if schedule == OPTIMAL:
+        return eta0 / (1.0 + eta0 * l2 * t)
     return eta0 / math.sqrt(1.0 + t / n_schedule)
 
 
@@ -191,7 +193,7 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                 sc[I_ACC_NORM] += (h * g * g if weighting == IWA else (h * g) * (h * g)) * x2
                 eta = eta0 / (math.sqrt(sc[I_ACC_NORM]) + ADA_EPS)
             else:
-                eta = _eta_sgd(schedule, eta0, power_t, n_schedule, t)
+                eta = _eta_sgd(schedule, eta0, power_t, n_schedule, l2, t)
             if weighting == IWA:
                 G = iwa_step(z, label, h, eta * x2)
             else:

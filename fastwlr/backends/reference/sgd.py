@@ -12,7 +12,7 @@ from ..._sgd import (S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N
 
 SGD, ADAGRAD, FTRL = 0, 1, 2
 GRADIENT, IWA = 0, 1
-AUTO, CONSTANT, INVSCALING = 0, 1, 2
+AUTO, CONSTANT, INVSCALING, OPTIMAL = 0, 1, 2, 3
 RESCALE_BELOW = 1e-9   # the SGD weight scale is folded into coef when it gets this small
 ADA_EPS = 1e-12
 
@@ -33,6 +33,8 @@ def _eta_sgd(p, t):
         return p.eta0
     if p.schedule == INVSCALING:
         return p.eta0 / (1.0 + t) ** p.power_t
+    if p.schedule == OPTIMAL:
+        return p.eta0 / (1.0 + p.eta0 * p.l2 * t)
     return p.eta0 / math.sqrt(1.0 + t / p.n_schedule)
 
 
