@@ -43,10 +43,10 @@ def sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params)
     return _sgd.sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params)
 
 
-def weighted_column_sq_dense(X, sample_weight, n_threads):
+def weighted_column_sq_dense(X, sample_weight, n_threads, row_step=1):
     """Not part of the contract: a helper of the lbfgs driver (``fastwlr._lbfgs``), which falls back
-    to numpy for backends without it."""
-    return _objective.weighted_column_sq_dense(X, sample_weight, n_threads)
+    to numpy for backends without it. Sums over the rows of ``X[::row_step]``, read in place."""
+    return _objective.weighted_column_sq_dense(X, sample_weight, n_threads, row_step)
 
 
 from . import _topk  # noqa: E402  (issue 4: grouped top-k, alone and fused with scoring)

@@ -209,24 +209,33 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
     return _finish(loss, g_b, grad, coef, l2, n)
 
 
-cdef void sq_block(const feature_t* X, Py_ssize_t d, const double* w, Py_ssize_t start,
+cdef void sq_block(const feature_t* X, Py_ssize_t d, const double* w, Py_ssize_t step, Py_ssize_t start,
                    Py_ssize_t stop, double* out) noexcept nogil:
-    cdef Py_ssize_t i, j
+    """Sampled rows start..stop-1, i.e. rows start * step, (start + 1) * step, ... of X."""
+    cdef Py_ssize_t i, j, row
     cdef double wi, x
     memset(out, 0, d * sizeof(double))
     for i in range(start, stop):
-        wi = w[i]
+        row = i * step
+        wi = w[row]
         if wi == 0.0:
             continue
         for j in range(d):
-            x = <double>X[i * d + j]
+            x = <double>X[row * d + j]
             out[j] += wi * x * x
 
 
-def weighted_column_sq_dense(const feature_t[:, ::1] X, const double[::1] sample_weight, int n_threads):
-    """sum_i w_i x_ij^2 per column (float64 (d,)): the diagonal preconditioner of the lbfgs driver.
-    Same fixed blocks as the objective, so also independent of the thread count."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k
+def weighted_column_sq_dense(const feature_t[:, ::1] X, const double[::1] sample_weight, int n_threads,
+                             Py_ssize_t row_step=1):
+    """sum_i w_i x_ij^2 per column (float64 (d,)) over rows 0, row_step, 2 row_step, ... (the rows of
+    ``X[::row_step]``, read in place: no strided copy): the diagonal preconditioner of the lbfgs driver.
+    Fixed blocks of the sampled rows, as in the objective, so independent of the thread count."""
+    if row_step < 1:
+        raise ValueError(f"row_step must be >= 1, got {row_step}")
+    if sample_weight.shape[0] != X.shape[0]:
+        raise ValueError("sample_weight and X have different numbers of rows")
+    cdef Py_ssize_t d = X.shape[1], k
+    cdef Py_ssize_t n = (X.shape[0] + row_step - 1) // row_step  # sampled rows
     out = np.zeros(d, dtype=np.float64)
     if n == 0 or d == 0:
         return out
@@ -236,6 +245,6 @@ def weighted_column_sq_dense(const feature_t[:, ::1] X, const double[::1] sample
     with nogil:
         for k in prange(K, schedule="dynamic", num_threads=n_threads,
                         use_threads_if=n_threads > 1 and n * d > PARALLEL_MIN_WORK):
-            sq_block(&X[0, 0], d, &sample_weight[0], k * n // K, (k + 1) * n // K, &partials[k, 0])
+            sq_block(&X[0, 0], d, &sample_weight[0], row_step, k * n // K, (k + 1) * n // K, &partials[k, 0])
         reduce_partials(&partials[0, 0], K, d, &o[0], n_threads)
     return out
