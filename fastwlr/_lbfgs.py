@@ -25,7 +25,8 @@ from .exceptions import ConvergenceWarning, DivergenceError
 # Tight on purpose: fits from this solver are the "exact optimum" other solvers are compared with.
 DEFAULT_TOL = 1e-8
 DEFAULT_MAX_ITER = 1000
-# Dense rows sampled (at a fixed stride) to estimate the diagonal preconditioner.
+# Dense rows sampled (at a fixed stride) to estimate the diagonal preconditioner, for backends without
+# objective_grad_colsq_dense (the compiled core computes it from all rows during the first evaluation).
 PRECONDITION_ROWS = 1 << 18
 
 
@@ -110,9 +111,25 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     scale = np.ones(d + 1)
     if precondition == "auto":
         precondition = not features.is_sparse
-    if precondition:
-        scale[:d] = _column_scale(features, w_norm, n_threads, backend)
-    theta0 = theta0 / scale
+    first = []  # [u0 bytes, (loss, grad, grad_b)]: an evaluation at the start already done
+    fused = None if features.is_sparse else getattr(backend, "objective_grad_colsq_dense", None)
+    if precondition and fused is not None:
+        # The first evaluation and the preconditioner's column sums in one read of X (all rows,
+        # where the separate pass below samples 2^18 of them); scipy's first call is then answered
+        # from it. Only when u0 * scale gives back theta0 exactly (always from the default start:
+        # coef 0), so the answer is the one ``fun`` would compute.
+        coef0 = np.ascontiguousarray(theta0[:d])
+        b0 = float(theta0[d]) if fit_intercept else 0.0
+        loss0, g0, gb0, sq = fused(features.X, y, w_norm, coef0, b0, alpha, n_threads)
+        scale[:d] = _scale_from_sq(sq, features.n_rows)
+        u0 = theta0 / scale
+        if np.array_equal(u0 * scale, theta0):
+            first = [u0.tobytes(), (loss0, g0, gb0)]
+        theta0 = u0
+    else:
+        if precondition:
+            scale[:d] = _column_scale(features, w_norm, n_threads, backend)
+        theta0 = theta0 / scale
 
     def split(u):
         theta = u * scale
@@ -122,8 +139,11 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     last = {}  # the most recent evaluation: the solution's loss/gradient need no extra pass
 
     def fun(theta):
-        coef, b = split(theta)
-        loss, g, gb = objective(features, y, w_norm, coef, b, alpha, n_threads, backend)
+        if first and theta.tobytes() == first[0]:
+            loss, g, gb = first[1]
+        else:
+            coef, b = split(theta)
+            loss, g, gb = objective(features, y, w_norm, coef, b, alpha, n_threads, backend)
         grad = np.empty(d + 1)
         grad[:d] = g
         grad[d] = gb if fit_intercept else 0.0  # a fixed intercept: zero gradient keeps it at 0
@@ -208,7 +228,13 @@ def _column_scale(features, w_norm, n_threads, backend):
         stride = n // PRECONDITION_ROWS if n > 2 * PRECONDITION_ROWS else 1
         sq = _dense_column_sq(features.X, w_norm, n_threads, backend, stride)
         n = (n + stride - 1) // stride
-    sq /= max(n, 1)
+    return _scale_from_sq(sq, n)
+
+
+def _scale_from_sq(sq, n):
+    """1 / sqrt(sq / n) per column; 1 where that is not a positive finite number."""
+    d = sq.shape[0]
+    sq = sq / max(n, 1)
     out = np.ones(d)
     nz = (sq > 0) & np.isfinite(sq)
     out[nz] = 1.0 / np.sqrt(sq[nz])

@@ -267,3 +267,44 @@ def test_batched_rows_match_reference_at_batch_edges(compiled_backend_name, rng,
         want = _call(ref, X, y, w, coef, 0.3, 0.01)
         for n_threads in (1, 2):
             _assert_close(_call(backend, X, y, w, coef, 0.3, 0.01, n_threads), want, 1e-12 * 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 65, 3000])
+def test_objective_grad_colsq_helper(rng, dtype, n):
+    """The lbfgs driver's fused first evaluation: the objective bit-identical to objective_grad_dense,
+    the column sums equal to the separate helper's (and numpy's), on 1 and 2 threads."""
+    cy = get_backend("cython")
+    X, y, w, coef = _problem(rng, n, 37, dtype)
+    plain = cy.objective_grad_dense(X, y, w, coef, 0.7, 0.05, 1)
+    for n_threads in (1, 2):
+        loss, g, gb, sq = cy.objective_grad_colsq_dense(X, y, w, coef, 0.7, 0.05, n_threads)
+        assert loss == plain[0] and gb == plain[2] and np.array_equal(g, plain[1])
+        np.testing.assert_allclose(sq, cy.weighted_column_sq_dense(X, w, 1), rtol=1e-13)
+        np.testing.assert_allclose(sq, w @ (X.astype(np.float64) ** 2), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        cy.objective_grad_colsq_dense(X, y[:-1] if n else np.ones(1), w, coef, 0.7, 0.05, 1)
+
+
+def test_lbfgs_fused_first_evaluation_same_solution(rng):
+    """Preconditioner from all rows in the first pass (compiled core) or from the separate pass
+    (backends without the fused helper): both reach the same optimum."""
+    from fastwlr._lbfgs import fit_lbfgs
+    from fastwlr._validation import check_features
+    X, y, w, _ = _problem(rng, 4000, 6, np.float64)
+    X *= np.array([1.0, 10.0, 0.1, 100.0, 1.0, 3.0])
+    features = check_features(X)
+    cy = get_backend("cython")
+
+    class NoFused:  # the compiled kernels without the fused helper
+        objective_grad_dense = staticmethod(cy.objective_grad_dense)
+        weighted_column_sq_dense = staticmethod(cy.weighted_column_sq_dense)
+
+    a = fit_lbfgs(features, y, w, alpha=1e-3, n_threads=2, backend=cy)
+    b = fit_lbfgs(features, y, w, alpha=1e-3, n_threads=2, backend=NoFused)
+    assert a.converged and b.converged
+    np.testing.assert_allclose(a.coef, b.coef, rtol=1e-6, atol=1e-8)
+    assert a.loss == pytest.approx(b.loss, rel=1e-12)
+    warm = fit_lbfgs(features, y, w, alpha=1e-3, n_threads=2, backend=cy, coef_init=a.coef * 1.1,
+                     intercept_init=a.intercept)  # u0 * scale need not give theta0 back: no cached call
+    np.testing.assert_allclose(warm.coef, a.coef, rtol=1e-6, atol=1e-8)

@@ -163,15 +163,29 @@ cdef inline void axpy(double* g, double a, const feature_t* x, Py_ssize_t d) noe
         g[j] += a * <double>x[j]
 
 
+cdef inline void axpy_sq(double* g, double* sq, double a, double wi, const feature_t* x,
+                         Py_ssize_t d) noexcept nogil:
+    """g += a x and sq += wi x^2 (the preconditioner's column sums, see objective_grad_colsq_dense)."""
+    cdef Py_ssize_t j
+    cdef double v
+    for j in range(d):
+        v = <double>x[j]
+        g[j] += a * v
+        sq[j] += wi * v * v
+
+
 cdef void dense_block(const feature_t* X, Py_ssize_t d, const double* y, const double* w,
                       const double* coef, double intercept, Py_ssize_t start, Py_ssize_t stop,
-                      double* g, double* loss, double* g_b) noexcept nogil:
+                      double* g, double* sq, double* loss, double* g_b) noexcept nogil:
+    """Rows start..stop-1 into g (and sum_i w_i x_ij^2 into sq, unless it is NULL)."""
     cdef Py_ssize_t i, i0, m
     cdef double z[ROW_BATCH]
     cdef double lb[ROW_BATCH]
     cdef double rb[ROW_BATCH]
     cdef double r, acc_loss = 0.0, acc_b = 0.0
     memset(g, 0, d * sizeof(double))
+    if sq != NULL:
+        memset(sq, 0, d * sizeof(double))
     i0 = start
     while i0 < stop:
         m = min(<Py_ssize_t>ROW_BATCH, stop - i0)
@@ -183,7 +197,9 @@ cdef void dense_block(const feature_t* X, Py_ssize_t d, const double* y, const d
             acc_loss += lb[i]
             r = rb[i]
             acc_b += r
-            if r != 0.0:  # also every w = 0 row; adding 0 * x (x finite) would change nothing
+            if sq != NULL and w[i0 + i] != 0.0:
+                axpy_sq(g, sq, r, w[i0 + i], X + (i0 + i) * d, d)
+            elif r != 0.0:  # also every w = 0 row; adding 0 * x (x finite) would change nothing
                 axpy(g, r, X + (i0 + i) * d, d)
         i0 += m
     loss[0] = acc_loss
@@ -216,28 +232,50 @@ def _finish(double loss, double g_b, grad, const double[::1] coef, double l2, Py
 def objective_grad_dense(const feature_t[:, ::1] X, const double[::1] y, const double[::1] sample_weight,
                          const double[::1] coef, double intercept, double l2, int n_threads):
     """Loss, gradient wrt coef (float64 (d,)) and wrt the intercept. See the module docstring."""
+    return _dense(X, y, sample_weight, coef, intercept, l2, n_threads, False)[:3]
+
+
+def objective_grad_colsq_dense(const feature_t[:, ::1] X, const double[::1] y, const double[::1] sample_weight,
+                               const double[::1] coef, double intercept, double l2, int n_threads):
+    """``objective_grad_dense`` (bit-identical) plus, from the same read of X, sum_i w_i x_ij^2 per
+    column (float64 (d,)): the lbfgs driver's first evaluation also yields its diagonal preconditioner,
+    so it need not read X a second time for it."""
+    return _dense(X, y, sample_weight, coef, intercept, l2, n_threads, True)
+
+
+cdef _dense(const feature_t[:, ::1] X, const double[::1] y, const double[::1] sample_weight,
+            const double[::1] coef, double intercept, double l2, int n_threads, bint want_sq):
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k, b
+    if y.shape[0] != n or sample_weight.shape[0] != n or coef.shape[0] != d:
+        raise ValueError(f"shapes do not match: X {n} x {d}, y {y.shape[0]}, sample_weight "
+                         f"{sample_weight.shape[0]}, coef {coef.shape[0]}")
     grad = np.zeros(d, dtype=np.float64)
+    colsq = np.zeros(d, dtype=np.float64)
     if n == 0:
-        return _finish(0.0, 0.0, grad, coef, l2, 1)
+        return _finish(0.0, 0.0, grad, coef, l2, 1) + (colsq,)
     cdef Py_ssize_t K = n_blocks(n, d)
     cdef double[:, ::1] partials = np.empty((K, max(d, 1)), dtype=np.float64)
+    cdef double[:, ::1] sq_partials = np.empty((K if want_sq else 1, max(d, 1)), dtype=np.float64)
     cdef double[::1] losses = np.empty(K, dtype=np.float64)
     cdef double[::1] gbs = np.empty(K, dtype=np.float64)
     cdef double[::1] g = grad
+    cdef double[::1] sq = colsq
     cdef double loss = 0.0, g_b = 0.0
     cdef const feature_t* Xp = &X[0, 0] if d > 0 else NULL
     with nogil:
         for k in prange(K, schedule="dynamic", num_threads=n_threads,
                         use_threads_if=n_threads > 1 and n * (d + 1) > PARALLEL_MIN_WORK):
             dense_block(Xp, d, &y[0], &sample_weight[0], &coef[0] if d > 0 else NULL, intercept,
-                        k * n // K, (k + 1) * n // K, &partials[k, 0], &losses[k], &gbs[k])
+                        k * n // K, (k + 1) * n // K, &partials[k, 0],
+                        &sq_partials[k, 0] if want_sq else NULL, &losses[k], &gbs[k])
         for b in range(K):
             loss += losses[b]
             g_b += gbs[b]
         if d > 0:
             reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
-    return _finish(loss, g_b, grad, coef, l2, n)
+            if want_sq:
+                reduce_partials(&sq_partials[0, 0], K, d, &sq[0], n_threads)
+    return _finish(loss, g_b, grad, coef, l2, n) + (colsq,)
 
 
 cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
