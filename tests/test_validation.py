@@ -286,3 +286,107 @@ def test_inf_features_rejected_on_every_backend(backend_name, coef, sparse, dtyp
             z = score(sp.csr_array(big) if sparse else big, [1e10, 1e10], 0.0, output="log_odds", dtype=np.float64,
                   backend=backend_name)
     assert np.isposinf(z[0])
+
+
+# ------------------------------------------------------------------------------ the compiled finite check
+
+def _flags_kernel():
+    return pytest.importorskip("fastwlr.backends.cython_core._checks").nonfinite_flags
+
+
+def _numpy_flags(a):
+    return (v._NAN if np.isnan(a).any() else 0) | (v._INF if np.isinf(a).any() else 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 7, 65535, 65536, 65537, 3 * 65536 + 5])
+def test_nonfinite_flags_match_numpy(dtype, n):
+    """Every non-finite kind at the start, the end, the middle and the work-chunk edges, alone and
+    together, against numpy, on 1 and 2 threads; finite extremes (max, tiny, subnormal, -0) are not
+    flagged."""
+    kernel = _flags_kernel()
+    rng = np.random.default_rng(n)
+    base = rng.standard_normal(n).astype(dtype)
+    info = np.finfo(dtype)
+    extremes = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, -0.0], dtype=dtype)
+    base[:min(n, 5)] = extremes[:min(n, 5)]
+    neg_nan = np.copysign(np.array(np.nan, dtype=dtype), dtype(-1))
+    payload_nan = np.array(np.nan, dtype=dtype)
+    payload_nan.view(np.uint32 if dtype == np.float32 else np.uint64)[...] |= 1  # another quiet NaN
+    cases = [base]
+    for pos in {0, n // 2, n - 1, 65535, 65536, n - 65537} if n else ():
+        if not 0 <= pos < n:
+            continue
+        for bad in (np.nan, np.inf, -np.inf, neg_nan, payload_nan):
+            a = base.copy()
+            a[pos] = bad
+            cases.append(a)
+    if n >= 2:
+        both = base.copy()
+        both[0], both[-1] = np.nan, -np.inf
+        cases.append(both)
+    for a in cases:
+        for n_threads in (1, 2):
+            assert kernel(a, n_threads) == _numpy_flags(a)
+            assert v._nonfinite_flags(a) == _numpy_flags(a)
+
+
+def test_nonfinite_flags_layouts():
+    """Read-only, 2-D (through reshape) and non-contiguous input: the validation helper answers
+    for every layout (numpy when the kernel cannot take it) and never modifies its input."""
+    a = np.zeros((300, 300))
+    a[123, 45] = np.inf
+    a.setflags(write=False)
+    assert _flags_kernel()(a.reshape(-1), 2) == v._INF
+    assert v._nonfinite_flags(a) == v._INF
+    strided = np.zeros((300, 600))
+    strided[7, 1] = np.nan  # outside the view below
+    assert v._nonfinite_flags(strided[:, ::2]) == 0
+    strided[7, 2] = np.nan
+    assert v._nonfinite_flags(strided[:, ::2]) == v._NAN
+    assert v._nonfinite_flags(np.array([np.inf], dtype=">f8")) == v._INF  # big-endian: numpy
+    assert v._any_inf(np.array([np.nan, 1.0])) is False
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (100, 3), (199_999, 4)])
+def test_check_features_names_first_non_finite(dtype, bad, where):
+    """The error names the first bad element's index exactly, also when the input was strided or
+    Fortran-ordered (validation makes it C-contiguous before the check) and for CSR data."""
+    Xin = np.ones((200_000, 5), dtype=dtype)
+    Xin[where] = bad
+    Xin[-1, -1] = bad  # a later one must not be the one named
+    msg = rf"X contains NaN or inf \(first at index \({where[0]}, {where[1]}\)\)"
+    if where == (199_999, 4):
+        msg = r"X contains NaN or inf \(first at index \(199999, 4\)\)"
+    with pytest.raises(ValueError, match=msg):
+        v.check_features(Xin)
+    with pytest.raises(ValueError, match=msg):
+        v.check_features(np.asfortranarray(Xin))
+    wide = np.ones((200_000, 10), dtype=dtype)
+    wide[:, ::2] = Xin
+    wide[0, 1] = np.nan  # not in the strided view
+    with pytest.raises(ValueError, match=msg):
+        v.check_features(wide[:, ::2])
+    with pytest.raises(ValueError, match="X contains NaN or inf"):
+        v.check_features(sp.csr_array(Xin))
+    if not np.isnan(bad):
+        with pytest.raises(ValueError, match="X contains inf"):
+            v.check_features(Xin, allow_nan=True)
+    else:
+        assert v.check_features(Xin, allow_nan=True).n_rows == 200_000
+    assert np.count_nonzero(~np.isfinite(Xin)) == (1 if where == (199_999, 4) else 2)  # not modified
+
+
+def test_nonfinite_flags_numpy_fallback(monkeypatch):
+    """Without the compiled core the same answers and errors come from numpy."""
+    monkeypatch.setattr(v, "_flags_kernel", [None])
+    a = np.ones((4, 3), dtype=np.float32)
+    assert v._nonfinite_flags(a) == 0 and v._nonfinite_flags(a[:0]) == 0
+    a[2, 1], a[3, 0] = -np.inf, np.nan
+    assert v._nonfinite_flags(a) == v._NAN | v._INF and v._any_inf(a)
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \(2, 1\)\)"):
+        v.check_features(a)
+    with pytest.raises(ValueError, match="X contains inf"):
+        v.check_features(a, allow_nan=True)

@@ -43,10 +43,17 @@ def sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params)
     return _sgd.sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params)
 
 
-def weighted_column_sq_dense(X, sample_weight, n_threads):
+def objective_grad_colsq_dense(X, y, sample_weight, coef, intercept, l2, n_threads):
+    """Not part of the contract: ``objective_grad_dense`` plus sum_i w_i x_ij^2 per column from the
+    same pass, the lbfgs driver's first evaluation and preconditioner in one read of X (``fastwlr._lbfgs``
+    falls back to two passes for backends without it)."""
+    return _objective.objective_grad_colsq_dense(X, y, sample_weight, coef, intercept, l2, n_threads)
+
+
+def weighted_column_sq_dense(X, sample_weight, n_threads, row_step=1):
     """Not part of the contract: a helper of the lbfgs driver (``fastwlr._lbfgs``), which falls back
-    to numpy for backends without it."""
-    return _objective.weighted_column_sq_dense(X, sample_weight, n_threads)
+    to numpy for backends without it. Sums over the rows of ``X[::row_step]``, read in place."""
+    return _objective.weighted_column_sq_dense(X, sample_weight, n_threads, row_step)
 
 
 from . import _topk  # noqa: E402  (issue 4: grouped top-k, alone and fused with scoring)
