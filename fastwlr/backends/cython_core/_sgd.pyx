@@ -9,7 +9,8 @@ import numpy as np
 from libc.math cimport ceil, sqrt, pow, exp, log, log1p, expm1, fabs, isfinite, INFINITY, copysign
 from libc.stdlib cimport malloc, free
 
-from fastwlr.backends.cython_core._math cimport feature_t, index_t, sigmoid, softplus, dot_dense, dot_csr
+from fastwlr.backends.cython_core._math cimport (feature_t, index_t, sigmoid, softplus, dot_dense,
+    exp_nonpos, expm1_nonpos, log1p_nonneg)
 from fastwlr._sgd import (S_ACC_B, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B,
                           S_ACC_NORM, N_SCALARS)
 
@@ -54,80 +55,6 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    #include <math.h>
-    #include <stdint.h>
-    #include <string.h>
-    /* Inline exp / expm1 / log1p for the lazy L2 catch-up of AdaGrad on sparse rows: there a libm
-       call per touched coordinate cost ~30 ns each (calls do not overlap the row's cache misses),
-       more than all the rest of the step. Polynomials: Taylor series, truncated where the next
-       term is below 2^-53 of the result, so they are as accurate as libm's to an ulp or two. */
-    static inline double fastwlr_exp_core(double a) {
-        /* e^a for a in [-708, 0]: a - k ln2 = r with |r| <= 0.347, e^a = 2^k e^r */
-        const double shifter = 6755399441055744.0;          /* 1.5 * 2^52: rounds to an integer */
-        double k = (a * 1.4426950408889634 + shifter) - shifter;
-        double r = fma(-k, 6.93147180369123816490e-01, a);  /* a - k ln2 in two parts */
-        r = fma(-k, 1.90821492927058770002e-10, r);
-        double p = 1.0 / 6227020800.0;                      /* 1/13!: |r|^14/14! < 2^-53 */
-        p = fma(p, r, 1.0 / 479001600.0);
-        p = fma(p, r, 1.0 / 39916800.0);
-        p = fma(p, r, 1.0 / 3628800.0);
-        p = fma(p, r, 1.0 / 362880.0);
-        p = fma(p, r, 1.0 / 40320.0);
-        p = fma(p, r, 1.0 / 5040.0);
-        p = fma(p, r, 1.0 / 720.0);
-        p = fma(p, r, 1.0 / 120.0);
-        p = fma(p, r, 1.0 / 24.0);
-        p = fma(p, r, 1.0 / 6.0);
-        p = fma(p, r, 0.5);
-        p = fma(p, r, 1.0);
-        p = fma(p, r, 1.0);
-        int64_t bits = (int64_t)(k + 1023.0) << 52;         /* 2^k, k in [-1022, 0] */
-        double scale;
-        memcpy(&scale, &bits, sizeof scale);
-        return p * scale;
-    }
-    static inline double fastwlr_exp_nonpos(double a) {
-        /* e^a for a <= 0; 0 below -708 (the subnormal range: a coefficient that small is 0) */
-        if (!(a >= -708.0)) return a != a ? a : 0.0;
-        return fastwlr_exp_core(a);
-    }
-    static inline double fastwlr_expm1_nonpos(double a) {
-        /* e^a - 1 for finite a <= 0, without cancellation near 0. Branch-free (both sides, then a
-           select) so that loops over it vectorise. */
-        double big = fastwlr_exp_core(a > -708.0 ? a : -708.0) - 1.0;  /* |e^a - 1| > 0.39 */
-        double p = 1.0 / 87178291200.0;                     /* 1/14!: |a|^15/15! < 2.3e-17 */
-        p = fma(p, a, 1.0 / 6227020800.0);
-        p = fma(p, a, 1.0 / 479001600.0);
-        p = fma(p, a, 1.0 / 39916800.0);
-        p = fma(p, a, 1.0 / 3628800.0);
-        p = fma(p, a, 1.0 / 362880.0);
-        p = fma(p, a, 1.0 / 40320.0);
-        p = fma(p, a, 1.0 / 5040.0);
-        p = fma(p, a, 1.0 / 720.0);
-        p = fma(p, a, 1.0 / 120.0);
-        p = fma(p, a, 1.0 / 24.0);
-        p = fma(p, a, 1.0 / 6.0);
-        p = fma(p, a, 0.5);
-        p = fma(p, a, 1.0);
-        return a < -0.5 ? big : p * a;
-    }
-    #define FASTWLR_LOG1P_SERIES_MAX 0.0078125
-    static inline double fastwlr_log1p_series(double x) {
-        /* log(1 + x) for 0 <= x < 2^-7 (|x|^9/9 < 2^-66 x); no check, so loops over it vectorise */
-        double p = 1.0 / 8.0;
-        p = fma(p, -x, 1.0 / 7.0);
-        p = fma(p, -x, 1.0 / 6.0);
-        p = fma(p, -x, 1.0 / 5.0);
-        p = fma(p, -x, 1.0 / 4.0);
-        p = fma(p, -x, 1.0 / 3.0);
-        p = fma(p, -x, 0.5);
-        p = fma(p, -x, 1.0);
-        return p * x;
-    }
-    static inline double fastwlr_log1p_nonneg(double x) {
-        /* log(1 + x) for x >= 0 */
-        return x < FASTWLR_LOG1P_SERIES_MAX ? fastwlr_log1p_series(x) : log1p(x);
-    }
     /* The arithmetic of ada_catch_up (_sgd.pyx) for the n gathered coordinates of one row, in C
        for `restrict` (without it the compiler does not vectorise a loop over seven arrays). Flags
        in slow[q] the coordinates it does not cover: x = eta_j l2 outside the series' range, or
@@ -149,10 +76,6 @@ cdef extern from *:
         }
     }
     """
-    double exp_nonpos "fastwlr_exp_nonpos"(double a) noexcept nogil
-    double expm1_nonpos "fastwlr_expm1_nonpos"(double a) noexcept nogil
-    double log1p_nonneg "fastwlr_log1p_nonneg"(double x) noexcept nogil
-    double log1p_series "fastwlr_log1p_series"(double x) noexcept nogil
     void ada_decay_row "fastwlr_ada_decay_row"(Py_ssize_t n, const double* last, const double* acc,
         const double* coef, const double* avg, double* new_coef, double* new_avg, double* slow,
         double t, double eta0_l2, int avg_on, double avg_start) noexcept nogil
@@ -254,10 +177,10 @@ def iwa_step_c(double z, double label, double h, double k):
 
 
 def _inline_math(double[::1] a, double[::1] out, int which):
-    """The inline exp (0), expm1 (1), log1p (2) of the catch-up, exposed for tests."""
+    """Test hook: the shared inline expm1 (which=1) and log1p (2) of _math.pxd, as the catch-up uses them."""
     cdef Py_ssize_t i
     for i in range(a.shape[0]):
-        out[i] = exp_nonpos(a[i]) if which == 0 else (expm1_nonpos(a[i]) if which == 1 else log1p_nonneg(a[i]))
+        out[i] = expm1_nonpos(a[i]) if which == 1 else log1p_nonneg(a[i])
 
 
 cdef inline double eta_sgd(const Params* p, double t) noexcept nogil:
