@@ -212,7 +212,7 @@ def markdown(results, command):
                        f"{_fmt(r['dist_true'], '.3f')} | {_fmt(r['pul'], '.4f')} ± {_fmt(r['pul_sd'], '.4f')} | "
                        f"{_fmt(r['wll'], '.5g')} | {_fmt(r['spread'], '.3f')} | {r['time']:.2f} s |")
         out += ["", f"Learning-rate sweep on **{info['name']}** (objective gap after {info['epochs']} epochs, "
-                "median over seeds; eta0 = multiplier x the default):", "",
+                "median over seeds; eta0 = multiplier x the iwa and resample default, the same for all three (gradient's own default is 2x it)):", "",
                 "| weighting | optimiser | " + " | ".join(f"x{m}" for m in LR_MULTIPLIERS) + " |",
                 "|---|---|" + "---:|" * len(LR_MULTIPLIERS)]
         for optimizer in OPTIMIZERS:
