@@ -647,6 +647,7 @@ def sgd_epoch_csr(const feature_t[::1] data, const index_t[::1] indices, const i
     cdef Params p
     cdef Packed pk
     cdef double loss = 0.0
+    cdef bint worth_packing
     pk.raw = NULL
     if y.shape[0] != n or sample_weight.shape[0] != n:
         raise ValueError("y and sample_weight must have one entry per row")
@@ -663,9 +664,13 @@ def sgd_epoch_csr(const feature_t[::1] data, const index_t[::1] indices, const i
         free(st.buf)
         free(st.gather)
         raise MemoryError()
+    # packing costs two O(d) passes: worth it when the epoch touches at least d coordinates
+    # (a small partial_fit chunk over 2^24 hashed columns is faster unpacked)
+    worth_packing = <double>order.shape[0] * <double>indices.shape[0] >= <double>d * <double>max(n, 1)
     try:
         with nogil:
-            pack_state(&st, &p, &pk)
+            if worth_packing:
+                pack_state(&st, &p, &pk)
             bad = run_epoch(&data[0] if data.shape[0] else NULL, &indices[0] if indices.shape[0] else <const index_t*>&indptr[0],
                                                 &indptr[0], 0, &y[0] if n else NULL,
                                                 &sample_weight[0] if n else NULL,
