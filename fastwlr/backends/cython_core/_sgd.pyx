@@ -55,13 +55,14 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    #define FASTWLR_RESTRICT __restrict   /* C99's restrict, spelled so that MSVC accepts it too */
     /* The arithmetic of ada_catch_up (_sgd.pyx) for the n gathered coordinates of one row, in C
        for `restrict` (without it the compiler does not vectorise a loop over seven arrays). Flags
        in slow[q] the coordinates it does not cover: x = eta_j l2 outside the series' range, or
        averaging that began within the gap (last_j < avg_start). */
-    static void fastwlr_ada_decay_row(Py_ssize_t n, const double* restrict last,
-            const double* restrict acc, const double* restrict coef, const double* restrict avg,
-            double* restrict new_coef, double* restrict new_avg, double* restrict slow, double t,
+    static void fastwlr_ada_decay_row(Py_ssize_t n, const double* FASTWLR_RESTRICT last,
+            const double* FASTWLR_RESTRICT acc, const double* FASTWLR_RESTRICT coef, const double* FASTWLR_RESTRICT avg,
+            double* FASTWLR_RESTRICT new_coef, double* FASTWLR_RESTRICT new_avg, double* FASTWLR_RESTRICT slow, double t,
             double eta0_l2, int avg_on, double avg_start) {
         double inv_eta0_l2 = eta0_l2 > 0.0 ? 1.0 / eta0_l2 : 0.0;
         for (Py_ssize_t q = 0; q < n; q++) {
