@@ -55,7 +55,8 @@ def _float_dtype(dtype, name):
     raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
 
 
-def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, name="X", defer_inf_check=False):
+def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, name="X", defer_inf_check=False,
+                   n_threads=None):
     """Validate dense or sparse features; return a ``Features``.
 
     Dense input of another float layout (Fortran, strided, big-endian) is copied to C order; integer
@@ -64,10 +65,11 @@ def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, nam
     ``defer_inf_check`` (with ``allow_nan``): skip the pass looking for inf; the caller promises to
     call ``check_no_inf`` whenever a kernel saw a non-finite log-odds (an inf feature always makes
     its row's z inf or NaN), which saves a full read of X when scoring.
+    ``n_threads``: threads for the NaN/inf scan of the values (the caller's ``n_threads``; None: all).
     """
     if _is_sparse(X):
         return _check_csr(X, n_features=n_features, allow_nan=allow_nan, allow_empty=allow_empty, name=name,
-                          defer_inf_check=defer_inf_check)
+                          defer_inf_check=defer_inf_check, n_threads=n_threads)
     if isinstance(X, np.ndarray) and X.dtype == object or not hasattr(X, "__array__") and not isinstance(X, (list, tuple)):
         raise TypeError(f"{name} must be a 2-D numpy array or a scipy sparse matrix, got {type(X).__name__}")
     arr = np.asarray(X)
@@ -82,8 +84,8 @@ def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, nam
     if not allow_empty and arr.shape[0] == 0:
         raise ValueError(f"{name} has 0 rows")
     if not allow_nan:
-        _check_finite(arr, name)
-    elif not defer_inf_check and _any_inf(arr):
+        _check_finite(arr, name, n_threads)
+    elif not defer_inf_check and _any_inf(arr, n_threads):
         raise ValueError(f"{name} contains inf; features must be finite (NaN rows are reported where scored)")
     return Features(arr.shape[0], arr.shape[1], arr.dtype, X=arr)
 
@@ -93,28 +95,30 @@ def _check_n_features(got, expected, name):
         raise ValueError(f"{name} has {got} features, but the coefficients have {expected}")
 
 
-def _check_finite(arr, name):
-    if _nonfinite_flags(arr):
+def _check_finite(arr, name, n_threads=1):
+    if _nonfinite_flags(arr, n_threads=n_threads):
         bad = np.argwhere(~np.isfinite(arr))[0]  # the error path only: where, exactly
         raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
-def _any_inf(arr):
-    return bool(_nonfinite_flags(arr, inf_only=True) & _INF)
+def _any_inf(arr, n_threads=1):
+    return bool(_nonfinite_flags(arr, inf_only=True, n_threads=n_threads) & _INF)
 
 
 _NAN, _INF = 1, 2
 _flags_kernel = []  # [the compiled nonfinite_flags, or None]: looked up once
 
 
-def _nonfinite_flags(arr, inf_only=False):
+def _nonfinite_flags(arr, inf_only=False, n_threads=1):
     """_NAN | _INF: which kinds of non-finite values ``arr`` holds (0: none, or empty).
 
     The compiled core's ``_checks.nonfinite_flags`` reads a contiguous float32/float64 array once,
     on all cores, without numpy's n-byte bool temporary (1M x 64 float32: 44 -> 12 ms on 2 cores).
     It is a helper of validation, not a backend kernel: it is used whichever backend is chosen
     (the answer is the same), and numpy answers when the core is not built or the layout differs.
-    ``inf_only``: the numpy fallback need not look for NaN (the kernel finds both in one pass)."""
+    ``inf_only``: the numpy fallback need not look for NaN (the kernel finds both in one pass).
+    ``n_threads``: as the caller's n_threads (None: all cores); 1-D vectors (labels, weights) are
+    checked with one, their scan is short next to starting threads."""
     if arr.size == 0:
         return 0
     if not _flags_kernel:
@@ -126,7 +130,7 @@ def _nonfinite_flags(arr, inf_only=False):
     kernel = _flags_kernel[0]
     if kernel is not None and arr.dtype in FLOAT_DTYPES and arr.dtype.isnative and arr.flags.c_contiguous:
         from ._config import resolve_n_threads
-        return kernel(arr.reshape(-1), resolve_n_threads(None))
+        return kernel(arr.reshape(-1), resolve_n_threads(n_threads))
     if inf_only:
         return _INF if np.isinf(arr).any() else 0
     if np.isfinite(arr).all():
@@ -134,7 +138,7 @@ def _nonfinite_flags(arr, inf_only=False):
     return (_NAN if np.isnan(arr).any() else 0) | (_INF if np.isinf(arr).any() else 0)
 
 
-def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=False):
+def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=False, n_threads=None):
     import scipy.sparse as sp
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got a sparse array of shape {X.shape}")
@@ -174,8 +178,8 @@ def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=F
     dtype = _float_dtype(data.dtype, name)
     data = np.ascontiguousarray(data[:nnz], dtype=dtype.newbyteorder("="))
     if not allow_nan:
-        _check_finite(data, name)
-    elif not defer_inf_check and _any_inf(data):
+        _check_finite(data, name, n_threads)
+    elif not defer_inf_check and _any_inf(data, n_threads):
         raise ValueError(f"{name} contains inf; features must be finite")
     return Features(n_rows, n_cols, data.dtype, data=data, indices=indices, indptr=indptr)
 
@@ -297,10 +301,10 @@ def check_offsets(offsets, n):
     return arr
 
 
-def check_no_inf(features, name="X"):
+def check_no_inf(features, name="X", n_threads=None):
     """The inf check that ``check_features(..., defer_inf_check=True)`` skipped (dense or CSR)."""
     values = features.data if features.is_sparse else features.X
-    if _any_inf(values):
+    if _any_inf(values, n_threads):
         raise ValueError(f"{name} contains inf; features must be finite (NaN rows are reported where scored)")
 
 

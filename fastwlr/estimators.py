@@ -253,7 +253,7 @@ class WeightedLogisticRegression(_Params):
     def _validate_X(self, X, reset):
         X = _numeric_X(X)
         if reset:
-            features = v.check_features(X, allow_empty=False)
+            features = v.check_features(X, allow_empty=False, n_threads=self.n_threads)
             if features.n_features == 0:
                 raise ValueError(f"Found array with 0 feature(s) (shape=({features.n_rows}, 0)) while a "
                                  "minimum of 1 is required.")
@@ -263,7 +263,7 @@ class WeightedLogisticRegression(_Params):
         if d is not None and d != self.n_features_in_:
             raise ValueError(f"X has {d} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input")
-        return v.check_features(X, n_features=self.n_features_in_)
+        return v.check_features(X, n_features=self.n_features_in_, n_threads=self.n_threads)
 
     def _encode_y(self, y, n, reset):
         """Labels -> float64 0/1, setting ``classes_`` (sorted; classes_[1] is the positive class)."""

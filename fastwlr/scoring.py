@@ -65,7 +65,7 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     output = v.check_output(output)
     # inf features are rejected, but looking for them is a second full read of X (as long as the
     # scoring itself): the kernel counts non-finite log-odds instead, and only then do we look
-    features = v.check_features(X, allow_nan=True, defer_inf_check=True)
+    features = v.check_features(X, allow_nan=True, defer_inf_check=True, n_threads=n_threads)
     coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
     if out is None:
         out = np.empty(features.n_rows, dtype=result_dtype(features.dtype, output, dtype))
@@ -78,8 +78,8 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     backend = get_backend(backend)
     counts = getattr(backend, "SCORE_COUNTS_NONFINITE", False)
     if not counts:
-        v.check_no_inf(features)
+        v.check_no_inf(features, n_threads=n_threads)
     n_nonfinite = _run_kernel(features, coef, intercept, output, out, resolve_n_threads(n_threads), backend)
     if counts and n_nonfinite:  # NaN features or an overflowing sum also land here: look for inf
-        v.check_no_inf(features)
+        v.check_no_inf(features, n_threads=n_threads)
     return out

@@ -115,7 +115,7 @@ def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", e
     k = v.check_k(k)
     # inf features make some log-odds inf or NaN: the kernel flags those and only then is X searched
     # for inf (see check_nonfinite_log_odds), which saves a full pass over X
-    features = v.check_features(X, allow_nan=True, defer_inf_check=True)
+    features = v.check_features(X, allow_nan=True, defer_inf_check=True, n_threads=n_threads)
     coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
     offsets = _offsets(offsets, features.n_rows)
     exclude = v.check_exclude(exclude, features.n_rows)

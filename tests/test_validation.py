@@ -390,3 +390,32 @@ def test_nonfinite_flags_numpy_fallback(monkeypatch):
         v.check_features(a)
     with pytest.raises(ValueError, match="X contains inf"):
         v.check_features(a, allow_nan=True)
+
+
+def test_nonfinite_scan_uses_the_callers_threads(monkeypatch):
+    # n_threads=1 means one thread, validation included (the scan of X); vectors use one
+    _flags_kernel()
+    v._nonfinite_flags(np.zeros(1))   # looks the compiled kernel up
+    seen = []
+    real = v._flags_kernel[0]
+
+    def recording(x, n_threads):
+        seen.append((x.shape[0], n_threads))
+        return real(x, n_threads)
+
+    monkeypatch.setattr(v, "_flags_kernel", [recording])
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = (rng.random(200) < 0.5).astype(float)
+    import fastwlr
+    from fastwlr import WeightedLogisticRegression
+    from fastwlr._config import resolve_n_threads
+    WeightedLogisticRegression(solver="lbfgs", n_threads=1).fit(X, y)
+    assert seen and all(t == 1 for _, t in seen), seen
+    seen.clear()
+    v.check_features(X, n_threads=None)
+    assert seen == [(600, resolve_n_threads(None))]
+    seen.clear()
+    fastwlr.score(X, np.ones(3), 0.0, n_threads=1)
+    v.check_no_inf(v.check_features(X, n_threads=1), n_threads=1)
+    assert all(t == 1 for _, t in seen), seen
