@@ -22,31 +22,31 @@ NAN_FLAG = 1
 INF_FLAG = 2
 
 
-cdef int flags32(const uint32_t* u, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef uint32_t a, top = 0, inf = 0
-    for i in range(n):
-        a = u[i] & 0x7fffffffu
-        top = a if a > top else top
-        inf |= (a == 0x7f800000u)
-    return (1 if top > 0x7f800000u else 0) | (2 if inf else 0)
+ctypedef fused bits_t:
+    uint32_t
+    uint64_t
 
 
-cdef int flags64(const uint64_t* u, Py_ssize_t n) noexcept nogil:
+cdef int flags(const bits_t* u, Py_ssize_t n) noexcept nogil:
+    """The flags of n floats given as their bits (float32: uint32_t, float64: uint64_t)."""
     cdef Py_ssize_t i
-    cdef uint64_t a, top = 0, inf = 0
+    cdef bits_t a, top = 0, inf = 0, magnitude, exponent
+    if bits_t is uint32_t:
+        magnitude, exponent = 0x7fffffffu, 0x7f800000u
+    else:
+        magnitude, exponent = 0x7fffffffffffffffu, 0x7ff0000000000000u
     for i in range(n):
-        a = u[i] & 0x7fffffffffffffffu
+        a = u[i] & magnitude
         top = a if a > top else top
-        inf |= (a == 0x7ff0000000000000u)
-    return (1 if top > 0x7ff0000000000000u else 0) | (2 if inf else 0)
+        inf |= (a == exponent)
+    return (1 if top > exponent else 0) | (2 if inf else 0)
 
 
 def nonfinite_flags(const feature_t[::1] x, int n_threads):
     """NAN_FLAG | INF_FLAG: which kinds of non-finite values ``x`` holds (0: all finite, or empty).
     ``x`` is 1-D contiguous float32/float64 (a C-contiguous 2-D array: pass ``arr.reshape(-1)``)."""
     cdef Py_ssize_t n = x.shape[0], k, K = (n + CHUNK - 1) // CHUNK, start, stop
-    cdef int flags = 0
+    cdef int result = 0
     if n == 0:
         return 0
     cdef const void* p = &x[0]
@@ -55,7 +55,7 @@ def nonfinite_flags(const feature_t[::1] x, int n_threads):
             start = k * CHUNK
             stop = min(start + CHUNK, n)
             if feature_t is float:
-                flags |= flags32(<const uint32_t*>p + start, stop - start)
+                result |= flags(<const uint32_t*>p + start, stop - start)
             else:
-                flags |= flags64(<const uint64_t*>p + start, stop - start)
-    return flags
+                result |= flags(<const uint64_t*>p + start, stop - start)
+    return result
