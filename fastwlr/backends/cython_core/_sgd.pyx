@@ -37,7 +37,6 @@ cdef enum:
     N_SC = 9
 
 cdef double RESCALE_BELOW = 1e-9   # the SGD weight scale is folded into coef below this
-cdef double ADA_EPS = 1e-12
 
 assert (S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM, N_SCALARS) == \
     (I_B, I_SCALE, I_T, I_ACC_B, I_Z_B, I_AVG_B, I_CLOCK, I_NAVG, I_ACC_NORM, N_SC), "scalars layout changed"
@@ -56,6 +55,7 @@ cdef extern from *:
 cdef extern from *:
     """
     #define FASTWLR_RESTRICT __restrict   /* C99's restrict, spelled so that MSVC accepts it too */
+    #define FASTWLR_ADA_EPS 1e-12          /* AdaGrad's eta0 / (sqrt(acc) + eps), here and in Cython */
     /* The arithmetic of ada_catch_up (_sgd.pyx) for the n gathered coordinates of one row, in C
        for `restrict` (without it the compiler does not vectorise a loop over seven arrays). Flags
        in slow[q] the coordinates it does not cover: x = eta_j l2 outside the series' range, or
@@ -67,7 +67,7 @@ cdef extern from *:
         double inv_eta0_l2 = eta0_l2 > 0.0 ? 1.0 / eta0_l2 : 0.0;
         for (Py_ssize_t q = 0; q < n; q++) {
             double m = t - last[q];
-            double sq = sqrt(acc[q]) + 1e-12;               /* ADA_EPS */
+            double sq = sqrt(acc[q]) + FASTWLR_ADA_EPS;
             double x = eta0_l2 / sq;                        /* eta_j l2 */
             double e = fastwlr_expm1_nonpos(-m * fastwlr_log1p_series(x));   /* r^m - 1 */
             new_coef[q] = coef[q] + coef[q] * e;
@@ -77,6 +77,7 @@ cdef extern from *:
         }
     }
     """
+    double ADA_EPS "FASTWLR_ADA_EPS"
     void ada_decay_row "fastwlr_ada_decay_row"(Py_ssize_t n, const double* last, const double* acc,
         const double* coef, const double* avg, double* new_coef, double* new_avg, double* slow,
         double t, double eta0_l2, int avg_on, double avg_start) noexcept nogil
