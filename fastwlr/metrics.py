@@ -1050,10 +1050,16 @@ def plot_calibration(table, *, ax=None, label=None, log=True):
     both = np.concatenate((x, y))
     both = both[both > 0] if log else both
     if both.size:
-        lo, hi = both.min(), both.max()
-        # one "calibrated" diagonal per axes, however many curves are drawn on it
-        first = "calibrated" not in ax.get_legend_handles_labels()[1]
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="calibrated" if first else None)
+        lo, hi = float(both.min()), float(both.max())
+        # one "calibrated" diagonal per axes, however many curves are drawn on it: a later curve
+        # widens the existing one rather than drawing another on top
+        diagonal = next((line for line in ax.get_lines() if line.get_label() == "calibrated"), None)
+        if diagonal is None:
+            ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="calibrated")
+        else:
+            old = np.asarray(diagonal.get_xdata(), dtype=float)
+            lo, hi = min(lo, float(old.min())), max(hi, float(old.max()))
+            diagonal.set_data([lo, hi], [lo, hi])
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
