@@ -76,6 +76,7 @@ class _only_for_sgd:
         return self.fn.__get__(obj, objtype)
 
 SOLVERS = ("sgd", "lbfgs")
+SAMPLING_CORRECTIONS = ("weight", "intercept")
 
 
 def _sgd_defaults():
@@ -175,6 +176,19 @@ class WeightedLogisticRegression(_Params):
     n_threads : int or None, default=None
         OpenMP threads for the compiled kernels (None: all cores). lbfgs results do not depend on it.
     backend : {"auto", "cython", "numba", "reference"} or None
+    negative_sampling_rate : float in (0, 1], default=1.0
+        The training rows are logs whose negatives (``classes_[0]``; for ``WatchTimeRanker`` the
+        unclicked impressions) were kept with this probability, the positives all kept. The fit is
+        corrected so that it estimates the model the full logs would give (see
+        ``negative_sampling_correction``). 1.0: nothing was dropped.
+    negative_sampling_correction : {"weight", "intercept"}, default="weight"
+        ``"weight"``: each negative counts 1 / rate times (times its ``sample_weight``). The expected
+        objective over the sampling then *is* the full logs' objective, for any model, so the fit
+        matches the full-data fit up to the sampling noise of the dropped negatives. ``"intercept"``:
+        fit the sampled rows as they are and add log(rate) to the intercept (the classic prior
+        correction). Exact only when the model is well specified (the true log-odds are linear in
+        the features); otherwise it converges to another model. It has less variance when the model
+        is right. Needs ``fit_intercept=True``.
 
     Attributes
     ----------
@@ -192,7 +206,8 @@ class WeightedLogisticRegression(_Params):
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="sgd", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
                  learning_rate="auto", power_t=0.5, average=True, warm_start=False, random_state=None,
-                 n_threads=None, backend=None):
+                 n_threads=None, backend=None, negative_sampling_rate=1.0,
+                 negative_sampling_correction="weight"):
         self.alpha = alpha
         self.l1_ratio = l1_ratio
         self.solver = solver
@@ -210,6 +225,8 @@ class WeightedLogisticRegression(_Params):
         self.random_state = random_state
         self.n_threads = n_threads
         self.backend = backend
+        self.negative_sampling_rate = negative_sampling_rate
+        self.negative_sampling_correction = negative_sampling_correction
 
     # ------------------------------------------------------------------ scikit-learn integration
     def __sklearn_tags__(self):
@@ -249,6 +266,20 @@ class WeightedLogisticRegression(_Params):
             tol = v.check_scalar(self.tol, "tol", low=0.0)
         v.check_scalar(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
         return alpha, l1_ratio, max_iter, tol
+
+    def _check_sampling(self):
+        """(rate, intercept shift): the negative down-sampling correction this fit applies."""
+        rate = v.check_scalar(self.negative_sampling_rate, "negative_sampling_rate", low=0.0, high=1.0,
+                              low_inclusive=False)
+        if self.negative_sampling_correction not in SAMPLING_CORRECTIONS:
+            raise ValueError(f"negative_sampling_correction must be one of {SAMPLING_CORRECTIONS}, "
+                             f"got {self.negative_sampling_correction!r}")
+        if self.negative_sampling_correction == "intercept" and rate < 1.0:
+            if not self.fit_intercept:
+                raise ValueError("negative_sampling_correction='intercept' shifts the intercept: it needs "
+                                 "fit_intercept=True (or use the default 'weight')")
+            return rate, math.log(rate)
+        return rate, 0.0
 
     def _validate_X(self, X, reset):
         X = _numeric_X(X)
@@ -312,6 +343,7 @@ class WeightedLogisticRegression(_Params):
 
     def _fit(self, features, y01, w):
         alpha, l1_ratio, max_iter, tol = self._check_params()
+        w, shift = self._sampling_weights(y01, w)
         if not float(w.sum()) > 0:
             raise ValueError("every sample_weight is zero (they sum to 0): there is nothing to fit")
         warm = self.warm_start and getattr(self, "coef_", None) is not None \
@@ -321,15 +353,16 @@ class WeightedLogisticRegression(_Params):
         if self.solver == "lbfgs":
             res = fit_lbfgs(features, y01, w, alpha=alpha, fit_intercept=bool(self.fit_intercept),
                             coef_init=self.coef_[0] if warm else None,
-                            intercept_init=float(self.intercept_[0]) if warm else 0.0,
+                            intercept_init=float(self.intercept_[0]) - shift if warm else 0.0,
                             tol=tol, max_iter=max_iter, n_threads=n_threads, backend=backend)
             self._sgd_state = None
-            self._set_solution(res.coef, res.intercept, features.n_features, res.n_iter, res.converged)
+            self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
             return self
         state = self._sgd_state if warm and getattr(self, "_sgd_state", None) is not None else None
         res = self._run_sgd(features, y01, w, alpha, l1_ratio, max_iter, tol, state, partial=False,
                             n_threads=n_threads)
-        self._set_solution(res.coef, res.intercept, features.n_features, res.n_iter, res.converged)
+        # the SGD state keeps the uncorrected intercept, so warm starts and partial_fit continue it
+        self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
         if not res.converged and tol is not None:
             warnings.warn(f"sgd stopped after max_iter={max_iter} epochs before the objective settled "
                           f"(tol={tol:g}); increase max_iter or use solver='lbfgs'.",
@@ -396,6 +429,7 @@ class WeightedLogisticRegression(_Params):
 
     def _partial_fit(self, features, y01, w, first):
         alpha, l1_ratio, _, _ = self._check_params()
+        w, shift = self._sampling_weights(y01, w)
         if first:
             self._partial_rng = None
         if first and not float(w.sum()) > 0:
@@ -404,8 +438,16 @@ class WeightedLogisticRegression(_Params):
         res = self._run_sgd(features, y01, w, alpha, l1_ratio, 1, None, state, partial=True,
                             n_threads=resolve_n_threads(self.n_threads))
         n_iter = (0 if first else self.n_iter_) + 1
-        self._set_solution(res.coef, res.intercept, features.n_features, n_iter, False)
+        self._set_solution(res.coef, res.intercept + shift, features.n_features, n_iter, False)
         return self
+
+    def _sampling_weights(self, y01, w):
+        """The negative down-sampling correction, in one place: (weights, intercept shift).
+        "weight": negatives (y = 0) count 1 / rate; "intercept": weights as given, intercept + log(rate)."""
+        rate, shift = self._check_sampling()
+        if rate < 1.0 and self.negative_sampling_correction == "weight":
+            w = np.where(y01 == 0, w / rate, w)
+        return w, shift
 
     def _set_solution(self, coef, intercept, d, n_iter, converged):
         coef = np.asarray(coef, dtype=np.float64).reshape(1, d)
@@ -511,6 +553,12 @@ class WatchTimeRanker(WeightedLogisticRegression):
     fit_click_model : bool, default=False
         Also fit an unweighted ``WeightedLogisticRegression`` (same solver and options) on the click
         labels, stored as ``click_model_``; ``predict`` then applies the exact correction.
+    negative_sampling_rate : float in (0, 1], default=1.0
+        Logs whose unclicked impressions were kept with this probability (every clicked one kept):
+        the fit (and the click model's) is corrected to the model of the full logs, so e^z keeps
+        meaning E[T | x] / (1 - p). ``negative_sampling_correction`` says how (default "weight":
+        unclicked rows count 1 / rate, exact in expectation for any model; see
+        ``WeightedLogisticRegression``). ``score`` evaluates the rows it is given as they are.
     **others : as ``WeightedLogisticRegression``.
     """
 
@@ -519,13 +567,15 @@ class WatchTimeRanker(WeightedLogisticRegression):
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="sgd", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
                  learning_rate="auto", power_t=0.5, average=True, warm_start=False, random_state=None,
-                 n_threads=None, backend=None, fit_click_model=False):
+                 n_threads=None, backend=None, negative_sampling_rate=1.0,
+                 negative_sampling_correction="weight", fit_click_model=False):
         super().__init__(alpha, l1_ratio=l1_ratio, solver=solver, fit_intercept=fit_intercept,
                          max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
                          weighting=weighting, optimizer=optimizer, eta0=eta0,
                          learning_rate=learning_rate, power_t=power_t, average=average,
                          warm_start=warm_start, random_state=random_state, n_threads=n_threads,
-                         backend=backend)
+                         backend=backend, negative_sampling_rate=negative_sampling_rate,
+                         negative_sampling_correction=negative_sampling_correction)
         self.fit_click_model = fit_click_model
 
     def __sklearn_tags__(self):

@@ -408,7 +408,8 @@ def test_new_metrics_are_public():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script, expect", [("glm_study.py", "| Tweedie 1.9 |"), ("metrics_scaling.py", "| xauc |")])
+@pytest.mark.parametrize("script, expect", [("glm_study.py", "| Tweedie 1.9 |"), ("metrics_scaling.py", "| xauc |"),
+                                            ("negative_sampling.py", "| generated, well specified |")])
 def test_experiment_scripts_smoke_mode_runs(script, expect):
     """The studies in benchmarks/experiments still run against the current API (--smoke prints
     only; freMTPL2 is skipped when the data are absent, the generated part always runs)."""
