@@ -25,7 +25,7 @@ nothing to NDCG (it is left out of the mean). The per-request averages (``groupe
 ``sample_weight`` a pair weighs w_i w_j; unweighted pair counts are exact (integers below 2**53),
 weighted sums exact up to floating-point round-off.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -68,6 +68,17 @@ def _sort_blocks(scores, offsets, descending=False):
     return order, g, block_start
 
 
+def _earlier_in_request(block_w, g_block):
+    """For blocks sorted by request: the total of ``block_w`` over the earlier blocks of the same
+    request (an exclusive cumulative sum restarted at each request; exactly 0 for its first block,
+    and unchanged across zero-weight blocks)."""
+    cum = np.concatenate(([0.0], np.cumsum(block_w)))
+    first = np.ones(block_w.shape[0], dtype=bool)
+    first[1:] = g_block[1:] != g_block[:-1]
+    group_first = np.maximum.accumulate(np.where(first, np.arange(block_w.shape[0]), 0))
+    return cum[:-1] - cum[group_first]
+
+
 def _pair_sums(y, scores, w, offsets):
     """Sums over (positive i, negative j) pairs of the same request of w_i w_j times
     [s_i > s_j] (``correct``), [s_i == s_j] (``tied``) and [s_i < s_j] (``wrong``), pooled."""
@@ -88,13 +99,7 @@ def _pair_sums_per_request(y, scores, w, offsets):
     neg_block = np.add.reduceat(wneg, starts)        # negative weight of each tie block
     pos_block = np.add.reduceat(wpos, starts)
     g_block = g[starts]
-    # negative weight strictly below each block, within its request: an exclusive cumulative sum
-    # over blocks, restarted at each request (subtract the value at the request's first block)
-    cum = np.concatenate(([0.0], np.cumsum(neg_block)))
-    first_block_of_group = np.ones(starts.shape[0], dtype=bool)
-    first_block_of_group[1:] = g_block[1:] != g_block[:-1]
-    group_first = np.maximum.accumulate(np.where(first_block_of_group, np.arange(starts.shape[0]), 0))
-    below = cum[:-1] - cum[group_first]
+    below = _earlier_in_request(neg_block, g_block)   # negative weight strictly below each block
     # total negative weight of each block's request
     neg_group = np.bincount(g_block, weights=neg_block, minlength=n_groups)
     total_neg = neg_group[g_block]
@@ -117,6 +122,13 @@ def _watch_time(watch_time):
 
 def _weights(sample_weight, n):
     return None if sample_weight is None else v.check_sample_weight(sample_weight, n)
+
+
+def _ranking_inputs(watch_time, y_score, sample_weight, offsets):
+    """Validated (watch_time, scores, sample_weight or None, offsets) of a watch-time ranking metric."""
+    t = _watch_time(watch_time)
+    n = t.shape[0]
+    return t, v.check_ranking_scores(y_score, n), _weights(sample_weight, n), v.check_offsets(offsets, n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,11 +300,7 @@ def weighted_per_user_loss(watch_time, y_score, offsets, *, sample_weight=None):
     >>> weighted_per_user_loss(T, s, offsets=[0, 3, 5])  # (30 * 1 + 10 * 1) / (30 * 2 + 10 * 1)
     0.5714285714285714
     """
-    t = _watch_time(watch_time)
-    n = t.shape[0]
-    s = v.check_ranking_scores(y_score, n)
-    sw = _weights(sample_weight, n)
-    off = v.check_offsets(offsets, n)
+    t, s, sw, off = _ranking_inputs(watch_time, y_score, sample_weight, offsets)
     correct, tied, wrong = _pair_sums((t > 0).astype(np.float64), s, _recipe_weights(t, sw), off)
     total = correct + tied + wrong
     if not total > 0:
@@ -472,11 +480,7 @@ def _pairs_across_blocks(start, group, w, n_groups):
     else:
         block_w = np.add.reduceat(w, starts)
     g_block = group[starts]
-    cum = np.concatenate(([0.0], np.cumsum(block_w)))
-    first = np.ones(starts.shape[0], dtype=bool)
-    first[1:] = g_block[1:] != g_block[:-1]
-    group_first = np.maximum.accumulate(np.where(first, np.arange(starts.shape[0]), 0))
-    below = cum[:-1] - cum[group_first]     # exactly 0 for a request's first block
+    below = _earlier_in_request(block_w, g_block)
     return np.bincount(g_block, weights=block_w * below, minlength=n_groups)
 
 
@@ -650,11 +654,7 @@ def xauc(watch_time, y_score, offsets=None, *, sample_weight=None, average="pair
     >>> xauc(T, s)
     0.9
     """
-    t = _watch_time(watch_time)
-    n = t.shape[0]
-    s = v.check_ranking_scores(y_score, n)
-    w = _weights(sample_weight, n)
-    off = v.check_offsets(offsets, n)
+    t, s, w, off = _ranking_inputs(watch_time, y_score, sample_weight, offsets)
     _check_choice(average, "average", ("pairs", "requests", "impressions", None))
     return_skipped = _check_flag(return_skipped, "return_skipped")
     comparable, right = _xauc_sums(t, s, w, off)
@@ -774,19 +774,8 @@ def rmse(watch_time, predicted, *, sample_weight=None):
     """Root mean squared error of a predicted watch time: ``sqrt(sum w_i (T_i - pred_i)^2 / sum w_i)``.
 
     Minimised by E[T | x], so it scores e^z (1 - p) against e^z directly; heavy-tailed watch times
-    make it dominated by the longest watches (compare models on the same rows only).
-
-    Parameters
-    ----------
-    watch_time : array-like of shape (n,)
-        >= 0.
-    predicted : array-like of shape (n,)
-        Finite.
-    sample_weight : array-like of shape (n,), optional
-
-    Returns
-    -------
-    float
+    make it dominated by the longest watches (compare models on the same rows only). Parameters
+    and return value as ``mae``.
     """
     err, w, total = _errors(watch_time, predicted, sample_weight, "RMSE")
     return float(np.sqrt(np.dot(w, err * err) / total))
@@ -795,8 +784,31 @@ def rmse(watch_time, predicted, *, sample_weight=None):
 # ---------------------------------------------------------------------------------------------
 # Calibration
 
+class _ObservedVsPredicted:
+    """What both calibration tables share: observed / predicted means per bin or level."""
+
+    @property
+    def ratio(self):
+        """mean_observed / mean_predicted per bin or level (1 = calibrated)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.mean_observed / self.mean_predicted
+
+    def as_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _means_by(idx, k, w, predicted, observed):
+    """Rows, weight and weighted means of predicted and observed for each of k bins / levels."""
+    count = np.bincount(idx, minlength=k).astype(np.int64)
+    weight = np.bincount(idx, weights=w, minlength=k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_pred = np.bincount(idx, weights=w * predicted, minlength=k) / weight
+        mean_obs = np.bincount(idx, weights=w * observed, minlength=k) / weight
+    return count, weight, mean_pred, mean_obs
+
+
 @dataclass(frozen=True)
-class CalibrationTable:
+class CalibrationTable(_ObservedVsPredicted):
     """Predicted vs observed expected watch time by quantile bins of the prediction.
 
     Attributes
@@ -817,15 +829,6 @@ class CalibrationTable:
     mean_observed: np.ndarray
     count: np.ndarray
     weight: np.ndarray
-
-    @property
-    def ratio(self):
-        """mean_observed / mean_predicted per bin (1 = calibrated)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self.mean_observed / self.mean_predicted
-
-    def as_dict(self):
-        return {k: getattr(self, k) for k in ("bin_edges", "mean_predicted", "mean_observed", "count", "weight")}
 
     def to_markdown(self, fmt="{:.4g}"):
         """The table as GitHub markdown (one row per bin)."""
@@ -878,16 +881,12 @@ def calibration_table(watch_time, predicted, *, n_bins=10, sample_weight=None):
     edges = np.concatenate(([lo], cuts, [hi]))
     n_b = cuts.shape[0] + 1
     idx = np.searchsorted(cuts, p, side="right")
-    count = np.bincount(idx, minlength=n_b).astype(np.int64)
-    weight = np.bincount(idx, weights=w, minlength=n_b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_pred = np.bincount(idx, weights=w * p, minlength=n_b) / weight
-        mean_obs = np.bincount(idx, weights=w * t, minlength=n_b) / weight
+    count, weight, mean_pred, mean_obs = _means_by(idx, n_b, w, p, t)
     return CalibrationTable(edges, mean_pred, mean_obs, count, weight)
 
 
 @dataclass(frozen=True)
-class GroupCalibrationTable:
+class GroupCalibrationTable(_ObservedVsPredicted):
     """Predicted vs observed watch time for each level of a categorical column.
 
     Attributes
@@ -914,20 +913,10 @@ class GroupCalibrationTable:
     observed_se: np.ndarray
 
     @property
-    def ratio(self):
-        """mean_observed / mean_predicted per level (1 = calibrated)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self.mean_observed / self.mean_predicted
-
-    @property
     def z_score(self):
         """(mean_observed - mean_predicted) / observed_se per level."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return (self.mean_observed - self.mean_predicted) / self.observed_se
-
-    def as_dict(self):
-        return {k: getattr(self, k) for k in ("levels", "count", "weight", "mean_predicted", "mean_observed",
-                                              "observed_se")}
 
     def to_markdown(self, fmt="{:.4g}", sort_by="level", max_rows=None):
         """The table as GitHub markdown, one row per level.
@@ -1006,11 +995,8 @@ def calibration_by_group(watch_time, predicted, groups, *, sample_weight=None):
     w = v.check_sample_weight(sample_weight, n)
     levels, idx = _check_groups(groups, n)
     k = levels.shape[0]
-    count = np.bincount(idx, minlength=k).astype(np.int64)
-    weight = np.bincount(idx, weights=w, minlength=k)
+    count, weight, mean_pred, mean_obs = _means_by(idx, k, w, p, t)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_pred = np.bincount(idx, weights=w * p, minlength=k) / weight
-        mean_obs = np.bincount(idx, weights=w * t, minlength=k) / weight
         dev = t - mean_obs[idx]
         var = np.bincount(idx, weights=(w * dev) ** 2, minlength=k)
         se = np.where(count > 1, np.sqrt(var * count / np.maximum(count - 1, 1)) / weight, np.nan)
