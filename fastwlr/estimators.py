@@ -12,8 +12,11 @@ The objective (both solvers, both estimators)::
 
 i.e. DESIGN.md section 1 with the loss averaged over the *weights* (with ``sample_weight=None``,
 sum_i w_i = n and this is DESIGN.md's mean loss with l2 = alpha). Averaging over the weights makes the
-model independent of the unit of the weights (seconds or milliseconds of watch time give the same
-coefficients) and makes an integer weight exactly equivalent to repeating the row.
+model independent of a common scale of all the weights (``sample_weight`` times c gives the same
+coefficients) and makes an integer weight exactly equivalent to repeating the row. The unit of the
+watch time is another matter: it scales the positives' weights but not the negatives', so for a
+misspecified model seconds and milliseconds give different coefficients, not only a shifted
+intercept (docs/glm.md measures it).
 
 Mapping to scikit-learn's ``LogisticRegression(C=...)``, whose objective is
 C sum_i w_i l_i + ||coef||^2 / 2: divide it by C sum_i w_i to get sum_i w_i l_i / sum_i w_i +
