@@ -1046,6 +1046,8 @@ def plot_calibration(table, *, ax=None, label=None, log=True):
             old = np.asarray(diagonal.get_xdata(), dtype=float)
             lo, hi = min(lo, float(old.min())), max(hi, float(old.max()))
             diagonal.set_data([lo, hi], [lo, hi])
+            ax.relim()
+            ax.autoscale_view()
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
