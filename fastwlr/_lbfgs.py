@@ -1,6 +1,6 @@
 """Exact full-batch solver: scipy's L-BFGS-B driven by the compiled objective + gradient kernel.
 
-It minimises the weighted-mean objective (DESIGN.md section 1)
+It minimises the weighted-mean objective (docs/theory.md)
 
     L(coef, b) = sum_i w_i [softplus(z_i) - y_i z_i] / sum_i w_i + (alpha / 2) ||coef||^2
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels import Kernels
 from .exceptions import ConvergenceWarning, DivergenceError
 
 # Default gradient tolerance: stop when max_j |dL/dcoef_j| * scale_j <= tol (and |dL/db| <= tol), where
@@ -26,7 +27,7 @@ from .exceptions import ConvergenceWarning, DivergenceError
 DEFAULT_TOL = 1e-8
 DEFAULT_MAX_ITER = 1000
 # Dense rows sampled (at a fixed stride) to estimate the diagonal preconditioner, for backends without
-# objective_grad_colsq_dense (the compiled core computes it from all rows during the first evaluation).
+# the fused first evaluation (the compiled core computes it from all rows during that pass).
 PRECONDITION_ROWS = 1 << 18
 
 
@@ -50,14 +51,6 @@ def normalised_weights(sample_weight):
     return sample_weight * (sample_weight.shape[0] / total)
 
 
-def objective(features, y, w_norm, coef, intercept, alpha, n_threads, backend):
-    """(loss, grad_coef, grad_intercept) of the weighted-mean objective on validated ``Features``."""
-    if features.is_sparse:
-        return backend.objective_grad_csr(features.data, features.indices, features.indptr,
-                                          features.n_features, y, w_norm, coef, intercept, alpha, n_threads)
-    return backend.objective_grad_dense(features.X, y, w_norm, coef, intercept, alpha, n_threads)
-
-
 def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init=None,
               intercept_init=0.0, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=1,
               backend=None, callback=None, precondition="auto"):
@@ -79,10 +72,10 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
         Stop when the largest gradient component, each scaled by the root weighted mean square of its
         feature (see ``DEFAULT_TOL``), is <= tol.
     max_iter : int
-    n_threads : int
-        Resolved thread count for the kernel. The result does not depend on it.
-    backend : module
-        A backend implementing ``objective_grad_dense`` / ``objective_grad_csr``.
+    n_threads : int or None
+        Threads for the kernel (None or -1: all cores). The result does not depend on it.
+    backend : str, optional
+        As the public functions' ``backend=`` (None: the current setting).
     callback : callable(coef, intercept), optional
         Called after every iteration (used by benchmarks to trace time to optimum).
     precondition : bool or "auto"
@@ -95,6 +88,7 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     from scipy.optimize import minimize
 
     d = features.n_features
+    kernels = Kernels(backend, n_threads)
     w_norm = normalised_weights(sample_weight)
     theta0 = np.zeros(d + 1, dtype=np.float64)
     if coef_init is not None:
@@ -112,15 +106,15 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     if precondition == "auto":
         precondition = not features.is_sparse
     first = []  # [u0 bytes, (loss, grad, grad_b)]: an evaluation at the start already done
-    fused = None if features.is_sparse else getattr(backend, "objective_grad_colsq_dense", None)
-    if precondition and fused is not None:
+    coef0 = np.ascontiguousarray(theta0[:d])
+    b0 = float(theta0[d]) if fit_intercept else 0.0
+    first_eval = kernels.objective_grad_colsq(features, y, w_norm, coef0, b0, alpha) if precondition else None
+    if first_eval is not None:
         # The first evaluation and the preconditioner's column sums in one read of X (all rows,
         # where the separate pass below samples 2^18 of them); scipy's first call is then answered
         # from it. Only when u0 * scale gives back theta0 exactly (always from the default start:
         # coef 0), so the answer is the one ``fun`` would compute.
-        coef0 = np.ascontiguousarray(theta0[:d])
-        b0 = float(theta0[d]) if fit_intercept else 0.0
-        loss0, g0, gb0, sq = fused(features.X, y, w_norm, coef0, b0, alpha, n_threads)
+        loss0, g0, gb0, sq = first_eval
         scale[:d] = _scale_from_sq(sq, features.n_rows)
         u0 = theta0 / scale
         if np.array_equal(u0 * scale, theta0):
@@ -128,7 +122,7 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
         theta0 = u0
     else:
         if precondition:
-            scale[:d] = _column_scale(features, w_norm, n_threads, backend)
+            scale[:d] = _column_scale(features, w_norm, kernels)
         theta0 = theta0 / scale
 
     def split(u):
@@ -143,7 +137,7 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
             loss, g, gb = first[1]
         else:
             coef, b = split(theta)
-            loss, g, gb = objective(features, y, w_norm, coef, b, alpha, n_threads, backend)
+            loss, g, gb = kernels.objective_grad(features, y, w_norm, coef, b, alpha)
         grad = np.empty(d + 1)
         grad[:d] = g
         grad[d] = gb if fit_intercept else 0.0  # a fixed intercept: zero gradient keeps it at 0
@@ -198,24 +192,7 @@ def _base_log_odds(y, w):
     return float(np.log(pos / neg))
 
 
-def _dense_column_sq(X, w, n_threads, backend, row_step=1):
-    """sum_i w_i x_ij^2 over the rows of X[::row_step]: the compiled helper when the backend has one
-    (it reads the sampled rows in place), else numpy in row blocks."""
-    kernel = getattr(backend, "weighted_column_sq_dense", None)
-    if kernel is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            return kernel(X, w, n_threads, row_step)
-    X, w = X[::row_step], w[::row_step]  # views
-    sq = np.zeros(X.shape[1])
-    block = 1 << 15  # rows at a time: a float64 temporary of at most 32k x d
-    with np.errstate(over="ignore", invalid="ignore"):  # |x| too large: that column keeps scale 1
-        for start in range(0, X.shape[0], block):
-            Xb = X[start:start + block].astype(np.float64)
-            sq += w[start:start + block] @ (Xb * Xb)
-    return sq
-
-
-def _column_scale(features, w_norm, n_threads, backend):
+def _column_scale(features, w_norm, kernels):
     """1 / sqrt(weighted mean of x_j^2) per column (1 for empty columns), float64 (d,)."""
     n, d = features.n_rows, features.n_features
     if features.is_sparse:
@@ -229,7 +206,7 @@ def _column_scale(features, w_norm, n_threads, backend):
         # them first cost 55 ms of a 0.31 s fit on 1M x 64 float32). Fewer rows are not enough: with
         # freMTPL2's weights (up to 4e6) 2^16 rows raised the iterations to tol from 33 to 46, 2^12 to 185.
         stride = n // PRECONDITION_ROWS if n > 2 * PRECONDITION_ROWS else 1
-        sq = _dense_column_sq(features.X, w_norm, n_threads, backend, stride)
+        sq = kernels.weighted_column_sq(features, w_norm, stride)
         n = (n + stride - 1) // stride
     return _scale_from_sq(sq, n)
 

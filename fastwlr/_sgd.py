@@ -1,6 +1,6 @@
 """Stochastic training of weighted logistic regression: options, state, kernel contract and driver.
 
-The objective is DESIGN.md section 1,
+The objective (docs/theory.md) is
 
     L(coef, b) = (1/n) sum_i w_i l_i + (l2/2) ||coef||^2 + l1 ||coef||_1,    l_i = softplus(z_i) - y_i z_i,
 
@@ -15,47 +15,8 @@ Weights are divided by their mean ``m`` before the kernel sees them, and ``l2``,
 too: the objective is then ``L / m`` (same minimiser), and learning rates do not depend on whether
 watch time is counted in seconds or in milliseconds.
 
-Kernel contract (one epoch)
----------------------------
-    sgd_epoch_dense(X, y, sample_weight, order, state, params) -> (loss_sum, diverged_at)
-    sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params) -> (loss_sum, diverged_at)
-
-* ``X``/``data``/``indices``/``indptr`` as in ``fastwlr.backends`` (validated, finite);
-  ``y`` float64 0/1 of length n; ``sample_weight`` float64 >= 0 of length n (already normalised;
-  ones for resampling); ``order`` int64 row indices in ``[0, n)``, repeats allowed (resampling).
-* ``params`` is an ``EpochParams`` (plain numbers, codes from the tables below).
-* ``state`` is an ``SGDState`` (float64 arrays + a float64 ``scalars`` vector), mutated in place.
-* For each position p in ``order`` (row i = order[p], weight h = sample_weight[i]), one step:
-
-  1. bring the coordinates of row i up to date (lazy regularisation, lazy averaging: see below);
-  2. z = scale * coef . x_i + intercept (FTRL: coef_j materialised from its (zacc_j, acc_j) first);
-     add h * l(z) to ``loss_sum``; if z is not finite, stop and return ``diverged_at = p``;
-  3. per-coordinate rates eta_j: SGD eta_t, the same for all j: schedule "auto" is AdaGrad-Norm,
-     scalars[S_ACC_NORM] += q (||x_i||^2 + 1) first, eta_t = eta0 / (sqrt(scalars[S_ACC_NORM]) + 1e-12);
-     "constant" eta0; "invscaling" eta0 / (1 + t)^power_t; "optimal" eta0 / (1 + eta0 l2 t).
-     AdaGrad: acc_j += q x_j^2 first, eta_j = eta0 / (sqrt(acc_j) + 1e-12);
-     FTRL: eta_j = alpha / (beta + sqrt(acc_j + q x_j^2)); the intercept is coordinate "b", x_b = 1.
-     q = (h g)^2 for weighting "gradient", h g^2 for "iwa" (Vowpal Wabbit's choice: a weight-h row
-     counts like h unit rows, so one huge weight does not freeze the rates of all the others),
-     with g = sigmoid(z) - y;
-  4. the scalar step G on z (coef_j -= eta_j G x_j):
-     "gradient": G = h g. "iwa": the exact solution of h infinitesimal unit-weight steps,
-     ds/dh = l'(z - s k), k = sum_j eta_j x_j^2 (+ eta_b), solved in closed form (``iwa_step``);
-  5. update. SGD: coef -= eta_t G x_i / scale, b -= eta_t G, then the L2 proximal step
-     scale /= (1 + eta_t l2) (the weight-scale trick: O(nnz) per step). AdaGrad:
-     coef_j -= eta_j G x_j, then coef_j /= (1 + eta_j l2) for the touched j (untouched coordinates
-     get the same factor lazily, raised to the number of steps missed, when next touched).
-     FTRL-Proximal (McMahan et al. 2013): g_j = G x_j, sigma = (sqrt(acc_j + q x_j^2) - sqrt(acc_j))
-     / alpha, zacc_j += g_j - sigma coef_j, acc_j += q x_j^2; coef_j = 0 if |zacc_j| <= l1 t else
-     -(zacc_j - sign(zacc_j) l1 t) / ((beta + sqrt(acc_j)) / alpha + l2 t), t = steps so far
-     (the regulariser of the sum of t losses is t times the per-loss one).
-  6. t += 1; averaging adds the step's coefficients to the running sums once t > avg_start.
-
-* At the end of the epoch the kernel brings every coordinate up to date (O(d) once), so that
-  between epochs ``coef * scale`` and ``intercept`` are the current iterate, and ``avg / n_avg``
-  the averaged one.
-* ``loss_sum`` is the sum of h * l(z) at the iterate *before* each step (a progress signal only).
-* Kernels never raise inside ``nogil``; a non-finite z stops the epoch and is reported.
+The epoch kernels' contract (one epoch over a given row order, the exact step of every
+optimiser and weighting, the state layout) is in docs/kernels.md, "SGD epochs".
 
 Within a backend, results are bit-identical for the same inputs (one thread: SGD is sequential).
 """
@@ -66,19 +27,12 @@ import warnings
 
 import numpy as np
 
-from ._config import get_backend, resolve_n_threads
+from ._kernels import Kernels
+from .backends._contract import OPTIMIZERS, SCHEDULES, WEIGHTINGS, EpochParams, SGDState  # noqa: F401
 from .exceptions import DivergenceError
 
-WEIGHTINGS = {"gradient": 0, "iwa": 1, "resample": 0}   # resample = unit-weight gradient steps
-OPTIMIZERS = {"sgd": 0, "adagrad": 1, "ftrl": 2}
-SCHEDULES = {"auto": 0, "constant": 1, "invscaling": 2, "optimal": 3}
-
-# scalars layout in SGDState.scalars (one float64 vector so compiled kernels can mutate it)
-S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM = range(9)
-N_SCALARS = 9
-
 # Defaults that need no tuning on standardised features with mean-normalised weights, chosen on
-# the generator of DESIGN.md section 2 (dense and hashed CSR) and on freMTPL2; tests/test_sgd.py
+# the generator of fastwlr.datasets.make_watch_time (dense and hashed CSR) and on freMTPL2; tests/test_sgd.py
 # checks every weighting x optimiser against the exact optimum. sgd: see _resolve.
 DEFAULT_ETA0 = {"sgd": 9.0, "adagrad": 0.05, "ftrl": 0.05}
 # "gradient" weighting steps with h g but its rates shrink with sum (h g)^2, which heavy-tailed
@@ -179,93 +133,6 @@ class SGDParams:
         return self
 
 
-@dataclass(frozen=True)
-class EpochParams:
-    """What a kernel reads: plain numbers, resolved by the driver. See the module docstring."""
-    optimizer: int
-    weighting: int
-    schedule: int
-    eta0: float
-    power_t: float
-    l2: float          # already divided by the mean weight
-    l1: float
-    ftrl_alpha: float
-    ftrl_beta: float
-    avg_start: float   # averaging counts steps t > avg_start; inf = off
-    n_schedule: float  # n of the "auto" schedule (rows per epoch)
-    fit_intercept: bool
-
-
-@dataclass
-class SGDState:
-    """Mutable training state: plain float64 arrays and one float64 scalars vector.
-
-    coef: raw coefficients (the iterate is ``coef * scalars[S_SCALE]``); acc: AdaGrad's sum of
-    squared gradients or FTRL's n; zacc: FTRL's z; last: per-coordinate step stamp (lazy
-    regularisation) or averaging clock (lazy averaging); avg: running sum of iterates.
-    Arrays an optimiser does not use have length 0.
-    """
-    coef: np.ndarray
-    acc: np.ndarray
-    zacc: np.ndarray
-    last: np.ndarray
-    avg: np.ndarray
-    scalars: np.ndarray
-    optimizer: str
-    average: bool
-    mean_weight: float = 1.0   # the normalisation of the first fit, reused by partial_fit
-
-    @classmethod
-    def new(cls, n_features, optimizer, average, coef=None, intercept=0.0):
-        d = int(n_features)
-        e = np.zeros(0)
-        needs_acc = optimizer in ("adagrad", "ftrl")
-        needs_last = optimizer == "adagrad" or average
-        scalars = np.zeros(N_SCALARS)
-        scalars[S_SCALE] = 1.0
-        scalars[S_INTERCEPT] = float(intercept)
-        c = np.zeros(d) if coef is None else np.array(coef, dtype=np.float64, copy=True)
-        zacc = np.zeros(d) if optimizer == "ftrl" else e
-        if optimizer == "ftrl" and coef is not None and np.any(c):
-            raise ValueError("warm-starting FTRL from given coefficients is not supported; "
-                             "pass the state of a previous fit instead")
-        return cls(coef=c, acc=np.zeros(d) if needs_acc else e, zacc=zacc,
-                   last=np.zeros(d) if needs_last else e, avg=np.zeros(d) if average else e,
-                   scalars=scalars, optimizer=optimizer, average=bool(average))
-
-    def restart_average(self):
-        """Forget the running average (between epochs, when every coordinate is up to date)."""
-        if self.average:
-            self.avg[:] = 0.0
-            if self.optimizer == "sgd":  # last holds averaging-clock marks
-                self.last[:] = 0.0
-                self.scalars[S_AVG_CLOCK] = 0.0
-            self.scalars[S_AVG_B] = 0.0
-            self.scalars[S_N_AVG] = 0.0
-
-    def copy(self):
-        return replace(self, coef=self.coef.copy(), acc=self.acc.copy(), zacc=self.zacc.copy(),
-                       last=self.last.copy(), avg=self.avg.copy(), scalars=self.scalars.copy())
-
-    @property
-    def t(self):
-        return float(self.scalars[S_T])
-
-    def current(self):
-        """(coef, intercept) of the last iterate."""
-        return self.coef * self.scalars[S_SCALE], float(self.scalars[S_INTERCEPT])
-
-    def averaged(self):
-        """(coef, intercept) averaged over the steps past ``avg_start``; the iterate if none yet."""
-        n_avg = self.scalars[S_N_AVG]
-        if not self.average or n_avg <= 0:
-            return self.current()
-        return self.avg / n_avg, float(self.scalars[S_AVG_B] / n_avg)
-
-    def solution(self):
-        return self.averaged() if self.average else self.current()
-
-
 @dataclass
 class SGDResult:
     coef: np.ndarray
@@ -274,46 +141,6 @@ class SGDResult:
     state: SGDState
     history: list = field(default_factory=list)   # objective (original weights) after each epoch
     converged: bool = False
-
-
-# ---------------------------------------------------------------------------------------------
-# IWA closed form, shared by the reference kernel and tests (the compiled one mirrors it in C)
-
-def iwa_step(z, label, h, k):
-    """Scalar step G on z for an importance-weight-aware logistic update.
-
-    Solves the ODE of h infinitesimal unit-weight steps with rate k = sum_j eta_j x_j^2:
-    with s = 2 label - 1 and v = s z, dv/dh = k / (1 + e^v), i.e. v + e^v = v0 + e^v0 + h k
-    (Karampatziakis & Langford 2011). We solve for delta = v - v0 >= 0 by Newton from the right
-    on F(delta) = delta + e^v0 expm1(delta) - h k (convex, increasing: monotone convergence, no
-    cancellation for tiny h k). Returns G such that z moves by -G k, i.e. G = -s delta / k;
-    for small h k this is h (sigmoid(z) - label), the gradient step.
-    """
-    s = 2.0 * label - 1.0
-    v0 = s * z
-    a = h * k
-    if a <= 0.0 or k <= 0.0:
-        return 0.0
-    if v0 > 30.0:
-        # e^v0 > 1e13: delta ~ a sigma(-v0) to relative precision ~ a sigma(-v0)
-        e = math.exp(-v0) if v0 < 745 else 0.0
-        delta = a * e / (1.0 + e)
-        return -s * delta / k
-    e0 = math.exp(v0)   # v0 <= 30: no overflow; 0.0 below -745 (then e^v <= a: v <= log a)
-    # upper bounds: dv/dh <= k gives delta <= a; e^v <= e^v0 + a gives delta <= log1p(a / e0)
-    delta = min(a, math.log1p(a / e0) if e0 > 0.0 else math.log(a) - v0)
-    for _ in range(100):
-        ev = math.exp(v0 + delta)    # <= e0 + a: finite
-        # e0 (e^delta - 1) without cancellation for small delta, without overflow for large
-        f = delta + (e0 * math.expm1(delta) if delta < 1.0 else ev - e0) - a
-        new = delta - f / (1.0 + ev)
-        if new < 0.0:
-            new = 0.0
-        if not (new < delta) or delta - new <= 1e-15 * delta:
-            delta = new
-            break
-        delta = new
-    return -s * delta / k
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +168,7 @@ def _resolve(params, features, w_norm_mean, n_rows_epoch):
         schedule=SCHEDULES[params.learning_rate], eta0=eta0, power_t=float(params.power_t),
         l2=float(params.l2) / w_norm_mean, l1=float(params.l1) / w_norm_mean,
         ftrl_alpha=eta0, ftrl_beta=float(params.ftrl_beta), avg_start=avg_start,
-        n_schedule=float(max(n_rows_epoch, 1)), fit_intercept=bool(params.fit_intercept))
+        fit_intercept=bool(params.fit_intercept))
 
 
 def _mean_sq_norm(features, fit_intercept):
@@ -354,16 +181,11 @@ def _mean_sq_norm(features, fit_intercept):
     return max(sq / features.n_rows + (1.0 if fit_intercept else 0.0), 1e-12)
 
 
-def objective(features, y, sample_weight, coef, intercept, l2, l1=0.0, backend=None, n_threads=1):
-    """The objective of DESIGN.md section 1 (with l1), via the backend's objective kernel."""
-    be = get_backend(backend)
-    if features.is_sparse:
-        loss, _, _ = be.objective_grad_csr(features.data, features.indices, features.indptr,
-                                           features.n_features, y, sample_weight, coef, intercept,
-                                           l2, n_threads)
-    else:
-        loss, _, _ = be.objective_grad_dense(features.X, y, sample_weight, coef, intercept, l2,
-                                             n_threads)
+def objective(features, y, sample_weight, coef, intercept, l2, l1=0.0, kernels=None):
+    """The objective above (with l1), by the backend's objective kernel (``kernels``: resolved
+    ``Kernels``; None: the current backend, one thread)."""
+    kernels = kernels if kernels is not None else Kernels(None, 1)
+    loss, _, _ = kernels.objective_grad(features, y, sample_weight, coef, intercept, l2)
     return float(loss) + l1 * float(np.abs(coef).sum())
 
 
@@ -418,6 +240,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
     n_threads : int
         Threads for the objective evaluations; the epochs are sequential.
     backend : str, optional
+        As the public functions' ``backend=`` (None: the current setting); resolved once.
     state : SGDState, optional
         Warm start: continue from a previous result's ``state`` (mutated in place).
     partial : bool
@@ -434,8 +257,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
     """
     params = (params or SGDParams()).validate()
     n, d = features.n_rows, features.n_features
-    be = get_backend(backend)
-    n_threads = resolve_n_threads(n_threads)
+    kernels = Kernels(backend, n_threads)
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
     y = np.ascontiguousarray(y, dtype=np.float64)
     sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
@@ -466,11 +288,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
             # bias of large early steps)
             state.restart_average()
         order = _epoch_order(rng, n, params, w_norm)
-        if features.is_sparse:
-            loss_sum, bad = be.sgd_epoch_csr(features.data, features.indices, features.indptr, y,
-                                             kernel_w, order, state, ep)
-        else:
-            loss_sum, bad = be.sgd_epoch_dense(features.X, y, kernel_w, order, state, ep)
+        loss_sum, bad = kernels.sgd_epoch(features, y, kernel_w, order, state, ep)
         if bad >= 0:
             row = int(order[bad])
             raise SGDDivergenceError(_advice(params, f"the log-odds became non-finite at row {row} "
@@ -491,7 +309,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
     epoch = 0
     for epoch in range(int(max_iter)):
         _, coef, b = run_epoch()
-        obj = objective(features, y, sample_weight, coef, b, params.l2, params.l1, backend, n_threads) \
+        obj = objective(features, y, sample_weight, coef, b, params.l2, params.l1, kernels) \
             if tol is not None or verbose else math.nan
         if tol is not None and not math.isfinite(obj):
             raise SGDDivergenceError(_advice(params, f"the objective is {obj} after epoch {epoch + 1}"))

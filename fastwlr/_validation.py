@@ -9,6 +9,9 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ._kernels import any_inf, nonfinite_flags
+from .backends._contract import OUTPUTS
+
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
@@ -85,7 +88,7 @@ def check_features(X, *, n_features=None, allow_nan=False, allow_empty=True, nam
         raise ValueError(f"{name} has 0 rows")
     if not allow_nan:
         _check_finite(arr, name, n_threads)
-    elif not defer_inf_check and _any_inf(arr, n_threads):
+    elif not defer_inf_check and any_inf(arr, n_threads):
         raise ValueError(f"{name} contains inf; features must be finite (NaN rows are reported where scored)")
     return Features(arr.shape[0], arr.shape[1], arr.dtype, X=arr)
 
@@ -96,46 +99,9 @@ def _check_n_features(got, expected, name):
 
 
 def _check_finite(arr, name, n_threads=1):
-    if _nonfinite_flags(arr, n_threads=n_threads):
+    if nonfinite_flags(arr, n_threads=n_threads):
         bad = np.argwhere(~np.isfinite(arr))[0]  # the error path only: where, exactly
         raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
-
-
-def _any_inf(arr, n_threads=1):
-    return bool(_nonfinite_flags(arr, inf_only=True, n_threads=n_threads) & _INF)
-
-
-_NAN, _INF = 1, 2
-_flags_kernel = []  # [the compiled nonfinite_flags, or None]: looked up once
-
-
-def _nonfinite_flags(arr, inf_only=False, n_threads=1):
-    """_NAN | _INF: which kinds of non-finite values ``arr`` holds (0: none, or empty).
-
-    The compiled core's ``_checks.nonfinite_flags`` reads a contiguous float32/float64 array once,
-    on all cores, without numpy's n-byte bool temporary (1M x 64 float32: 44 -> 12 ms on 2 cores).
-    It is a helper of validation, not a backend kernel: it is used whichever backend is chosen
-    (the answer is the same), and numpy answers when the core is not built or the layout differs.
-    ``inf_only``: the numpy fallback need not look for NaN (the kernel finds both in one pass).
-    ``n_threads``: as the caller's n_threads (None: all cores); 1-D vectors (labels, weights) are
-    checked with one, their scan is short next to starting threads."""
-    if arr.size == 0:
-        return 0
-    if not _flags_kernel:
-        try:
-            from .backends.cython_core._checks import nonfinite_flags
-        except ImportError:  # not built: numpy below (the backend loader reports why, if it matters)
-            nonfinite_flags = None
-        _flags_kernel.append(nonfinite_flags)
-    kernel = _flags_kernel[0]
-    if kernel is not None and arr.dtype in FLOAT_DTYPES and arr.dtype.isnative and arr.flags.c_contiguous:
-        from ._config import resolve_n_threads
-        return kernel(arr.reshape(-1), resolve_n_threads(n_threads))
-    if inf_only:
-        return _INF if np.isinf(arr).any() else 0
-    if np.isfinite(arr).all():
-        return 0
-    return (_NAN if np.isnan(arr).any() else 0) | (_INF if np.isinf(arr).any() else 0)
 
 
 def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=False, n_threads=None):
@@ -179,7 +145,7 @@ def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=F
     data = np.ascontiguousarray(data[:nnz], dtype=dtype.newbyteorder("="))
     if not allow_nan:
         _check_finite(data, name, n_threads)
-    elif not defer_inf_check and _any_inf(data, n_threads):
+    elif not defer_inf_check and any_inf(data, n_threads):
         raise ValueError(f"{name} contains inf; features must be finite")
     return Features(n_rows, n_cols, data.dtype, data=data, indices=indices, indptr=indptr)
 
@@ -236,7 +202,7 @@ def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, intege
 def check_vector(v, n, name, *, dtype=np.float64, nonnegative=False):
     """A 1-D finite array of length n, as a contiguous copy-if-needed of ``dtype``."""
     arr = _real_vector(v, n, name, dtype)
-    if _nonfinite_flags(arr):
+    if nonfinite_flags(arr):
         raise ValueError(f"{name} contains NaN or inf (first at index {int(np.argmin(np.isfinite(arr)))})")
     if nonnegative and (arr < 0).any():
         raise ValueError(f"{name} must be >= 0 (first negative at index {int(np.argmax(arr < 0))})")
@@ -260,7 +226,6 @@ def check_binary_y(y, n):
 
 
 def check_output(output):
-    from ._math import OUTPUTS
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     return output
@@ -301,13 +266,6 @@ def check_offsets(offsets, n):
     return arr
 
 
-def check_no_inf(features, name="X", n_threads=None):
-    """The inf check that ``check_features(..., defer_inf_check=True)`` skipped (dense or CSR)."""
-    values = features.data if features.is_sparse else features.X
-    if _any_inf(values, n_threads):
-        raise ValueError(f"{name} contains inf; features must be finite (NaN rows are reported where scored)")
-
-
 def check_exclude(exclude, n):
     """Top-k ``exclude``: None, or a boolean mask of length n (True = skip the candidate).
 
@@ -332,22 +290,6 @@ def check_topk_scores(scores):
     if arr.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {arr.shape}")
     return np.ascontiguousarray(arr, dtype=_float_dtype(arr.dtype, "scores").newbyteorder("="))
-
-
-def check_nonfinite_log_odds(feature_values, nan_row, has_inf, name="X"):
-    """After a fused score+top-k pass: raise if a scored row's log-odds were NaN or inf.
-
-    ``feature_values``: X (dense) or its CSR ``data``; ``nan_row``: the lowest scored row whose
-    log-odds were NaN (-1: none); ``has_inf``: some scored row's log-odds were +-inf. Inf features
-    are the likelier cause of either, so they are looked for (a full pass) only then; an inf
-    log-odds from finite features (overflowing sum) is a legitimate, if extreme, score."""
-    if nan_row < 0 and not has_inf:
-        return
-    if _any_inf(feature_values):
-        raise ValueError(f"{name} contains inf; features must be finite")
-    if nan_row >= 0:
-        raise ValueError(f"row {nan_row} of {name} has NaN log-odds (a NaN feature): it cannot be ranked; "
-                         "drop or impute it, or mark it in exclude=")
 
 
 def check_ranking_scores(scores, n, name="y_score"):

@@ -32,9 +32,10 @@ import warnings
 import numpy as np
 
 from . import _validation as v
-from ._config import get_backend, resolve_n_threads
+from ._config import resolve_n_threads
+from ._kernels import Kernels
 from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
-from ._math import sigmoid, softplus
+from .backends._math import sigmoid, softplus
 from .exceptions import ConvergenceWarning, DataConversionWarning, DivergenceError, NotFittedError
 from .scoring import score_features
 
@@ -352,12 +353,11 @@ class WeightedLogisticRegression(_Params):
         warm = self.warm_start and getattr(self, "coef_", None) is not None \
             and self.coef_.shape[1] == features.n_features
         n_threads = resolve_n_threads(self.n_threads)
-        backend = get_backend(self.backend)
         if self.solver == "lbfgs":
             res = fit_lbfgs(features, y01, w, alpha=alpha, fit_intercept=bool(self.fit_intercept),
                             coef_init=self.coef_[0] if warm else None,
                             intercept_init=float(self.intercept_[0]) - shift if warm else 0.0,
-                            tol=tol, max_iter=max_iter, n_threads=n_threads, backend=backend)
+                            tol=tol, max_iter=max_iter, n_threads=n_threads, backend=self.backend)
             self._sgd_state = None
             self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
             return self
@@ -469,7 +469,7 @@ class WeightedLogisticRegression(_Params):
         from .scoring import result_dtype
         out = np.empty(features.n_rows, dtype=result_dtype(features.dtype, output, dtype))
         return score_features(features, self.coef_[0], float(self.intercept_[0]), output, out,
-                              resolve_n_threads(self.n_threads), get_backend(self.backend))
+                              Kernels(self.backend, self.n_threads))
 
     def decision_function(self, X):
         """Log-odds z = x . coef + b, shape (n_samples,) (float32 for float32 X)."""
@@ -673,7 +673,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
             click_log_odds = click_model.decision_function(X)
         z = self._score(X, "log_odds", dtype=np.float64)
         zc = _as_1d_numeric(click_log_odds, z.shape[0], "click_log_odds")
-        from ._math import safe_exp
+        from .backends._math import safe_exp
         return safe_exp(z - softplus(zc))
 
     def score(self, X, watch_time, sample_weight=None):
@@ -682,10 +682,8 @@ class WatchTimeRanker(WeightedLogisticRegression):
         self._check_fitted()
         features = self._validate_X(X, reset=False)
         y, w = self._recipe(watch_time, sample_weight, features.n_rows)
-        from ._lbfgs import objective
-        loss, _, _ = objective(features, y, w / max(w.mean(), np.finfo(float).tiny), self.coef_[0],
-                               float(self.intercept_[0]), 0.0, resolve_n_threads(self.n_threads),
-                               get_backend(self.backend))
+        loss, _, _ = Kernels(self.backend, self.n_threads).objective_grad(
+            features, y, w / max(w.mean(), np.finfo(float).tiny), self.coef_[0], float(self.intercept_[0]), 0.0)
         return -float(loss)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from . import _validation as v
-from ._math import softplus
+from .backends._math import softplus
 
 __all__ = ["log_loss", "weighted_log_loss", "auc", "weighted_auc", "weighted_per_user_loss", "grouped_auc",
            "xauc", "ndcg", "mae", "rmse", "CalibrationTable", "calibration_table", "GroupCalibrationTable",

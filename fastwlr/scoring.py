@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import _validation as v
-from ._config import get_backend, resolve_n_threads
+from ._kernels import Kernels
 
 
 def result_dtype(feature_dtype, output, dtype=None):
@@ -20,18 +20,9 @@ def result_dtype(feature_dtype, output, dtype=None):
     return np.dtype(np.float64) if output == "odds" else np.dtype(feature_dtype)
 
 
-def _run_kernel(features, coef, intercept, output, out, n_threads, backend):
-    """The backend's scoring kernel; returns its count of non-finite log-odds (None: not counted)."""
-    if features.is_sparse:
-        return backend.score_csr(features.data, features.indices, features.indptr, coef, intercept, output,
-                                 out, n_threads)
-    return backend.score_dense(features.X, coef, intercept, output, out, n_threads)
-
-
-def score_features(features, coef, intercept, output, out, n_threads, backend):
-    """Score validated ``Features`` with a resolved backend module (internal: no checks)."""
-    _run_kernel(features, coef, intercept, output, out, n_threads, backend)
-    return out
+def score_features(features, coef, intercept, output, out, kernels):
+    """Score validated ``Features`` with resolved ``Kernels`` (internal: no checks)."""
+    return kernels.score(features, coef, intercept, output, out)
 
 
 def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dtype=None, backend=None):
@@ -75,11 +66,4 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
         if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
             raise TypeError(f"out must be a float32 or float64 numpy array, got {getattr(out, 'dtype', type(out).__name__)}")
         v.check_out(out, features.n_rows, out.dtype)
-    backend = get_backend(backend)
-    counts = getattr(backend, "SCORE_COUNTS_NONFINITE", False)
-    if not counts:
-        v.check_no_inf(features, n_threads=n_threads)
-    n_nonfinite = _run_kernel(features, coef, intercept, output, out, resolve_n_threads(n_threads), backend)
-    if counts and n_nonfinite:  # NaN features or an overflowing sum also land here: look for inf
-        v.check_no_inf(features, n_threads=n_threads)
-    return out
+    return Kernels(backend, n_threads).score(features, coef, intercept, output, out)

@@ -9,7 +9,8 @@ not depend on ``n_threads`` or the backend). ``-inf`` is a real score. A request
 k candidates is padded with index -1 and value -inf: ``indices >= 0`` masks the real entries.
 """
 from . import _validation as v
-from ._config import get_backend, resolve_n_threads
+from .scoring import result_dtype
+from ._kernels import Kernels
 
 __all__ = ["topk", "score_topk"]
 
@@ -54,7 +55,7 @@ def topk(scores, k, *, offsets=None, n_threads=None, backend=None):
     scores = v.check_topk_scores(scores)
     k = v.check_k(k)
     offsets = _offsets(offsets, scores.shape[0])
-    return get_backend(backend).topk(scores, offsets, k, resolve_n_threads(n_threads))
+    return Kernels(backend, n_threads).topk(scores, offsets, k)
 
 
 def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", exclude=None, n_threads=None,
@@ -114,14 +115,10 @@ def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", e
     output = v.check_output(output)
     k = v.check_k(k)
     # inf features make some log-odds inf or NaN: the kernel flags those and only then is X searched
-    # for inf (see check_nonfinite_log_odds), which saves a full pass over X
+    # for inf (see _kernels.check_nonfinite_log_odds), which saves a full pass over X
     features = v.check_features(X, allow_nan=True, defer_inf_check=True, n_threads=n_threads)
     coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
     offsets = _offsets(offsets, features.n_rows)
     exclude = v.check_exclude(exclude, features.n_rows)
-    be = get_backend(backend)
-    n_threads = resolve_n_threads(n_threads)
-    if features.is_sparse:
-        return be.score_topk_csr(features.data, features.indices, features.indptr, coef, intercept, offsets, k,
-                                 output, exclude, n_threads)
-    return be.score_topk_dense(features.X, coef, intercept, offsets, k, output, exclude, n_threads)
+    out_dtype = result_dtype(features.dtype, output)
+    return Kernels(backend, n_threads).score_topk(features, coef, intercept, offsets, k, output, exclude, out_dtype)

@@ -58,7 +58,7 @@ def exact_log_odds(X, coef, b):
 
 
 def transform_exact(z, output):
-    from fastwlr._math import transform
+    from fastwlr.backends._math import transform
     return transform(z, output)
 
 
@@ -287,7 +287,7 @@ def exact_objective(X, y, w, coef, b, l2):
     X = X.astype(np.float64)
     n = X.shape[0]
     z = np.array([math.fsum(list(X[i] * coef) + [b]) for i in range(n)])
-    from fastwlr._math import sigmoid, softplus
+    from fastwlr.backends._math import sigmoid, softplus
     terms = w * ((1 - y) * softplus(z) + y * softplus(-z))
     r = w * ((1 - y) * sigmoid(z) - y * sigmoid(-z))
     loss = math.fsum(terms) / max(n, 1) + 0.5 * l2 * math.fsum(coef * coef)
@@ -355,7 +355,7 @@ def _epoch_params(optimizer, weighting, l2, n, average):
     return EpochParams(optimizer=codes[optimizer], weighting={"gradient": 0, "iwa": 1}[weighting],
                        schedule=0, eta0=0.05 if optimizer != "sgd" else 0.5, power_t=0.5, l2=l2,
                        l1=0.002 if optimizer == "ftrl" else 0.0, ftrl_alpha=0.05, ftrl_beta=1.0,
-                       avg_start=float(n // 2) if average else math.inf, n_schedule=float(n), fit_intercept=True)
+                       avg_start=float(n // 2) if average else math.inf, fit_intercept=True)
 
 
 def _states_close(a, b, what):
@@ -426,7 +426,7 @@ def test_sgd_divergence_same_position(compiled_backend_name, rng):
     X, _, _ = dense_case(rng, 200, 5, np.float64, scale=1e160)   # one step: |coef| ~ 1e167, z overflows
     y = (rng.random(200) < 0.5).astype(np.float64)
     w = np.where(y > 0, 1e4, 1.0)
-    params = EpochParams(0, 0, 1, 1e3, 0.5, 0.0, 0.0, 0.1, 1.0, math.inf, 200.0, True)  # constant, huge rate
+    params = EpochParams(0, 0, 1, 1e3, 0.5, 0.0, 0.0, 0.1, 1.0, math.inf, True)  # constant, huge rate
     order = rng.permutation(200).astype(np.int64)
     results = []
     for name in (compiled_backend_name, "reference"):

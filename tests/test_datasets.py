@@ -5,7 +5,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 
 from fastwlr import datasets
-from fastwlr._math import sigmoid
+from fastwlr.backends._math import sigmoid
 from fastwlr._validation import check_features, check_offsets
 from fastwlr.backends.reference import objective_grad_csr, objective_grad_dense
 from fastwlr.datasets import load_claims, make_watch_time

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fastwlr import metrics as m
-from fastwlr._math import sigmoid
+from fastwlr.backends._math import sigmoid
 
 
 # ------------------------------------------------------------------ brute-force definitions

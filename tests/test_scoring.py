@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastwlr
 from fastwlr import score
-from fastwlr._math import EXP_OVERFLOW_Z, EXP_UNDERFLOW_Z, safe_exp, sigmoid, softplus
+from fastwlr.backends._math import EXP_OVERFLOW_Z, EXP_UNDERFLOW_Z, safe_exp, sigmoid, softplus
 
 OUTPUTS = ("log_odds", "odds", "proba")
 SUM_RTOL = 1e-12  # the compiled sum's order-of-summation slack, relative to the row's scale

@@ -11,9 +11,10 @@ from scipy.optimize import minimize
 
 from fastwlr._config import get_backend
 from fastwlr._sgd import (OPTIMIZERS, SCHEDULES, WEIGHTINGS, SGDDivergenceError, SGDParams, SGDState,
-                          _resolve, fit_sgd, iwa_step, objective)
+                          _resolve, fit_sgd, objective)
 from fastwlr._validation import check_features
 from fastwlr.backends import reference
+from fastwlr.backends.reference.sgd import iwa_step
 
 WEIGHTING_NAMES = ["gradient", "iwa", "resample"]
 OPTIMIZER_NAMES = ["sgd", "adagrad", "ftrl"]
@@ -75,9 +76,26 @@ def test_iwa_step_solves_the_ode(z, label, hk):
                     method="LSODA", rtol=1e-11, atol=1e-13)
     z_end = s * sol.y[0, -1]
     assert -G * k == pytest.approx(z_end - z, rel=1e-6, abs=1e-12)
-    # the compiled version is the same algorithm
-    cy = pytest.importorskip("fastwlr.backends.cython_core._sgd")
-    assert cy.iwa_step_c(z, label, h, k) == pytest.approx(G, rel=1e-13, abs=1e-300)
+    # the compiled versions are the same algorithm
+    for G_compiled in _compiled_iwa_steps(z, label, h, k):
+        assert G_compiled == pytest.approx(G, rel=1e-13, abs=1e-300)
+
+
+def _compiled_iwa_steps(z, label, h, k):
+    from fastwlr.backends.cython_core._sgd import iwa_step_c
+    from fastwlr.backends.numba_jit._sgd import iwa_step as iwa_step_numba
+    return [iwa_step_c(z, label, h, k), iwa_step_numba(z, label, h, k)]
+
+
+@pytest.mark.parametrize("z, label", [(-800.0, 1.0), (-746.0, 1.0), (800.0, 0.0), (-760.0, 1.0), (760.0, 0.0)])
+@pytest.mark.parametrize("hk", [1e-300, 1e-12, 1.0, 1e6])
+def test_iwa_step_is_the_same_in_all_backends_when_exp_underflows(z, label, hk):
+    # e^v0 == 0.0 (v0 = s z < -745): Newton starts from log(h k) - v0 in every backend (the Numba
+    # copy once started from h k there, a different bound, and so a different rounding)
+    k = 0.5
+    G = iwa_step(z, label, hk / k, k)
+    assert math.isfinite(G) and G != 0.0
+    assert _compiled_iwa_steps(z, label, hk / k, k) == [G, G]
 
 
 def test_iwa_step_is_the_gradient_step_for_small_weights_and_bounded_for_huge_ones():
@@ -187,22 +205,26 @@ def test_csr_epochs_equal_dense_epochs_on_the_same_data(backend_name, optimizer,
     assert s1.solution()[1] == pytest.approx(s2.solution()[1], rel=1e-9, abs=1e-12)
 
 
-def test_kernel_rejects_out_of_bounds_order_and_mismatched_state(compiled_backend_name, rng):
-    be = _backend_with_sgd(compiled_backend_name)
-    features, y, w = _small_problem(rng, True, np.float64)
+def test_adapter_rejects_a_mismatched_state_before_the_kernel_runs(backend_name, rng):
+    # the kernels index the state without bounds checks: the adapter checks its lengths (O(1))
+    from fastwlr._kernels import Kernels
+    kernels = Kernels(backend_name, 1)
     params = SGDParams(optimizer="adagrad").validate()
-    ep = _resolve(params, features, 1.0, features.n_rows)
-    state = SGDState.new(features.n_features, "adagrad", True)
-    bad = np.array([0, features.n_rows], dtype=np.int64)
-    with pytest.raises(ValueError, match="order"):
-        be.sgd_epoch_csr(features.data, features.indices, features.indptr, y, w, bad, state, ep)
-    short = SGDState.new(features.n_features - 1, "adagrad", True)
-    order = np.arange(features.n_rows, dtype=np.int64)
-    with pytest.raises(ValueError, match="column indices|length"):
-        be.sgd_epoch_csr(features.data, features.indices, features.indptr, y, w, order, short, ep)
-    dense, y, w = _small_problem(rng, False, np.float64)
-    with pytest.raises(ValueError, match="coef has length"):
-        be.sgd_epoch_dense(dense.X, y, w, order, short, ep)
+    order = None
+    for sparse in (True, False):
+        features, y, w = _small_problem(rng, sparse, np.float64)
+        ep = _resolve(params, features, 1.0, features.n_rows)
+        order = np.arange(features.n_rows, dtype=np.int64)
+        short = SGDState.new(features.n_features - 1, "adagrad", True)
+        with pytest.raises(ValueError, match="coef has length"):
+            kernels.sgd_epoch(features, y, w, order, short, ep)
+        no_acc = SGDState.new(features.n_features, "sgd", True)   # AdaGrad needs acc
+        with pytest.raises(ValueError, match="acc has length"):
+            kernels.sgd_epoch(features, y, w, order, no_acc, ep)
+        frozen = SGDState.new(features.n_features, "adagrad", True)
+        frozen.coef.flags.writeable = False
+        with pytest.raises(TypeError, match="writable"):
+            kernels.sgd_epoch(features, y, w, order, frozen, ep)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def test_reference_matches_brute_force(sizes, k, values, seed, use_exclude):
     exclude = rng.random(scores.shape[0]) < 0.3 if use_exclude else None
     assert_same(ref.topk_loop(scores, offsets, k, exclude), brute_topk(scores, offsets, k, exclude))
     if exclude is None:
-        assert_same(ref.topk(scores, offsets, k), brute_topk(scores, offsets, k))
+        assert_same(ref.topk(scores, offsets, k)[:2], brute_topk(scores, offsets, k))
 
 
 @pytest.mark.parametrize("size", [0, 1, 3, 7])
@@ -188,7 +188,7 @@ def test_topk_property(compiled_backend_name, sizes, k, seed, pool, dtype):
         scores = rng.choice([-np.inf, -1.0, 0.0, np.inf], size=n)
     scores = scores.astype(dtype)
     assert_same(topk(scores, k, offsets=offsets, backend=compiled_backend_name, n_threads=2),
-                ref.topk(scores, offsets, k))
+                ref.topk(scores, offsets, k)[:2])
 
 
 # ----------------------------------------------------------------------------- topk errors
@@ -278,7 +278,7 @@ def test_score_topk_matches_reference_with_ties(backend_name, rng, output, layou
     expected_dtype = np.float64 if output == "odds" else X.dtype
     assert val.dtype == expected_dtype
     real = exp_idx >= 0
-    expected_vals = fastwlr._math.transform(z[exp_idx[real]], output)
+    expected_vals = fastwlr.backends._math.transform(z[exp_idx[real]], output)
     np.testing.assert_allclose(val[real], expected_vals, rtol=1e-6 if expected_dtype == np.float32 else 1e-14)
     assert np.all(val[~real] == -np.inf)
     if use_exclude:
@@ -299,7 +299,7 @@ def test_score_topk_equals_score_then_topk(compiled_backend_name, rng, dtype, ou
                               n_threads=n_threads)
         np.testing.assert_array_equal(idx, exp_idx)
         real = exp_idx >= 0
-        np.testing.assert_allclose(val[real], fastwlr._math.transform(exp_z[real], output), rtol=1e-6)
+        np.testing.assert_allclose(val[real], fastwlr.backends._math.transform(exp_z[real], output), rtol=1e-6)
     # and the reference backend agrees on the indices (random data: no near-ties)
     ridx, _ = score_topk(X, coef, 0.3, 10, offsets=offsets, output=output, backend="reference")
     np.testing.assert_array_equal(ridx, exp_idx)

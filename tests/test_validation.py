@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from fastwlr import score
 from fastwlr import _validation as v
+from fastwlr import _kernels as K
 from fastwlr._config import resolve_n_threads
 
 X = np.arange(6, dtype=np.float64).reshape(3, 2) / 7
@@ -295,7 +296,7 @@ def _flags_kernel():
 
 
 def _numpy_flags(a):
-    return (v._NAN if np.isnan(a).any() else 0) | (v._INF if np.isinf(a).any() else 0)
+    return (K.NAN if np.isnan(a).any() else 0) | (K.INF if np.isinf(a).any() else 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -328,7 +329,7 @@ def test_nonfinite_flags_match_numpy(dtype, n):
     for a in cases:
         for n_threads in (1, 2):
             assert kernel(a, n_threads) == _numpy_flags(a)
-            assert v._nonfinite_flags(a) == _numpy_flags(a)
+            assert K.nonfinite_flags(a) == _numpy_flags(a)
 
 
 def test_nonfinite_flags_layouts():
@@ -337,15 +338,15 @@ def test_nonfinite_flags_layouts():
     a = np.zeros((300, 300))
     a[123, 45] = np.inf
     a.setflags(write=False)
-    assert _flags_kernel()(a.reshape(-1), 2) == v._INF
-    assert v._nonfinite_flags(a) == v._INF
+    assert _flags_kernel()(a.reshape(-1), 2) == K.INF
+    assert K.nonfinite_flags(a) == K.INF
     strided = np.zeros((300, 600))
     strided[7, 1] = np.nan  # outside the view below
-    assert v._nonfinite_flags(strided[:, ::2]) == 0
+    assert K.nonfinite_flags(strided[:, ::2]) == 0
     strided[7, 2] = np.nan
-    assert v._nonfinite_flags(strided[:, ::2]) == v._NAN
-    assert v._nonfinite_flags(np.array([np.inf], dtype=">f8")) == v._INF  # big-endian: numpy
-    assert v._any_inf(np.array([np.nan, 1.0])) is False
+    assert K.nonfinite_flags(strided[:, ::2]) == K.NAN
+    assert K.nonfinite_flags(np.array([np.inf], dtype=">f8")) == K.INF  # big-endian: numpy
+    assert K.any_inf(np.array([np.nan, 1.0])) is False
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -381,11 +382,11 @@ def test_check_features_names_first_non_finite(dtype, bad, where):
 
 def test_nonfinite_flags_numpy_fallback(monkeypatch):
     """Without the compiled core the same answers and errors come from numpy."""
-    monkeypatch.setattr(v, "_flags_kernel", [None])
+    monkeypatch.setattr(K, "_flags_kernel", [None])
     a = np.ones((4, 3), dtype=np.float32)
-    assert v._nonfinite_flags(a) == 0 and v._nonfinite_flags(a[:0]) == 0
+    assert K.nonfinite_flags(a) == 0 and K.nonfinite_flags(a[:0]) == 0
     a[2, 1], a[3, 0] = -np.inf, np.nan
-    assert v._nonfinite_flags(a) == v._NAN | v._INF and v._any_inf(a)
+    assert K.nonfinite_flags(a) == K.NAN | K.INF and K.any_inf(a)
     with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \(2, 1\)\)"):
         v.check_features(a)
     with pytest.raises(ValueError, match="X contains inf"):
@@ -395,15 +396,15 @@ def test_nonfinite_flags_numpy_fallback(monkeypatch):
 def test_nonfinite_scan_uses_the_callers_threads(monkeypatch):
     # n_threads=1 means one thread, validation included (the scan of X); vectors use one
     _flags_kernel()
-    v._nonfinite_flags(np.zeros(1))   # looks the compiled kernel up
+    K.nonfinite_flags(np.zeros(1))   # looks the compiled kernel up
     seen = []
-    real = v._flags_kernel[0]
+    real = K._flags_kernel[0]
 
     def recording(x, n_threads):
         seen.append((x.shape[0], n_threads))
         return real(x, n_threads)
 
-    monkeypatch.setattr(v, "_flags_kernel", [recording])
+    monkeypatch.setattr(K, "_flags_kernel", [recording])
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 3))
     y = (rng.random(200) < 0.5).astype(float)
@@ -417,5 +418,5 @@ def test_nonfinite_scan_uses_the_callers_threads(monkeypatch):
     assert seen == [(600, resolve_n_threads(None))]
     seen.clear()
     fastwlr.score(X, np.ones(3), 0.0, n_threads=1)
-    v.check_no_inf(v.check_features(X, n_threads=1), n_threads=1)
+    K.check_no_inf(v.check_features(X, n_threads=1), n_threads=1)
     assert all(t == 1 for _, t in seen), seen

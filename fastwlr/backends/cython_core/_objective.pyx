@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""The weighted logistic objective and its gradient in one pass (DESIGN.md section 1).
+"""The weighted logistic objective and its gradient in one pass (docs/kernels.md, "Objective").
 
     L(coef, b) = (1/n) sum_i w_i [softplus(z_i) - y_i z_i] + (l2/2) ||coef||^2,   z_i = x_i . coef + b
 

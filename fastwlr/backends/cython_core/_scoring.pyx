@@ -14,7 +14,6 @@ from cython.parallel cimport prange
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
                      dot_dense, dot_csr)
 
-OUTPUT_CODES = {"log_odds": LOG_ODDS, "odds": ODDS, "proba": PROBA}
 
 # Below this many multiply-adds, starting threads costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 1 << 15

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""SGD epochs of the Cython core (contract: the module docstring of ``fastwlr._sgd``).
+"""SGD epochs of the Cython core (contract: docs/kernels.md, "SGD epochs").
 
 One generic step for dense and CSR rows (``cols == NULL`` means the dense row 0..d-1), so both
 layouts run the same arithmetic. Everything runs without the GIL; a non-finite log-odds stops the
@@ -10,11 +10,10 @@ from libc.math cimport ceil, sqrt, pow, exp, log, log1p, expm1, fabs, isfinite, 
 from libc.stdlib cimport malloc, free
 
 from fastwlr.backends.cython_core._math cimport (feature_t, index_t, sigmoid, softplus, dot_dense,
-    exp_nonpos, expm1_nonpos, log1p_nonneg)
-from fastwlr._sgd import (S_ACC_B, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B,
-                          S_ACC_NORM, N_SCALARS)
+    exp_nonpos, expm1_nonpos, log1p_nonneg, LOG_ODDS, ODDS, PROBA, EXP_OVERFLOW_Z, EXP_UNDERFLOW_Z)
 
-# codes: keep in step with fastwlr._sgd (OPTIMIZERS, WEIGHTINGS, SCHEDULES)
+# Compile-time copies of fastwlr.backends._contract (codes, scalars layout, constants below):
+# C needs them as constants; tests/test_layers.py compares them with the contract (compiled_constants).
 cdef enum:
     SGD = 0
     AUTO = 0
@@ -24,7 +23,7 @@ cdef enum:
     CONSTANT = 1
     INVSCALING = 2
     OPTIMAL = 3
-    # scalars layout (checked against fastwlr._sgd at import)
+    # scalars layout
     I_B = 0
     I_SCALE = 1
     I_T = 2
@@ -37,9 +36,6 @@ cdef enum:
     N_SC = 9
 
 cdef double RESCALE_BELOW = 1e-9   # the SGD weight scale is folded into coef below this
-
-assert (S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM, N_SCALARS) == \
-    (I_B, I_SCALE, I_T, I_ACC_B, I_Z_B, I_AVG_B, I_CLOCK, I_NAVG, I_ACC_NORM, N_SC), "scalars layout changed"
 
 
 cdef extern from *:
@@ -126,7 +122,6 @@ cdef struct Params:
     double alpha
     double beta
     double avg_start
-    double n_schedule
     bint fit_intercept
     bint avg_on
 
@@ -146,7 +141,7 @@ cdef struct State:
 
 
 cdef inline double iwa_step(double z, double label, double h, double k) noexcept nogil:
-    # Same algorithm as fastwlr._sgd.iwa_step (see there): Newton from the right on
+    # Same algorithm as the reference backend's iwa_step (see there): Newton from the right on
     # F(delta) = delta + e^v0 expm1(delta) - h k, then G = -s delta / k.
     cdef double s = 2.0 * label - 1.0, v0 = s * z, a = h * k, e, e0, ev, delta, f, new
     cdef int it
@@ -190,9 +185,8 @@ cdef inline double eta_sgd(const Params* p, double t) noexcept nogil:
         return p.eta0
     if p.schedule == INVSCALING:
         return p.eta0 / pow(1.0 + t, p.power_t)
-    if p.schedule == OPTIMAL:
-        return p.eta0 / (1.0 + p.eta0 * p.l2 * t)
-    return p.eta0 / sqrt(1.0 + t / p.n_schedule)
+    # OPTIMAL: the last fixed schedule ("auto" is AdaGrad-Norm, whose rate the step computes itself)
+    return p.eta0 / (1.0 + p.eta0 * p.l2 * t)
 
 
 cdef inline double ftrl_w(double zj, double nj, const Params* p, double t) noexcept nogil:
@@ -591,7 +585,6 @@ cdef object _setup(object state, object params, Py_ssize_t d, State* st, Params*
     p.alpha = params.ftrl_alpha
     p.beta = params.ftrl_beta
     p.avg_start = params.avg_start
-    p.n_schedule = params.n_schedule
     p.fit_intercept = params.fit_intercept
     p.avg_on = isfinite(p.avg_start) and state.avg.shape[0] > 0
     if p.optimizer not in (SGD, ADAGRAD, FTRL):
@@ -610,9 +603,14 @@ cdef object _setup(object state, object params, Py_ssize_t d, State* st, Params*
     return (state.coef, state.acc, state.zacc, state.last, state.avg, state.scalars)
 
 
-def _check_order(const long long[::1] order, Py_ssize_t n):
-    if order.shape[0] and (np.min(order) < 0 or np.max(order) >= n):
-        raise ValueError(f"order holds row indices outside [0, {n})")
+def compiled_constants():
+    """The compile-time copies of the contract's names, for the test that pins them equal."""
+    return {"LOG_ODDS": LOG_ODDS, "ODDS": ODDS, "PROBA": PROBA, "EXP_OVERFLOW_Z": EXP_OVERFLOW_Z,
+            "EXP_UNDERFLOW_Z": EXP_UNDERFLOW_Z, "SGD": SGD, "ADAGRAD": ADAGRAD, "FTRL": FTRL, "GRADIENT": 0,
+            "IWA": IWA, "AUTO": AUTO, "CONSTANT": CONSTANT, "INVSCALING": INVSCALING, "OPTIMAL": OPTIMAL,
+            "S_INTERCEPT": I_B, "S_SCALE": I_SCALE, "S_T": I_T, "S_ACC_B": I_ACC_B, "S_Z_B": I_Z_B,
+            "S_AVG_B": I_AVG_B, "S_AVG_CLOCK": I_CLOCK, "S_N_AVG": I_NAVG, "S_ACC_NORM": I_ACC_NORM,
+            "N_SCALARS": N_SC, "ADA_EPS": ADA_EPS, "RESCALE_BELOW": RESCALE_BELOW}
 
 
 def sgd_epoch_dense(const feature_t[:, ::1] X, const double[::1] y, const double[::1] sample_weight,
@@ -623,7 +621,6 @@ def sgd_epoch_dense(const feature_t[:, ::1] X, const double[::1] y, const double
     cdef double loss = 0.0
     if y.shape[0] != n or sample_weight.shape[0] != n:
         raise ValueError("y and sample_weight must have one entry per row of X")
-    _check_order(order, n)
     keep = _setup(state, params, d, &st, &p)
     st.buf = <double*>malloc((d + 1) * sizeof(double))
     st.gather = NULL
@@ -653,11 +650,10 @@ def sgd_epoch_csr(const feature_t[::1] data, const index_t[::1] indices, const i
     pk.raw = NULL
     if y.shape[0] != n or sample_weight.shape[0] != n:
         raise ValueError("y and sample_weight must have one entry per row")
-    _check_order(order, n)
     if n > 0:
         maxnnz = int(np.max(np.diff(indptr)))
-    if indices.shape[0] and (np.min(indices) < 0 or np.max(indices) >= d):
-        raise ValueError(f"CSR column indices must lie in [0, {d}) (the length of the coefficients)")
+    if indptr.shape[0] == 0:
+        raise ValueError("indptr must have n_rows + 1 entries")
     keep = _setup(state, params, d, &st, &p)
     st.buf = <double*>malloc((maxnnz + 1) * sizeof(double))
     st.gather_n = maxnnz + 1

@@ -10,8 +10,8 @@ Selection: one bounded min-heap of (value, index) per group, whose root is the w
 kept. A scan reads each candidate once; once the heap is full a candidate costs one comparison
 with the root (rows come in ascending order, so an equal value loses the tie), and for random
 order only about k*(1 + ln(n/k)) candidates ever enter. Measured against a threshold-prefiltered
-buffer of 2k compacted by quickselect (``_topk_scores_buffer`` below; benchmarks/quick_topk.py
---algorithms, one run, one thread, scores only; heap time / buffer time):
+buffer of 2k compacted by quickselect (an alternative kernel since removed; one run, one thread,
+scores only; heap time / buffer time):
     10,000 groups x 500 normal, k=10: 0.50    k=100: 1.08    one group of 10M normal, k=100: 1.09
     one group of 10M ascending, k=100: 3.11   10,000 x 500 ascending, k=10: 1.02
 The heap wins clearly at the serving case (k ~ 10), loses by ~10 % at k = 100, and is the
@@ -50,7 +50,6 @@ from cython.parallel cimport prange, threadid
 from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_dense,
                      dot_csr)
 
-OUTPUT_CODES = {"log_odds": LOG_ODDS, "odds": ODDS, "proba": PROBA}
 
 # What one scan reads: precomputed scores, or log-odds of dense / CSR rows.
 cdef enum Source:
@@ -276,15 +275,45 @@ cdef inline void finish(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t k, int
         out_val[j] = -INFINITY
 
 
+cdef struct Model:
+    const double* w       # coefficients (NULL when ranking given scores)
+    double b              # intercept
+    Py_ssize_t d          # dense row length (0 for CSR and for scores)
+
+
+cdef struct Selection:
+    const unsigned char* exclude   # per row, 1 = skip; NULL: none
+    const int64_t* offsets         # G + 1 group bounds
+    Py_ssize_t G
+    Py_ssize_t k                   # output columns per group
+    Py_ssize_t kh                  # heap size: min(k, largest group)
+    int output                     # transform of the winners (LOG_ODDS for scores)
+    int64_t* out_idx               # (G, k)
+    double* hv                     # heaps: (n_threads + 1, heap_stride(kh)) values and indices
+    int64_t* hi
+    Py_ssize_t* chunk_m            # (n_threads,)
+    int64_t* bad                   # (n_threads, BAD_STRIDE): lowest NaN row, count of inf
+    int n_threads
+    Py_ssize_t row_cost            # multiply-adds a row: decides whether threads pay
+
+
 cdef void select_groups(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
-                        Py_ssize_t d, const double* w, double b, const unsigned char* exclude,
-                        const int64_t* offsets, Py_ssize_t G, Py_ssize_t k, Py_ssize_t kh, int output,
-                        int64_t* out_idx, out_t* out_val, double* hv, int64_t* hi, Py_ssize_t* chunk_m,
-                        int64_t* bad, int n_threads, Py_ssize_t row_cost) noexcept nogil:
+                        const Model* model, const Selection* sel, out_t* out_val) noexcept nogil:
     """The driver. Outputs are (G, k); heaps hold kh = min(k, largest group) entries, so a huge k
-    costs only its output: scratch ``hv``/``hi`` (n_threads + 1, heap_stride(kh));
-    ``bad`` (n_threads, BAD_STRIDE); ``chunk_m`` (n_threads,). All C-contiguous."""
+    costs only its output. All arrays C-contiguous."""
     cdef Py_ssize_t g, t, c, j, m, start, stop, size, n_chunks
+    # local copies: the loops below read them as plain values (the compiler keeps them in registers)
+    cdef Py_ssize_t d = model.d, G = sel.G, k = sel.k, kh = sel.kh, row_cost = sel.row_cost
+    cdef const double* w = model.w
+    cdef double b = model.b
+    cdef const unsigned char* exclude = sel.exclude
+    cdef const int64_t* offsets = sel.offsets
+    cdef int output = sel.output, n_threads = sel.n_threads
+    cdef int64_t* out_idx = sel.out_idx
+    cdef double* hv = sel.hv
+    cdef int64_t* hi = sel.hi
+    cdef Py_ssize_t* chunk_m = sel.chunk_m
+    cdef int64_t* bad = sel.bad
     cdef Py_ssize_t hs = heap_stride(kh)
     cdef Py_ssize_t n = offsets[G] - offsets[0]
     cdef bint split = n_threads > 1
@@ -358,6 +387,11 @@ cdef class _Scratch:
         self.chunk_m = &cm[0]
         self.bad = &bad[0, 0]
 
+    cdef Selection selection(self, const int64_t[::1] offsets, Py_ssize_t k, const unsigned char* exclude,
+                             int output, int n_threads, Py_ssize_t row_cost):
+        return Selection(exclude, &offsets[0], offsets.shape[0] - 1, k, self.kh, output, self.out_idx,
+                         self.hv, self.hi, self.chunk_m, self.bad, n_threads, row_cost)
+
     def report(self):
         """(lowest NaN row or -1, count of infinite log-odds)."""
         nan = self.bad_arr[:, 0][self.bad_arr[:, 0] >= 0]
@@ -371,10 +405,10 @@ def topk(const feature_t[::1] scores, const int64_t[::1] offsets, Py_ssize_t k, 
     cdef Py_ssize_t G = offsets.shape[0] - 1
     cdef _Scratch s = _Scratch(offsets, k, n_threads, np.asarray(scores).dtype)
     cdef const feature_t* p = &scores[0] if scores.shape[0] > 0 else NULL
+    cdef Model model = Model(NULL, 0.0, 0)
+    cdef Selection sel = s.selection(offsets, k, NULL, LOG_ODDS, n_threads, 1)
     with nogil:
-        select_groups(SCORES, p, <const int*>NULL, <const int*>NULL, 0, <const double*>NULL, 0.0, NULL,
-                      &offsets[0], G, k, s.kh, LOG_ODDS, s.out_idx, <feature_t*>s.out_val, s.hv, s.hi, s.chunk_m,
-                      s.bad, n_threads, 1)
+        select_groups(SCORES, p, <const int*>NULL, <const int*>NULL, &model, &sel, <feature_t*>s.out_val)
     return s.out_idx_arr, s.out_val_arr, s.report()[0]
 
 
@@ -393,13 +427,13 @@ def _fused(int source, const feature_t[::1] vals, const index_t[::1] ind, const 
     cdef const index_t* pp = &indptr[0] if indptr.shape[0] > 0 else NULL
     cdef const double* w = &coef[0] if coef.shape[0] > 0 else NULL
     cdef bint is32 = s.out_val_arr.dtype == np.float32
+    cdef Model model = Model(w, intercept, d)
+    cdef Selection sel = s.selection(offsets, k, excl, output, n_threads, row_cost)
     with nogil:
         if is32:
-            select_groups(source, v, ip, pp, d, w, intercept, excl, &offsets[0], G, k, s.kh, output, s.out_idx,
-                          <float*>s.out_val, s.hv, s.hi, s.chunk_m, s.bad, n_threads, row_cost)
+            select_groups(source, v, ip, pp, &model, &sel, <float*>s.out_val)
         else:
-            select_groups(source, v, ip, pp, d, w, intercept, excl, &offsets[0], G, k, s.kh, output, s.out_idx,
-                          <double*>s.out_val, s.hv, s.hi, s.chunk_m, s.bad, n_threads, row_cost)
+            select_groups(source, v, ip, pp, &model, &sel, <double*>s.out_val)
     nan_row, n_inf = s.report()
     return s.out_idx_arr, s.out_val_arr, nan_row, n_inf
 
@@ -421,88 +455,3 @@ def score_topk_csr(const feature_t[::1] data, const index_t[::1] indices, const 
     cdef Py_ssize_t cost = 1 + (indices.shape[0] // n if n > 0 else 0)
     return _fused(CSR, data, indices, indptr, 0, coef, intercept, offsets, k, output,
                   exclude, out_dtype, n_threads, cost)
-
-
-# ------------------------------------------------------------------ the alternative that was measured
-# A threshold prefilter into a buffer of 2k, compacted to the best k by quickselect when full.
-# Not used by the library: kept (scores only, one thread) so that benchmarks/quick_topk.py
-# --algorithms can re-run the measurement behind the choice of the heap (module docstring).
-
-cdef inline void _swap(double* v, int64_t* ix, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    cdef double tv = v[a]
-    cdef int64_t ti = ix[a]
-    v[a] = v[b]
-    ix[a] = ix[b]
-    v[b] = tv
-    ix[b] = ti
-
-
-cdef void _select_best(double* v, int64_t* ix, Py_ssize_t m, Py_ssize_t kk) noexcept nogil:
-    """Quickselect: afterwards v[0:kk] hold the kk best of v[0:m] (in no order), kk in [1, m]."""
-    cdef Py_ssize_t lo = 0, hi = m - 1, mid, store, j
-    cdef double pv
-    cdef int64_t pi
-    while lo < hi:
-        mid = lo + (hi - lo) // 2  # median of three as the pivot: sorted input stays O(m)
-        if worse(v[lo], ix[lo], v[mid], ix[mid]):
-            _swap(v, ix, lo, mid)
-        if worse(v[lo], ix[lo], v[hi], ix[hi]):
-            _swap(v, ix, lo, hi)
-        if worse(v[hi], ix[hi], v[mid], ix[mid]):
-            _swap(v, ix, hi, mid)
-        pv = v[hi]
-        pi = ix[hi]
-        store = lo
-        for j in range(lo, hi):  # "better than the pivot" to the front
-            if worse(pv, pi, v[j], ix[j]):
-                _swap(v, ix, store, j)
-                store += 1
-        _swap(v, ix, store, hi)
-        if store == kk - 1:
-            return
-        if store < kk - 1:
-            lo = store + 1
-        else:
-            hi = store - 1
-
-
-def _topk_scores_buffer(const double[::1] scores, const int64_t[::1] offsets, Py_ssize_t k):
-    """The buffer + quickselect alternative, for measurement only (float64 scores, no NaN)."""
-    cdef Py_ssize_t G = offsets.shape[0] - 1, g, i, i2, m, kk, j
-    cdef double[::1] bv = np.empty(2 * k, dtype=np.float64)
-    cdef int64_t[::1] bi = np.empty(2 * k, dtype=np.int64)
-    out_idx = np.empty((G, k), dtype=np.int64)
-    out_val = np.empty((G, k), dtype=np.float64)
-    cdef int64_t[:, ::1] oi = out_idx
-    cdef double[:, ::1] ov = out_val
-    cdef double tv = 0.0
-    cdef int64_t ti = 0
-    cdef bint have_threshold
-    with nogil:
-        for g in range(G):
-            m = 0
-            have_threshold = False
-            for i in range(offsets[g], offsets[g + 1]):
-                if have_threshold and not worse(tv, ti, scores[i], i):
-                    continue
-                bv[m] = scores[i]
-                bi[m] = i
-                m += 1
-                if m == 2 * k:
-                    _select_best(&bv[0], &bi[0], m, k)
-                    m = k
-                    # the worst of the kept k is the new entry threshold
-                    j = 0
-                    for i2 in range(1, k):
-                        if worse(bv[i2], bi[i2], bv[j], bi[j]):
-                            j = i2
-                    tv = bv[j]
-                    ti = bi[j]
-                    have_threshold = True
-            kk = m if m < k else k
-            if kk > 0:
-                _select_best(&bv[0], &bi[0], m, kk)
-                for j in range(kk):  # heapify the winners, then the heap's sort
-                    sift_up(&bv[0], &bi[0], j)
-            finish(&bv[0], &bi[0], kk, k, LOG_ODDS, &oi[g, 0], &ov[g, 0])
-    return out_idx, out_val

@@ -1,4 +1,4 @@
-"""The Numba backend, adapted to the kernel contract (see ``fastwlr.backends``).
+"""The Numba backend, adapted to the kernel contract (docs/kernels.md).
 
 For users without a C compiler: the same algorithms as the Cython core (same blocking, same
 summation order except inside a dense dot product), compiled by Numba in ``nopython`` mode, parallel with ``prange`` where rows are
@@ -15,19 +15,14 @@ libgomp the Cython core links, so both backends share one OpenMP runtime in a pr
 import numba
 import numpy as np
 
-from ..._validation import check_nonfinite_log_odds
-from ..._sgd import (N_SCALARS, S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE,
-                     S_T, S_Z_B)
+from .._contract import EpochParams, OUTPUT_CODES, SGDState
 from . import _kernels, _sgd, _topk
-from ._jit import CACHE_ERRORS, OUTPUT_CODES  # noqa: F401
+from ._jit import CACHE_ERRORS
 
 name = "numba"
 SCORE_COUNTS_NONFINITE = True  # score_dense/score_csr return the count of non-finite log-odds
 # Below this many multiply-adds, one thread: waking the pool costs more than it saves.
 PARALLEL_MIN_WORK = 1 << 15
-
-assert (S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM) == tuple(range(9)) \
-    and N_SCALARS == 9, "SGD scalars layout changed: update numba_jit/_sgd.py"
 
 
 def _effective_threads(n_threads, work):
@@ -75,10 +70,11 @@ def objective_grad_csr(data, indices, indptr, n_features, y, sample_weight, coef
 # ---------------------------------------------------------------------------------- top-k
 
 _NO_COEF = np.empty(0)
+_NO_INDEX = np.empty(0, dtype=np.int64)
 _NO_EXCLUDE = np.empty(0, dtype=np.bool_)
 
 
-def _select(source, vals, ind, indptr, d, coef, intercept, exclude, offsets, k, output, n_threads, row_cost):
+def _select(rows, coef, intercept, exclude, offsets, k, output, n_threads, row_cost):
     """-> (indices (G, k) int64, values (G, k) float64, lowest NaN row or -1, count of inf log-odds)."""
     G = offsets.shape[0] - 1
     n_thr = _effective_threads(n_threads, (int(offsets[-1]) - int(offsets[0])) * row_cost)
@@ -88,66 +84,44 @@ def _select(source, vals, ind, indptr, d, coef, intercept, exclude, offsets, k, 
     out_idx = np.empty((G, k), dtype=np.int64)
     out_val = np.empty((G, k))
     has_exclude = exclude is not None
-    _run(_topk.select_groups, n_thr, PARALLEL_MIN_WORK + 1, source, vals, ind, indptr, d, coef, float(intercept),
-         exclude if has_exclude else _NO_EXCLUDE, has_exclude, offsets, int(k), OUTPUT_CODES[output], n_thr,
-         out_idx, out_val, bad)
+    selection = (exclude if has_exclude else _NO_EXCLUDE, has_exclude, offsets, int(k), OUTPUT_CODES[output], n_thr)
+    _run(_topk.select_groups, n_thr, PARALLEL_MIN_WORK + 1, rows, (coef, float(intercept)), selection,
+         (out_idx, out_val, bad))
     nan = bad[:, 0][bad[:, 0] >= 0]
     return out_idx, out_val, (int(nan.min()) if nan.size else -1), int(bad[:, 1].sum())
 
 
 def topk(scores, offsets, k, n_threads):
-    indices, values, nan_at, _ = _select(_topk.SCORES, scores, _NO_INDEX, _NO_INDEX, 0, _NO_COEF, 0.0, None,
-                                         offsets, k, "log_odds", n_threads, 1)
-    if nan_at >= 0:
-        raise ValueError(f"scores[{nan_at}] is NaN; top-k needs comparable scores (drop or fill NaN first)")
-    return indices, values.astype(scores.dtype, copy=False)
+    rows = (_topk.SCORES, scores, _NO_INDEX, _NO_INDEX, 0)
+    indices, values, nan_at, _ = _select(rows, _NO_COEF, 0.0, None, offsets, k, "log_odds", n_threads, 1)
+    return indices, values.astype(scores.dtype, copy=False), nan_at
 
 
-def _cast(values, feature_dtype, output):
-    from ...scoring import result_dtype
+def _cast(values, out_dtype):
     with np.errstate(over="ignore"):  # float64 -> float32 rounding to inf is the dtype's answer
-        return values.astype(result_dtype(feature_dtype, output), copy=False)
+        return values.astype(out_dtype, copy=False)
 
 
-def score_topk_dense(X, coef, intercept, offsets, k, output, exclude, n_threads):
+def score_topk_dense(X, coef, intercept, offsets, k, output, exclude, out_dtype, n_threads):
     d = X.shape[1]
-    idx, values, nan_row, n_inf = _select(_topk.DENSE, X.reshape(-1), _NO_INDEX, _NO_INDEX, d, coef, intercept,
-                                          exclude, offsets, k, output, n_threads, d + 1)
-    check_nonfinite_log_odds(X, nan_row, n_inf > 0)
-    return idx, _cast(values, X.dtype, output)
+    rows = (_topk.DENSE, X.reshape(-1), _NO_INDEX, _NO_INDEX, d)
+    idx, values, nan_row, n_inf = _select(rows, coef, intercept, exclude, offsets, k, output, n_threads, d + 1)
+    return idx, _cast(values, out_dtype), nan_row, n_inf
 
 
-def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, exclude, n_threads):
+def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, exclude, out_dtype, n_threads):
     n = indptr.shape[0] - 1
     cost = 1 + (indices.shape[0] // n if n > 0 else 0)
-    idx, values, nan_row, n_inf = _select(_topk.CSR, data, indices, indptr, 0, coef, intercept, exclude,
-                                          offsets, k, output, n_threads, cost)
-    check_nonfinite_log_odds(data, nan_row, n_inf > 0)
-    return idx, _cast(values, data.dtype, output)
+    rows = (_topk.CSR, data, indices, indptr, 0)
+    idx, values, nan_row, n_inf = _select(rows, coef, intercept, exclude, offsets, k, output, n_threads, cost)
+    return idx, _cast(values, out_dtype), nan_row, n_inf
 
 
 # ------------------------------------------------------------------------------------ SGD
 
 def _pack(state, params):
-    """(params vector, avg_on) after checking every array the optimiser touches has length d
-    (the kernel indexes without bounds checks: never out of bounds)."""
-    d = state.coef.shape[0]
+    """The params vector of ``_sgd.run_epoch`` (the adapter checked the state's arrays)."""
     avg_on = bool(np.isfinite(params.avg_start)) and state.avg.shape[0] > 0
-    if params.optimizer not in (_sgd.SGD, _sgd.ADAGRAD, _sgd.FTRL):
-        raise ValueError(f"unknown optimizer code {params.optimizer}")
-    need = {"acc": params.optimizer != _sgd.SGD, "zacc": params.optimizer == _sgd.FTRL,
-            "last": params.optimizer == _sgd.ADAGRAD or (avg_on and params.optimizer == _sgd.SGD),
-            "avg": avg_on}
-    for field, needed in need.items():
-        a = getattr(state, field)
-        if needed and a.shape[0] != d:
-            raise ValueError(f"SGD state: {field} has length {a.shape[0]}, expected {d}")
-    if state.scalars.shape[0] != N_SCALARS:
-        raise ValueError(f"SGD state: scalars has length {state.scalars.shape[0]}, expected {N_SCALARS}")
-    for field in ("coef", "acc", "zacc", "last", "avg", "scalars"):
-        a = getattr(state, field)
-        if a.dtype != np.float64 or not a.flags.c_contiguous or not a.flags.writeable:
-            raise TypeError(f"SGD state: {field} must be a writable contiguous float64 array")
     prm = np.empty(_sgd.N_PARAMS)
     prm[_sgd.P_OPT] = params.optimizer
     prm[_sgd.P_WEIGHTING] = params.weighting
@@ -159,46 +133,25 @@ def _pack(state, params):
     prm[_sgd.P_ALPHA] = params.ftrl_alpha
     prm[_sgd.P_BETA] = params.ftrl_beta
     prm[_sgd.P_AVG_START] = params.avg_start
-    prm[_sgd.P_N_SCHEDULE] = params.n_schedule
     prm[_sgd.P_FIT_INTERCEPT] = 1.0 if params.fit_intercept else 0.0
     prm[_sgd.P_AVG_ON] = 1.0 if avg_on else 0.0
     return prm
 
 
-def _check_rows(y, sample_weight, order, n):
-    if y.shape[0] != n or sample_weight.shape[0] != n:
-        raise ValueError("y and sample_weight must have one entry per row")
-    if order.dtype != np.int64:
-        raise TypeError(f"order must be int64, got {order.dtype}")
-    if order.shape[0] and (order.min() < 0 or order.max() >= n):
-        raise ValueError(f"order holds row indices outside [0, {n})")
 
-
-_NO_INDEX = np.empty(0, dtype=np.int64)
-
-
-def _epoch(data, cols, indptr, dense, d, y, sample_weight, order, state, params):
-    prm = _pack(state, params)
-    loss, bad = _sgd.run_epoch(data, cols, indptr, dense, d, y, sample_weight, order, state.coef, state.acc,
-                               state.zacc, state.last, state.avg, state.scalars, prm)
+def _epoch(rows, y, sample_weight, order, state, params):
+    arrays = (state.coef, state.acc, state.zacc, state.last, state.avg, state.scalars)
+    loss, bad = _sgd.run_epoch(rows, (y, sample_weight, order), arrays, _pack(state, params))
     return float(loss), int(bad)
 
 
 def sgd_epoch_dense(X, y, sample_weight, order, state, params):
     n, d = X.shape
-    _check_rows(y, sample_weight, order, n)
-    if state.coef.shape[0] != d:
-        raise ValueError(f"SGD state: coef has length {state.coef.shape[0]}, expected {d}")
-    return _epoch(X.reshape(-1), _NO_INDEX, _NO_INDEX, True, d, y, sample_weight, order, state, params)
+    return _epoch((X.reshape(-1), _NO_INDEX, _NO_INDEX, True, d), y, sample_weight, order, state, params)
 
 
 def sgd_epoch_csr(data, indices, indptr, y, sample_weight, order, state, params):
-    n = indptr.shape[0] - 1
-    d = state.coef.shape[0]
-    _check_rows(y, sample_weight, order, n)
-    if indices.shape[0] and (indices.min() < 0 or indices.max() >= d):
-        raise ValueError(f"CSR column indices must lie in [0, {d}) (the length of the coefficients)")
-    return _epoch(data, indices, indptr, False, 0, y, sample_weight, order, state, params)
+    return _epoch((data, indices, indptr, False, 0), y, sample_weight, order, state, params)
 
 
 # ------------------------------------------------------------------------------- warm-up, info
@@ -207,7 +160,6 @@ def warmup(dtypes=(np.float32, np.float64), index_dtypes=(np.int32, np.int64)):
     """Compile (or load from the disk cache) every kernel for these dtypes now, so that the first
     real call pays no JIT time. Returns the seconds spent."""
     import time
-    from ..._sgd import EpochParams, SGDState
     t0 = time.perf_counter()
     coef = np.zeros(2)
     y = np.array([0.0, 1.0])
@@ -218,7 +170,7 @@ def warmup(dtypes=(np.float32, np.float64), index_dtypes=(np.int32, np.int64)):
         for out_dt in (np.float32, np.float64):
             score_dense(X, coef, 0.0, "odds", np.empty(2, out_dt), 1)
         objective_grad_dense(X, y, w, coef, 0.0, 0.0, 1)
-        params = EpochParams(0, 0, 0, 0.1, 0.5, 0.0, 0.0, 0.1, 1.0, np.inf, 2.0, True)
+        params = EpochParams(0, 0, 0, 0.1, 0.5, 0.0, 0.0, 0.1, 1.0, np.inf, True)
         sgd_epoch_dense(X, y, w, order, SGDState.new(2, "sgd", False), params)
         offsets = np.array([0, 2], dtype=np.int64)
         topk(np.zeros(2, dtype=dt), offsets, 1, 1)
@@ -230,7 +182,7 @@ def warmup(dtypes=(np.float32, np.float64), index_dtypes=(np.int32, np.int64)):
                 score_csr(data, indices, indptr, coef, 0.0, "odds", np.empty(2, out_dt), 1)
             objective_grad_csr(data, indices, indptr, 2, y, w, coef, 0.0, 0.0, 1)
             sgd_epoch_csr(data, indices, indptr, y, w, order, SGDState.new(2, "sgd", False), params)
-            score_topk_csr(data, indices, indptr, coef, 0.0, offsets, 1, "odds", None, 1)
+            score_topk_csr(data, indices, indptr, coef, 0.0, offsets, 1, "odds", None, np.float64, 1)
     return time.perf_counter() - t0
 
 

@@ -1,6 +1,6 @@
 """The ``njit`` decorator every kernel of the Numba backend uses, and the shared scalar maths.
 
-The maths is the specification of ``fastwlr/_math.py`` (the same formulas as
+The maths is the specification of ``fastwlr/backends/_math.py`` (the same formulas as
 ``cython_core/_math.pxd``, in the same operation order). No ``fastmath`` except the dense dot
 product (see ``DOT_FASTMATH``).
 """
@@ -10,10 +10,7 @@ import warnings
 import numba
 import numpy as np
 
-EXP_OVERFLOW_Z = 709.782712893384
-EXP_UNDERFLOW_Z = -745.1332191019412
-LOG_ODDS, ODDS, PROBA = 0, 1, 2
-OUTPUT_CODES = {"log_odds": LOG_ODDS, "odds": ODDS, "proba": PROBA}
+from .._contract import EXP_OVERFLOW_Z, EXP_UNDERFLOW_Z, ODDS, PROBA
 
 # fastmath for the dense dot product only, and only "reassoc" + "contract" (never nnan/ninf: NaN
 # and inf features must propagate). Without reassociation LLVM does not vectorise the float32 ->

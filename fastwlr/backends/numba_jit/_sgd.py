@@ -1,4 +1,4 @@
-"""SGD epochs compiled by Numba (contract: the module docstring of ``fastwlr._sgd``).
+"""SGD epochs compiled by Numba (contract: docs/kernels.md, "SGD epochs").
 
 A line-by-line port of ``cython_core/_sgd.pyx`` (itself checked against the reference loop): one
 generic step for dense and CSR rows, the same operation order (except the dense dot product,
@@ -13,25 +13,20 @@ import math
 
 import numpy as np
 
+from .._contract import (ADA_EPS, ADAGRAD, AUTO, CONSTANT, FTRL, INVSCALING, IWA, RESCALE_BELOW, SGD,
+                         S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B)
 from ._jit import dot_csr, dot_dense, jit, sigmoid, softplus
 
-SGD, ADAGRAD, FTRL = 0, 1, 2
-GRADIENT, IWA = 0, 1
-AUTO, CONSTANT, INVSCALING, OPTIMAL = 0, 1, 2, 3
-RESCALE_BELOW = 1e-9
-ADA_EPS = 1e-12
-
-# scalars layout: fastwlr._sgd (asserted equal in the adapter)
-I_B, I_SCALE, I_T, I_ACC_B, I_Z_B, I_AVG_B, I_CLOCK, I_NAVG, I_ACC_NORM = range(9)
-# packed params
+# packed params (Numba freezes the contract's module globals above as compile-time constants)
 (P_OPT, P_WEIGHTING, P_SCHEDULE, P_ETA0, P_POWER_T, P_L2, P_L1, P_ALPHA, P_BETA, P_AVG_START,
- P_N_SCHEDULE, P_FIT_INTERCEPT, P_AVG_ON) = range(13)
-N_PARAMS = 13
+ P_FIT_INTERCEPT, P_AVG_ON) = range(12)
+N_PARAMS = 12
 
 
 @jit()
 def iwa_step(z, label, h, k):
-    # fastwlr._sgd.iwa_step: Newton from the right on F(delta) = delta + e^v0 expm1(delta) - h k
+    # the reference backend's iwa_step, step for step: Newton from the right on
+    # F(delta) = delta + e^v0 expm1(delta) - h k, from the smaller of the two upper bounds
     s = 2.0 * label - 1.0
     v0 = s * z
     a = h * k
@@ -41,10 +36,8 @@ def iwa_step(z, label, h, k):
         e = math.exp(-v0) if v0 < 745.0 else 0.0
         delta = a * e / (1.0 + e)
         return -s * delta / k
-    e0 = math.exp(v0)
-    delta = a
-    if e0 > 0.0 and math.log1p(a / e0) < delta:
-        delta = math.log1p(a / e0)
+    e0 = math.exp(v0)   # 0.0 when v0 < -745: then e^v <= a bounds delta by log(a) - v0
+    delta = min(a, math.log1p(a / e0) if e0 > 0.0 else math.log(a) - v0)
     for _ in range(100):
         ev = math.exp(v0 + delta)
         f = delta + (e0 * math.expm1(delta) if delta < 1.0 else ev - e0) - a
@@ -59,14 +52,13 @@ def iwa_step(z, label, h, k):
 
 
 @jit()
-def _eta_sgd(schedule, eta0, power_t, n_schedule, l2, t):
+def _eta_sgd(schedule, eta0, power_t, l2, t):
     if schedule == CONSTANT:
         return eta0
     if schedule == INVSCALING:
         return eta0 / math.pow(1.0 + t, power_t)
-    if schedule == OPTIMAL:
-        return eta0 / (1.0 + eta0 * l2 * t)
-    return eta0 / math.sqrt(1.0 + t / n_schedule)
+    # OPTIMAL: the last fixed schedule ("auto" is AdaGrad-Norm, whose rate the step computes itself)
+    return eta0 / (1.0 + eta0 * l2 * t)
 
 
 @jit()
@@ -116,12 +108,18 @@ def _ada_catch_up(cols, dense, nr, coef, acc, last, avg, eta0, l2, avg_on, avg_s
 
 
 @jit()
-def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, last, avg, sc, prm):
+def run_epoch(rows, samples, state, prm):
     """One epoch; returns (loss_sum, -1 or the position where z became non-finite).
+
+    rows = (data, cols_all, indptr, dense, d), samples = (y, sample_weight, order),
+    state = (coef, acc, zacc, last, avg, scalars), prm = the packed params (``P_*``).
 
     Dense rows: ``data`` is X flattened, row i at ``i * d``, column q is coordinate q. CSR rows:
     ``data[indptr[i]:indptr[i + 1]]`` at coordinates ``cols_all[...]``.
     """
+    data, cols_all, indptr, dense, d = rows
+    y, sw, order = samples
+    coef, acc, zacc, last, avg, sc = state
     opt = int(prm[P_OPT])
     weighting = int(prm[P_WEIGHTING])
     schedule = int(prm[P_SCHEDULE])
@@ -132,7 +130,6 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
     alpha = prm[P_ALPHA]
     beta = prm[P_BETA]
     avg_start = prm[P_AVG_START]
-    n_schedule = prm[P_N_SCHEDULE]
     fit_intercept = prm[P_FIT_INTERCEPT] != 0.0
     avg_on = prm[P_AVG_ON] != 0.0
     ncoef = coef.shape[0]
@@ -157,7 +154,7 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
         # row views: indices from range() are provably >= 0, so no wraparound checks in the loops
         x = data[base:base + nr]
         cols = cols_all[0:0] if dense else cols_all[base:base + nr]
-        t = sc[I_T]
+        t = sc[S_T]
         # 1. lazy catch-up and 2. margin
         if opt == ADAGRAD:
             if l2 > 0 or avg_on:
@@ -167,17 +164,17 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                 j = q if dense else cols[q]
                 coef[j] = _ftrl_w(zacc[j], acc[j], l1, l2, alpha, beta, t)
             if fit_intercept:
-                sc[I_B] = -sc[I_Z_B] * alpha / (beta + math.sqrt(sc[I_ACC_B]))
+                sc[S_INTERCEPT] = -sc[S_Z_B] * alpha / (beta + math.sqrt(sc[S_ACC_B]))
         elif avg_on:
             for q in range(nr):
                 j = q if dense else cols[q]
-                avg[j] += coef[j] * (sc[I_CLOCK] - last[j])
-                last[j] = sc[I_CLOCK]
+                avg[j] += coef[j] * (sc[S_AVG_CLOCK] - last[j])
+                last[j] = sc[S_AVG_CLOCK]
         if dense:
             z = dot_dense(x, coef, nr)
         else:
             z = dot_csr(x, cols, coef)
-        z = sc[I_SCALE] * z + sc[I_B]
+        z = sc[S_SCALE] * z + sc[S_INTERCEPT]
         if not math.isfinite(z):
             return loss_sum, pos
         loss_sum += h * (softplus(z) - label * z)
@@ -190,30 +187,30 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                     x2 += np.float64(x[q]) * np.float64(x[q])
                 x2 += 1.0 if fit_intercept else 0.0
             if schedule == AUTO:  # AdaGrad-Norm: one accumulator of squared gradient norms
-                sc[I_ACC_NORM] += (h * g * g if weighting == IWA else (h * g) * (h * g)) * x2
-                eta = eta0 / (math.sqrt(sc[I_ACC_NORM]) + ADA_EPS)
+                sc[S_ACC_NORM] += (h * g * g if weighting == IWA else (h * g) * (h * g)) * x2
+                eta = eta0 / (math.sqrt(sc[S_ACC_NORM]) + ADA_EPS)
             else:
-                eta = _eta_sgd(schedule, eta0, power_t, n_schedule, l2, t)
+                eta = _eta_sgd(schedule, eta0, power_t, l2, t)
             if weighting == IWA:
                 G = iwa_step(z, label, h, eta * x2)
             else:
                 G = h * g
-            inv_scale = 1.0 / sc[I_SCALE]
+            inv_scale = 1.0 / sc[S_SCALE]
             v = eta * G * inv_scale
             for q in range(nr):
                 j = q if dense else cols[q]
                 coef[j] -= v * np.float64(x[q])
             if fit_intercept:
-                sc[I_B] -= eta * G
-            sc[I_SCALE] /= 1.0 + eta * l2
-            if sc[I_SCALE] < RESCALE_BELOW:
+                sc[S_INTERCEPT] -= eta * G
+            sc[S_SCALE] /= 1.0 + eta * l2
+            if sc[S_SCALE] < RESCALE_BELOW:
                 if avg_on:
                     for j in range(ncoef):
-                        avg[j] += coef[j] * (sc[I_CLOCK] - last[j])
-                        last[j] = sc[I_CLOCK]
+                        avg[j] += coef[j] * (sc[S_AVG_CLOCK] - last[j])
+                        last[j] = sc[S_AVG_CLOCK]
                 for j in range(ncoef):
-                    coef[j] *= sc[I_SCALE]
-                sc[I_SCALE] = 1.0
+                    coef[j] *= sc[S_SCALE]
+                sc[S_SCALE] = 1.0
         elif opt == ADAGRAD:
             qq = h * g * g if weighting == IWA else (h * g) * (h * g)
             k = 0.0
@@ -226,15 +223,15 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                 k += buf[q] * x2
             eta_b = 0.0
             if fit_intercept:
-                sc[I_ACC_B] += qq
-                eta_b = eta0 / (math.sqrt(sc[I_ACC_B]) + ADA_EPS)
+                sc[S_ACC_B] += qq
+                eta_b = eta0 / (math.sqrt(sc[S_ACC_B]) + ADA_EPS)
                 k += eta_b
             G = iwa_step(z, label, h, k) if weighting == IWA else h * g
             for q in range(nr):
                 j = q if dense else cols[q]
                 coef[j] = (coef[j] - buf[q] * G * np.float64(x[q])) / (1.0 + buf[q] * l2)
                 last[j] = t + 1
-            sc[I_B] -= eta_b * G
+            sc[S_INTERCEPT] -= eta_b * G
         else:  # FTRL-Proximal
             if weighting == IWA:
                 qq = h * g * g
@@ -245,7 +242,7 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                     x2 = xv * xv
                     k += alpha / (beta + math.sqrt(acc[j] + qq * x2)) * x2
                 if fit_intercept:
-                    k += alpha / (beta + math.sqrt(sc[I_ACC_B] + qq))
+                    k += alpha / (beta + math.sqrt(sc[S_ACC_B] + qq))
                 G = iwa_step(z, label, h, k)
             else:
                 qq = (h * g) * (h * g)
@@ -260,32 +257,32 @@ def run_epoch(data, cols_all, indptr, dense, d, y, sw, order, coef, acc, zacc, l
                 zacc[j] += gj - sigma * coef[j]
                 acc[j] = nj + qq * x2
             if fit_intercept:
-                nb = sc[I_ACC_B]
+                nb = sc[S_ACC_B]
                 sigma = (math.sqrt(nb + qq) - math.sqrt(nb)) / alpha
-                sc[I_Z_B] += G - sigma * sc[I_B]
-                sc[I_ACC_B] = nb + qq
+                sc[S_Z_B] += G - sigma * sc[S_INTERCEPT]
+                sc[S_ACC_B] = nb + qq
         # 6. step counter and averaging
-        sc[I_T] = t + 1
+        sc[S_T] = t + 1
         if avg_on and t + 1 > avg_start:
             if opt == SGD:
-                sc[I_CLOCK] += sc[I_SCALE]
+                sc[S_AVG_CLOCK] += sc[S_SCALE]
             else:
                 for q in range(nr):
                     j = q if dense else cols[q]
                     avg[j] += coef[j]
-            sc[I_AVG_B] += sc[I_B]
-            sc[I_NAVG] += 1.0
+            sc[S_AVG_B] += sc[S_INTERCEPT]
+            sc[S_N_AVG] += 1.0
     # bring every coordinate up to date
-    t = sc[I_T]
+    t = sc[S_T]
     if opt == ADAGRAD:
         _ada_catch_up(cols_all[0:0], True, ncoef, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
     elif opt == FTRL:
         for j in range(ncoef):
             coef[j] = _ftrl_w(zacc[j], acc[j], l1, l2, alpha, beta, t)
         if fit_intercept:
-            sc[I_B] = -sc[I_Z_B] * alpha / (beta + math.sqrt(sc[I_ACC_B]))
+            sc[S_INTERCEPT] = -sc[S_Z_B] * alpha / (beta + math.sqrt(sc[S_ACC_B]))
     elif avg_on:
         for j in range(ncoef):
-            avg[j] += coef[j] * (sc[I_CLOCK] - last[j])
-            last[j] = sc[I_CLOCK]
+            avg[j] += coef[j] * (sc[S_AVG_CLOCK] - last[j])
+            last[j] = sc[S_AVG_CLOCK]
     return loss_sum, -1

@@ -121,10 +121,14 @@ def _finish(hv, hi, m, k, output, out_idx, out_val):
 
 
 @jit(parallel=True)
-def select_groups(source, vals, ind, indptr, d, w, b, exclude, has_exclude, offsets, k, output,
-                  n_threads, out_idx, out_val, bad):
-    """Fills out_idx / out_val (G, k). ``bad``: (n_blocks, 2) int64, rows [-1, 0] on entry, where
-    n_blocks = bad.shape[0] >= n_threads."""
+def select_groups(rows, model, selection, out):
+    """rows = (source, vals, ind, indptr, d), model = (w, b), selection = (exclude, has_exclude,
+    offsets, k, output, n_threads), out = (out_idx, out_val, bad). Fills out_idx / out_val (G, k).
+    ``bad``: (n_blocks, 2) int64, rows [-1, 0] on entry, where n_blocks = bad.shape[0] >= n_threads."""
+    source, vals, ind, indptr, d = rows
+    w, b = model
+    exclude, has_exclude, offsets, k, output, n_threads = selection
+    out_idx, out_val, bad = out
     G = offsets.shape[0] - 1
     split = n_threads > 1
     n_blocks = bad.shape[0]

@@ -1,4 +1,4 @@
-"""Reference weighted logistic objective and gradient (DESIGN.md section 1).
+"""Reference weighted logistic objective and gradient (docs/kernels.md, "Objective").
 
     L(coef, b) = (1/n) sum_i w_i [softplus(z_i) - y_i z_i] + (l2/2) ||coef||^2,   z_i = x_i . coef + b
 
@@ -7,7 +7,7 @@ The intercept is not regularised. d/dz of the bracket is sigma(z) - y.
 import numpy as np
 import scipy.sparse as sp
 
-from ..._math import sigmoid, softplus
+from .._math import sigmoid, softplus
 from .scoring import log_odds_csr, log_odds_dense
 
 

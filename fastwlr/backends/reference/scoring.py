@@ -1,7 +1,7 @@
 """Reference scoring: z = X @ coef + b in float64, then the output transform."""
 import numpy as np
 
-from ..._math import transform
+from .._math import transform
 
 
 def log_odds_dense(X, coef, intercept):

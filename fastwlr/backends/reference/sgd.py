@@ -1,20 +1,14 @@
 """Reference SGD epochs: a plain per-sample Python loop in float64 (slow; the oracle).
 
-Semantics: the kernel contract in ``fastwlr._sgd`` (module docstring). Compiled epochs must match
-this loop to rounding on the same data, order, state and params.
+Semantics: the kernel contract (docs/kernels.md, "SGD epochs"). Compiled epochs must match this
+loop to rounding on the same data, order, state and params.
 """
 import math
 
 import numpy as np
 
-from ..._sgd import (S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B,
-                     iwa_step)
-
-SGD, ADAGRAD, FTRL = 0, 1, 2
-GRADIENT, IWA = 0, 1
-AUTO, CONSTANT, INVSCALING, OPTIMAL = 0, 1, 2, 3
-RESCALE_BELOW = 1e-9   # the SGD weight scale is folded into coef when it gets this small
-ADA_EPS = 1e-12
+from .._contract import (ADA_EPS, ADAGRAD, AUTO, CONSTANT, FTRL, INVSCALING, IWA, RESCALE_BELOW, SGD, S_ACC_B,
+                         S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B)
 
 
 def _softplus(z):
@@ -28,14 +22,50 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
+def iwa_step(z, label, h, k):
+    """Scalar step G on z for an importance-weight-aware logistic update.
+
+    Solves the ODE of h infinitesimal unit-weight steps with rate k = sum_j eta_j x_j^2:
+    with s = 2 label - 1 and v = s z, dv/dh = k / (1 + e^v), i.e. v + e^v = v0 + e^v0 + h k
+    (Karampatziakis & Langford 2011). We solve for delta = v - v0 >= 0 by Newton from the right
+    on F(delta) = delta + e^v0 expm1(delta) - h k (convex, increasing: monotone convergence, no
+    cancellation for tiny h k). Returns G such that z moves by -G k, i.e. G = -s delta / k;
+    for small h k this is h (sigmoid(z) - label), the gradient step.
+    """
+    s = 2.0 * label - 1.0
+    v0 = s * z
+    a = h * k
+    if a <= 0.0 or k <= 0.0:
+        return 0.0
+    if v0 > 30.0:
+        # e^v0 > 1e13: delta ~ a sigma(-v0) to relative precision ~ a sigma(-v0)
+        e = math.exp(-v0) if v0 < 745 else 0.0
+        delta = a * e / (1.0 + e)
+        return -s * delta / k
+    e0 = math.exp(v0)   # v0 <= 30: no overflow; 0.0 below -745 (then e^v <= a: v <= log a)
+    # upper bounds: dv/dh <= k gives delta <= a; e^v <= e^v0 + a gives delta <= log1p(a / e0)
+    delta = min(a, math.log1p(a / e0) if e0 > 0.0 else math.log(a) - v0)
+    for _ in range(100):
+        ev = math.exp(v0 + delta)    # <= e0 + a: finite
+        # e0 (e^delta - 1) without cancellation for small delta, without overflow for large
+        f = delta + (e0 * math.expm1(delta) if delta < 1.0 else ev - e0) - a
+        new = delta - f / (1.0 + ev)
+        if new < 0.0:
+            new = 0.0
+        if not (new < delta) or delta - new <= 1e-15 * delta:
+            delta = new
+            break
+        delta = new
+    return -s * delta / k
+
+
 def _eta_sgd(p, t):
     if p.schedule == CONSTANT:
         return p.eta0
     if p.schedule == INVSCALING:
         return p.eta0 / (1.0 + t) ** p.power_t
-    if p.schedule == OPTIMAL:
-        return p.eta0 / (1.0 + p.eta0 * p.l2 * t)
-    return p.eta0 / math.sqrt(1.0 + t / p.n_schedule)
+    # OPTIMAL: the last fixed schedule ("auto" is AdaGrad-Norm, whose rate the step computes itself)
+    return p.eta0 / (1.0 + p.eta0 * p.l2 * t)
 
 
 def _ftrl_w(zj, nj, p, t):

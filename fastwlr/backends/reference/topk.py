@@ -17,8 +17,7 @@ vectorised over a (n_groups, size) matrix when every group has the same size).
 """
 import numpy as np
 
-from ..._math import transform
-from ..._validation import check_nonfinite_log_odds
+from .._math import transform
 from .scoring import log_odds_csr, log_odds_dense
 
 PAD_INDEX = -1
@@ -108,33 +107,35 @@ def _grouped(scores, offsets, k, exclude=None):
 # ---------------------------------------------------------------------------- kernel contract
 
 def topk(scores, offsets, k, n_threads=1):
-    return _grouped(scores, offsets, k)
+    """-> (indices, values, index of the first NaN score or -1)."""
+    nan = np.isnan(scores)
+    if nan.any():
+        return None, None, int(np.argmax(nan))
+    return (*_grouped(scores, offsets, k), -1)
 
 
-def _score_topk(z, feature_values, offsets, k, output, exclude, out_dtype):
+def _score_topk(z, offsets, k, output, exclude, out_dtype):
+    """-> (indices, values, lowest scored row with NaN log-odds or -1, count of inf log-odds)."""
     rows = np.arange(z.shape[0]) if exclude is None else np.flatnonzero(~exclude)
     nan = np.isnan(z[rows])
     nan_row = int(rows[np.argmax(nan)]) if nan.any() else -1
-    check_nonfinite_log_odds(feature_values, nan_row, bool(np.isinf(z[rows]).any()))
+    n_inf = int(np.isinf(z[rows]).sum())
+    if nan_row >= 0:  # the adapter raises: no ranking to compute
+        return None, None, nan_row, n_inf
     indices, zs = _grouped(z, offsets, k, exclude)
     with np.errstate(over="ignore", under="ignore"):  # rounding into float32 is the dtype's answer
         values = transform(zs, output).astype(out_dtype)
     values[indices < 0] = -np.inf  # padding stays -inf whatever the transform
-    return indices, values
+    return indices, values, nan_row, n_inf
 
 
-def _out_dtype(feature_dtype, output):
-    from ...scoring import result_dtype
-    return result_dtype(feature_dtype, output)
-
-
-def score_topk_dense(X, coef, intercept, offsets, k, output, exclude, n_threads=1):
-    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf rows are reported below
+def score_topk_dense(X, coef, intercept, offsets, k, output, exclude, out_dtype, n_threads=1):
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf rows are reported
         z = log_odds_dense(X, coef, intercept)
-    return _score_topk(z, X, offsets, k, output, exclude, _out_dtype(X.dtype, output))
+    return _score_topk(z, offsets, k, output, exclude, out_dtype)
 
 
-def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, exclude, n_threads=1):
+def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, exclude, out_dtype, n_threads=1):
     with np.errstate(invalid="ignore", over="ignore"):
         z = log_odds_csr(data, indices, indptr, coef, intercept)
-    return _score_topk(z, data, offsets, k, output, exclude, _out_dtype(data.dtype, output))
+    return _score_topk(z, offsets, k, output, exclude, out_dtype)
