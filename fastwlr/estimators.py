@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from . import _validation as v
+from . import _validation as v, _weights
 from ._config import get_backend, resolve_n_threads
 from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
 from ._math import sigmoid, softplus
@@ -347,8 +347,7 @@ class WeightedLogisticRegression(_Params):
     def _fit(self, features, y01, w):
         alpha, l1_ratio, max_iter, tol = self._check_params()
         w, shift = self._sampling_weights(y01, w)
-        if not float(w.sum()) > 0:
-            raise ValueError("every sample_weight is zero (they sum to 0): there is nothing to fit")
+        _weights.total_weight(w)
         warm = self.warm_start and getattr(self, "coef_", None) is not None \
             and self.coef_.shape[1] == features.n_features
         n_threads = resolve_n_threads(self.n_threads)
@@ -376,7 +375,9 @@ class WeightedLogisticRegression(_Params):
         from . import _sgd
         # fit_sgd's objective is (1/n) sum w_i l_i + l2/2 ||coef||^2 + l1 ||coef||_1 on the raw weights:
         # ours divided by mean(w), so its penalties are ours times the mean weight of the first fit.
-        mean_w = state.mean_weight if state is not None else float(w.mean())
+        # fit_sgd divides them by that mean again for its kernels. The round trip stays: a * m / m is
+        # not always a in floating point, and dropping it would change the fitted bits.
+        mean_w = state.mean_weight if state is not None else _weights.mean_weight(w)
         params = _sgd.SGDParams(
             weighting=self.weighting, optimizer=self.optimizer,
             l2=alpha * (1.0 - l1_ratio) * mean_w, l1=alpha * l1_ratio * mean_w,
@@ -435,8 +436,7 @@ class WeightedLogisticRegression(_Params):
         w, shift = self._sampling_weights(y01, w)
         if first:
             self._partial_rng = None
-        if first and not float(w.sum()) > 0:
-            raise ValueError("the first partial_fit chunk has sample_weight summing to 0")
+            _weights.total_weight(w, "the first partial_fit chunk has sample_weight summing to 0")
         state = None if first else self._sgd_state
         res = self._run_sgd(features, y01, w, alpha, l1_ratio, 1, None, state, partial=True,
                             n_threads=resolve_n_threads(self.n_threads))
@@ -608,7 +608,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
         self
         """
         features = self._validate_X(X, reset=True)
-        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        y, w = _recipe(watch_time, sample_weight, features.n_rows)
         self._check_both_labels(y)
         self._fit(features, y, w)
         self.click_model_ = None
@@ -620,15 +620,6 @@ class WatchTimeRanker(WeightedLogisticRegression):
             click._fit(features, y, base_w)
             self.click_model_ = click
         return self
-
-    def _recipe(self, watch_time, sample_weight, n):
-        T = _as_1d_numeric(watch_time, n, "watch_time")
-        if (T < 0).any():
-            raise ValueError(f"watch_time must be >= 0 (0 = not clicked); first negative at index "
-                             f"{int(np.argmax(T < 0))}")
-        y = (T > 0).astype(np.float64)
-        w = np.where(T > 0, T, 1.0) * v.check_sample_weight(sample_weight, n)
-        return y, w
 
     @staticmethod
     def _check_both_labels(y):
@@ -642,7 +633,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
         """One SGD epoch over this chunk of impressions (see ``WeightedLogisticRegression.partial_fit``)."""
         first = self._partial_fit_first()
         features = self._validate_X(X, reset=first)
-        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        y, w = _recipe(watch_time, sample_weight, features.n_rows)
         self._partial_fit(features, y, w, first)
         self.click_model_ = None
         return self
@@ -681,7 +672,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
         higher is better, as scikit-learn scorers expect."""
         self._check_fitted()
         features = self._validate_X(X, reset=False)
-        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        y, w = _recipe(watch_time, sample_weight, features.n_rows)
         from ._lbfgs import objective
         loss, _, _ = objective(features, y, w / max(w.mean(), np.finfo(float).tiny), self.coef_[0],
                                float(self.intercept_[0]), 0.0, resolve_n_threads(self.n_threads),
@@ -758,10 +749,21 @@ def _as_1d_labels(y, n):
     return arr
 
 
-def _as_1d_numeric(a, n, name):
+def _as_1d(a):
+    """A 1-D array as given, or the column of a column vector; complex input refused."""
     arr = np.asarray(a)
     if arr.dtype.kind == "c":
         raise ValueError("Complex data not supported")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
-    return v.check_vector(arr, n, name)
+    return arr
+
+
+def _as_1d_numeric(a, n, name):
+    return v.check_vector(_as_1d(a), n, name)
+
+
+def _recipe(watch_time, sample_weight, n):
+    """The recipe's (y, w) for the n rows of X (``fastwlr._weights``); a column vector of watch
+    times is accepted, as scikit-learn accepts a column-vector y."""
+    return _weights.watch_time_targets(_as_1d(watch_time), sample_weight, n)
