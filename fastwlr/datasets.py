@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._weights import watch_time_targets
+
 __all__ = ["WatchTimeData", "make_watch_time", "ClaimsData", "load_claims", "claims_path", "CLAIMS_FILES"]
 
 # Rows per chunk when a float64 temporary per row block is needed: 64k rows x 64 features x 8 bytes
@@ -89,13 +91,13 @@ class WatchTimeData:
 
     @property
     def y(self):
-        """Labels as float64 0.0/1.0."""
-        return self.clicked.astype(np.float64)
+        """Labels as float64 0.0/1.0: the recipe's ``watch_time > 0``, i.e. ``clicked``."""
+        return watch_time_targets(self.watch_time)[0]
 
     @property
     def sample_weight(self):
-        """YouTube's weights: the watch time for clicked rows, 1.0 for the others."""
-        return np.where(self.clicked, self.watch_time, 1.0)
+        """The recipe's weights: the watch time for clicked rows, 1.0 for the others."""
+        return watch_time_targets(self.watch_time)[1]
 
     @property
     def mean_watch_time_given_click(self):
@@ -427,12 +429,13 @@ class ClaimsData:
 
     @property
     def y(self):
-        return self.clicked.astype(np.float64)
+        """Labels as float64 0.0/1.0: the recipe's ``amount > 0``, i.e. ``clicked``."""
+        return watch_time_targets(self.amount)[0]
 
     @property
     def sample_weight(self):
-        """The amount for positives, 1.0 for negatives (YouTube's weighting)."""
-        return np.where(self.clicked, self.amount, 1.0)
+        """The recipe's weights: the amount for positives, 1.0 for negatives."""
+        return watch_time_targets(self.amount)[1]
 
 
 def _data_dir_candidates(data_dir):
