@@ -138,9 +138,9 @@ def report_trained(data, ranker, seconds, *, exact=None, exact_seconds=None, fil
         from ._lbfgs import objective
         from ._config import get_backend
         from ._validation import check_features
-        y, w = ranker._recipe(data.watch_time, None, data.n_samples)
+        from ._weights import normalised_weights
         features = check_features(data.X)
-        w_norm = w * (w.shape[0] / w.sum())
+        y, w_norm = data.y, normalised_weights(data.sample_weight)
         loss = [objective(features, y, w_norm, m.coef_[0], float(m.intercept_[0]), m.alpha, 1,
                           get_backend(m.backend))[0] for m in (ranker, exact)]
         print(f"Objective {loss[0]:.6g} vs the exact optimum {loss[1]:.6g} (lbfgs, {exact_seconds:.2f} s): "
