@@ -67,6 +67,7 @@ import warnings
 import numpy as np
 
 from ._config import get_backend, resolve_n_threads
+from ._weights import mean_weight
 from .exceptions import DivergenceError
 
 WEIGHTINGS = {"gradient": 0, "iwa": 1, "resample": 0}   # resample = unit-weight gradient steps
@@ -441,9 +442,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
     sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
 
     if state is None:
-        mean_w = float(sample_weight.mean()) if n else 1.0
-        if not mean_w > 0:
-            raise ValueError("sample_weight sums to 0: nothing to fit")
+        mean_w = mean_weight(sample_weight)
         state = SGDState.new(d, params.optimizer, params.average is not False and params.optimizer != "ftrl")
         state.mean_weight = mean_w
     else:
