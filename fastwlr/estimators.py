@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from . import _validation as v, _weights
+from . import _io, _validation as v, _weights
 from ._config import get_backend, resolve_n_threads
 from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
 from ._math import sigmoid, softplus
@@ -137,6 +137,7 @@ def _same(a, b):
         return a is b
 
 
+@_io.register
 class WeightedLogisticRegression(_Params):
     """Binary logistic regression with sample weights, trained by SGD or exactly by L-BFGS.
 
@@ -536,10 +537,75 @@ class WeightedLogisticRegression(_Params):
     # ------------------------------------------------------------------ persistence
     def save(self, path):
         """Write the fitted model to ``path`` (see ``fastwlr.load``; a versioned, non-pickle format)."""
-        from ._io import save
-        save(self, path)
+        _io.save(self, path)
+
+    _state_parts = ()  # entries of _get_state's info holding nested estimators (see fastwlr._io)
+
+    def _get_state(self):
+        """The fitted model as (arrays, info) for ``fastwlr._io``: float64 (and label) arrays, and
+        JSON values: the parameters, the fitted scalars and the SGD state's scalars."""
+        if not hasattr(self, "coef_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted: nothing to save")
+        info = {
+            "params": {k: _jsonable(val) for k, val in self.get_params(deep=False).items()},
+            "fitted": {"n_features_in_": int(self.n_features_in_), "n_iter_": int(self.n_iter_),
+                       "converged_": bool(getattr(self, "converged_", False))},
+            "sgd_state": None,
+        }
+        arrays = {"coef": np.ascontiguousarray(self.coef_[0], dtype=np.float64),
+                  "intercept": np.asarray(self.intercept_, dtype=np.float64).reshape(1)}
+        if hasattr(self, "classes_"):  # classifiers only; a WatchTimeRanker is a regressor
+            classes = np.asarray(self.classes_)
+            if classes.dtype == object:
+                classes = classes.astype(str)
+            arrays["classes"] = classes
+        state = getattr(self, "_sgd_state", None)
+        if state is not None:
+            info["sgd_state"] = {"optimizer": state.optimizer, "average": bool(state.average),
+                                 "mean_weight": float(state.mean_weight)}
+            for name in _SGD_ARRAYS:
+                arrays[f"sgd/{name}"] = np.asarray(getattr(state, name), dtype=np.float64)
+        return arrays, info
+
+    @classmethod
+    def _from_state(cls, arrays, info):
+        """The fitted estimator that ``_get_state`` described (``fastwlr._io`` reads the file)."""
+        try:
+            est = cls(**info["params"])
+            fitted = info["fitted"]
+            d = int(fitted["n_features_in_"])
+        except TypeError as exc:
+            raise ValueError(f"the saved parameters do not fit {cls.__name__} ({exc})") from exc
+        coef = arrays["coef"]
+        intercept = arrays["intercept"]
+        labels = arrays["classes"] if cls._estimator_type == "classifier" else None
+        if coef.dtype != np.float64 or coef.shape != (d,) or intercept.shape != (1,) or (
+                labels is not None and labels.shape != (2,)):
+            raise ValueError(f"inconsistent arrays (coef {coef.dtype} {coef.shape}, intercept "
+                             f"{intercept.shape}, classes {getattr(labels, 'shape', None)}) for n_features_in_ = {d}")
+        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+            raise ValueError("the saved coefficients are not finite")
+        est.coef_ = coef.reshape(1, d).copy()
+        est.intercept_ = intercept.astype(np.float64).copy()
+        if labels is not None:
+            est.classes_ = labels.copy()
+        est.n_features_in_ = d
+        est.n_iter_ = int(fitted["n_iter_"])
+        est.converged_ = bool(fitted["converged_"])
+        est._sgd_state = None
+        sgd = info.get("sgd_state")
+        if sgd is not None:
+            from ._sgd import SGDState
+            try:
+                state_arrays = {name: arrays[f"sgd/{name}"].astype(np.float64) for name in _SGD_ARRAYS}
+            except KeyError as exc:
+                raise ValueError(f"incomplete SGD state, missing {exc}") from exc
+            est._sgd_state = SGDState(optimizer=sgd["optimizer"], average=bool(sgd["average"]),
+                                      mean_weight=float(sgd["mean_weight"]), **state_arrays)
+        return est
 
 
+@_io.register
 class WatchTimeRanker(WeightedLogisticRegression):
     """The YouTube recipe (Covington et al. 2016): weighted logistic regression whose odds e^z
     estimate the expected watch time.
@@ -638,6 +704,19 @@ class WatchTimeRanker(WeightedLogisticRegression):
         self.click_model_ = None
         return self
 
+    _state_parts = ("click_model",)
+
+    def _get_state(self):
+        arrays, info = super()._get_state()
+        info["click_model"] = getattr(self, "click_model_", None)
+        return arrays, info
+
+    @classmethod
+    def _from_state(cls, arrays, info):
+        est = super()._from_state(arrays, info)
+        est.click_model_ = info.get("click_model")
+        return est
+
     def predict(self, X, click_log_odds=None, click_model=None):
         """Expected watch time.
 
@@ -681,6 +760,20 @@ class WatchTimeRanker(WeightedLogisticRegression):
 
 
 # ---------------------------------------------------------------------- helpers
+_SGD_ARRAYS = ("coef", "acc", "zacc", "last", "avg", "scalars")  # the saved SGDState arrays
+
+
+def _jsonable(value):
+    """A parameter value as JSON can hold it, for ``_get_state``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, np.random.Generator):
+        return None  # a Generator's state is not a parameter we can write; the seed is gone
+    raise TypeError(f"cannot save parameter value {value!r} of type {type(value).__name__}")
+
+
 def _is_auto(value):
     return isinstance(value, str) and value == "auto"
 
