@@ -805,13 +805,6 @@ def _n_columns(X):
     return None
 
 
-def _n_rows(X):
-    shape = getattr(X, "shape", None)
-    if shape is not None and len(shape) >= 1:
-        return int(shape[0])
-    return len(X)
-
-
 def _as_1d_labels(y, n):
     """Class labels as a 1-D array (numbers or strings); a column vector is flattened."""
     if y is None:

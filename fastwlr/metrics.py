@@ -108,7 +108,7 @@ def _n(a, name):
     return arr.shape[0]
 
 
-def _weights(sample_weight, n):
+def _optional_weights(sample_weight, n):
     return None if sample_weight is None else v.check_sample_weight(sample_weight, n)
 
 
@@ -116,7 +116,7 @@ def _ranking_inputs(watch_time, y_score, sample_weight, offsets):
     """Validated (watch_time, scores, sample_weight or None, offsets) of a watch-time ranking metric."""
     t = check_watch_time(watch_time)
     n = t.shape[0]
-    return t, v.check_ranking_scores(y_score, n), _weights(sample_weight, n), v.check_offsets(offsets, n)
+    return t, v.check_ranking_scores(y_score, n), _optional_weights(sample_weight, n), v.check_offsets(offsets, n)
 
 
 # ---------------------------------------------------------------------------------------------
