@@ -1,14 +1,15 @@
 """Data for watch-time ranking: a generator with known ground truth, and real zero-inflated data.
 
-``make_watch_time`` draws impressions from the model of DESIGN.md section 2::
+``make_watch_time`` draws impressions from the generator model of docs/theory.md::
 
     p(x) = sigma(a.x + a0)            click probability
     m(x) = exp(c.x + c0)              mean watch time given a click
     T | click ~ log-normal or gamma with mean m(x)
 
 so the weighted-LR log-odds are exactly linear, z*(x) = (a + c).x + (a0 + c0), and every row's
-E[T | x] = p(x) m(x) is known. ``load_claims`` reads the real data sets of ``../shared/data``
-(an event and a non-negative amount: a claim, a purchase) mapped onto the same shape.
+E[T | x] = p(x) m(x) is known. ``load_claims`` reads real data sets (found through ``data_dir=``
+or ``$FASTWLR_DATA_DIR``): an event and a non-negative amount (a claim, a purchase) mapped onto the
+same shape.
 """
 import csv
 import gzip

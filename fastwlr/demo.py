@@ -65,7 +65,7 @@ def format_table(means, counts, title):
 def report(data, odds, seconds, *, file=None):
     """Step 4: print the calibration of e^z against E[T|x] and the timing."""
     file = file or sys.stdout
-    exact = odds * (1.0 - data.p)  # E[T|x] = e^z (1 - p): the exact correction of DESIGN.md section 1
+    exact = odds * (1.0 - data.p)  # E[T|x] = e^z (1 - p): the exact correction (docs/theory.md)
     means, counts = calibration(odds, {
         "mean e^z": odds,
         "e^z(1-p)": exact,

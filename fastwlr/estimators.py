@@ -10,8 +10,8 @@ The objective (both solvers, both estimators)::
     L(coef, b) = sum_i w_i [softplus(z_i) - y_i z_i] / sum_i w_i
                  + alpha * ((1 - l1_ratio) / 2 * ||coef||^2 + l1_ratio * ||coef||_1)
 
-i.e. DESIGN.md section 1 with the loss averaged over the *weights* (with ``sample_weight=None``,
-sum_i w_i = n and this is DESIGN.md's mean loss with l2 = alpha). Averaging over the weights makes the
+i.e. the weighted logistic loss of docs/theory.md averaged over the *weights* (with
+``sample_weight=None``, sum_i w_i = n: the mean loss, with l2 = alpha). Averaging over the weights makes the
 model independent of a common scale of all the weights (``sample_weight`` times c gives the same
 coefficients) and makes an integer weight exactly equivalent to repeating the row. The unit of the
 watch time is another matter: it scales the positives' weights but not the negatives', so for a
@@ -612,8 +612,8 @@ class WatchTimeRanker(WeightedLogisticRegression):
 
     ``fit(X, watch_time)`` labels impressions with watch_time > 0 as clicked and gives them weight
     T (their watch time), the others weight 1 (times ``sample_weight`` if given). At the optimum,
-    e^z = E[T | x] / (1 - p(x)) with p the click probability (DESIGN.md section 1): ``predict`` returns
-    e^z, which equals E[T | x] when clicks are rare; the exact E[T | x] = e^z (1 - p) is returned when a
+    e^z = E[T | x] / (1 - p(x)) with p the click probability (derived in docs/theory.md): ``predict``
+    returns e^z, which equals E[T | x] when clicks are rare; the exact E[T | x] = e^z (1 - p) is returned when a
     click model is available (``click_log_odds=`` or ``click_model=`` in ``predict``, or
     ``fit_click_model=True``).
 
