@@ -12,7 +12,7 @@ from . import metrics  # noqa: F401  (fastwlr.metrics: log-loss, AUC, weighted p
 from .estimators import WatchTimeRanker, WeightedLogisticRegression  # noqa: F401
 from ._io import load  # noqa: F401
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 __all__ = ["score", "topk", "score_topk", "available_backends", "get_backend", "__version__",
            "WeightedLogisticRegression", "WatchTimeRanker", "load",

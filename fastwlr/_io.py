@@ -18,9 +18,24 @@ Format ``fastwlr-model``, version 1: one ``.npz`` file (a zip of ``.npy`` arrays
   ``sgd/coef``, ``sgd/acc``, ``sgd/zacc``, ``sgd/last``, ``sgd/avg``, ``sgd/scalars`` (float64);
 * a ``click_model_`` of a ``WatchTimeRanker``: the same arrays under the prefix ``click_model/``.
 
+(Files written before the state protocol below also carry ``"click_model": null`` in the header
+of a ``WeightedLogisticRegression``; readers ignore it.)
+
 Readers refuse files of another format, of a newer version, with missing or inconsistent arrays,
 and truncated or corrupt files (the zip's CRC-32 is checked), each with a ``ValueError`` that says
 which. Files are written to a temporary name and renamed, so a crash never leaves half a model.
+
+This module owns the file (the header's envelope, the array names' prefixes, nesting, atomic
+writes, the checks of the container) and a registry of the classes it can rebuild. What a model
+*is* belongs to its class, registered with ``register``, which provides
+
+* ``_get_state(self) -> (arrays, info)``: ``arrays`` a dict of numpy arrays (no object dtype),
+  ``info`` a dict of JSON values, written as the header's other entries; except that the entries
+  named in the class attribute ``_state_parts`` hold a registered estimator or None, which is
+  stored recursively (its header in that entry, its arrays under the prefix ``"<name>/"``);
+* ``_from_state(cls, arrays, info)`` (a classmethod): the fitted estimator, from the same two
+  dicts as read back (the parts already rebuilt). It raises ``KeyError`` for a missing entry or
+  ``ValueError`` for inconsistent ones; the reader adds the file name.
 """
 import json
 import os
@@ -29,54 +44,50 @@ import zipfile
 
 import numpy as np
 
+from ._version import __version__
+
 FORMAT = "fastwlr-model"
 VERSION = 1
-_SGD_ARRAYS = ("coef", "acc", "zacc", "last", "avg", "scalars")
+_ENVELOPE = ("format", "version", "fastwlr_version", "estimator")
+_REGISTRY = {}
 
 
-def _classes():
-    from .estimators import WatchTimeRanker, WeightedLogisticRegression
-    return {"WeightedLogisticRegression": WeightedLogisticRegression, "WatchTimeRanker": WatchTimeRanker}
+def register(cls):
+    """Class decorator: ``save`` writes instances of ``cls`` and ``load`` rebuilds them, under the
+    name ``cls.__name__`` (which is what the header's "estimator" records)."""
+    name = cls.__name__
+    known = _REGISTRY.get(name)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"two classes named {name!r} cannot both be registered: {known!r} and {cls!r}")
+    _REGISTRY[name] = cls
+    return cls
 
 
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, np.random.Generator):
-        return None  # a Generator's state is not a parameter we can write; the seed is gone
-    raise TypeError(f"cannot save parameter value {value!r} of type {type(value).__name__}")
+def _registered(est):
+    cls = type(est)
+    if _REGISTRY.get(cls.__name__) is not cls:
+        raise TypeError(f"can only save fastwlr estimators, got {cls.__name__}")
+    return cls
 
 
 def _pack(est, prefix, arrays):
-    from . import __version__
-    if not hasattr(est, "coef_"):
-        raise ValueError(f"this {type(est).__name__} is not fitted: nothing to save")
-    header = {
-        "format": FORMAT, "version": VERSION, "fastwlr_version": __version__,
-        "estimator": type(est).__name__,
-        "params": {k: _jsonable(val) for k, val in est.get_params(deep=False).items()},
-        "fitted": {"n_features_in_": int(est.n_features_in_), "n_iter_": int(est.n_iter_),
-                   "converged_": bool(getattr(est, "converged_", False))},
-        "sgd_state": None, "click_model": None,
-    }
-    arrays[prefix + "coef"] = np.ascontiguousarray(est.coef_[0], dtype=np.float64)
-    arrays[prefix + "intercept"] = np.asarray(est.intercept_, dtype=np.float64).reshape(1)
-    if hasattr(est, "classes_"):  # classifiers only; a WatchTimeRanker is a regressor
-        classes = np.asarray(est.classes_)
-        if classes.dtype == object:
-            classes = classes.astype(str)
-        arrays[prefix + "classes"] = classes
-    state = getattr(est, "_sgd_state", None)
-    if state is not None:
-        header["sgd_state"] = {"optimizer": state.optimizer, "average": bool(state.average),
-                               "mean_weight": float(state.mean_weight)}
-        for name in _SGD_ARRAYS:
-            arrays[f"{prefix}sgd/{name}"] = np.asarray(getattr(state, name), dtype=np.float64)
-    click = getattr(est, "click_model_", None)
-    if click is not None:
-        header["click_model"] = _pack(click, prefix + "click_model/", arrays)
+    cls = _registered(est)
+    own, info = est._get_state()
+    header = {"format": FORMAT, "version": VERSION, "fastwlr_version": __version__,
+              "estimator": cls.__name__}
+    clash = set(_ENVELOPE).intersection(info)
+    if clash:
+        raise ValueError(f"{cls.__name__}._get_state() may not set the header entries {sorted(clash)}")
+    header.update(info)
+    for name, array in own.items():
+        array = np.asarray(array)
+        if array.dtype == object or (not prefix and name == "header"):
+            raise ValueError(f"{cls.__name__}._get_state() returned the array {name!r} ({array.dtype}): "
+                             "the format holds no object arrays, and 'header' is its own entry")
+        arrays[prefix + name] = array
+    for part in getattr(cls, "_state_parts", ()):
+        sub = info.get(part)
+        header[part] = None if sub is None else _pack(sub, f"{prefix}{part}/", arrays)
     return header
 
 
@@ -86,11 +97,17 @@ def save(estimator, path):
     Parameters
     ----------
     estimator : fitted fastwlr estimator
+        Of a registered class (``register``); subclasses are not registered by inheriting.
     path : str or os.PathLike
         Written as given (no extension is added); replaced atomically if it exists.
+
+    Raises
+    ------
+    TypeError
+        ``estimator`` is not of a registered class.
+    ValueError
+        It is not fitted.
     """
-    if type(estimator).__name__ not in _classes():
-        raise TypeError(f"can only save fastwlr estimators, got {type(estimator).__name__}")
     arrays = {}
     header = _pack(estimator, "", arrays)
     arrays["header"] = np.array(json.dumps(header, sort_keys=True))
@@ -149,6 +166,17 @@ def load(path):
     return _unpack(header, arrays, "", path)
 
 
+class _Arrays(dict):
+    """One estimator's arrays, names without its prefix; a missing one is reported by its full name."""
+
+    def __init__(self, prefix, items):
+        super().__init__(items)
+        self.prefix = prefix
+
+    def __missing__(self, name):
+        raise KeyError(self.prefix + name)
+
+
 def _unpack(header, arrays, prefix, path):
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         got = header.get("format") if isinstance(header, dict) else type(header).__name__
@@ -159,45 +187,21 @@ def _unpack(header, arrays, prefix, path):
     if version > VERSION:
         raise ValueError(f"{path} was written in format version {version} by fastwlr "
                          f"{header.get('fastwlr_version')}; this fastwlr reads up to version {VERSION}: upgrade fastwlr")
-    classes = _classes()
     kind = header.get("estimator")
-    if kind not in classes:
-        raise ValueError(f"{path}: unknown estimator kind {kind!r} (known: {sorted(classes)})")
+    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"{path}: unknown estimator kind {kind!r} (known: {sorted(_REGISTRY)})")
+    info = {key: value for key, value in header.items() if key not in _ENVELOPE}
+    parts = tuple(getattr(cls, "_state_parts", ()))
+    for part in parts:
+        sub = header.get(part)
+        info[part] = None if sub is None else _unpack(sub, arrays, f"{prefix}{part}/", path)
+    nested = tuple(f"{prefix}{part}/" for part in parts)
+    own = _Arrays(prefix, {name[len(prefix):]: array for name, array in arrays.items()
+                           if name != "header" and name.startswith(prefix) and not name.startswith(nested)})
     try:
-        est = classes[kind](**header["params"])
-        fitted = header["fitted"]
-        d = int(fitted["n_features_in_"])
-        coef = arrays[prefix + "coef"]
-        intercept = arrays[prefix + "intercept"]
-        labels = arrays[prefix + "classes"] if kind == "WeightedLogisticRegression" else None
+        return cls._from_state(own, info)
     except KeyError as exc:
         raise ValueError(f"{path}: incomplete fastwlr model, missing {exc}") from exc
-    except TypeError as exc:
-        raise ValueError(f"{path}: the saved parameters do not fit {kind} ({exc})") from exc
-    if coef.dtype != np.float64 or coef.shape != (d,) or intercept.shape != (1,) or (
-            labels is not None and labels.shape != (2,)):
-        raise ValueError(f"{path}: inconsistent arrays (coef {coef.dtype} {coef.shape}, intercept "
-                         f"{intercept.shape}, classes {getattr(labels, 'shape', None)}) for n_features_in_ = {d}")
-    if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
-        raise ValueError(f"{path}: the saved coefficients are not finite")
-    est.coef_ = coef.reshape(1, d).copy()
-    est.intercept_ = intercept.astype(np.float64).copy()
-    if labels is not None:
-        est.classes_ = labels.copy()
-    est.n_features_in_ = d
-    est.n_iter_ = int(fitted["n_iter_"])
-    est.converged_ = bool(fitted["converged_"])
-    est._sgd_state = None
-    sgd = header.get("sgd_state")
-    if sgd is not None:
-        from ._sgd import SGDState
-        try:
-            state_arrays = {name: arrays[f"{prefix}sgd/{name}"].astype(np.float64) for name in _SGD_ARRAYS}
-        except KeyError as exc:
-            raise ValueError(f"{path}: incomplete SGD state, missing {exc}") from exc
-        est._sgd_state = SGDState(optimizer=sgd["optimizer"], average=bool(sgd["average"]),
-                                  mean_weight=float(sgd["mean_weight"]), **state_arrays)
-    if kind == "WatchTimeRanker":
-        click = header.get("click_model")
-        est.click_model_ = None if click is None else _unpack(click, arrays, prefix + "click_model/", path)
-    return est
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._kernels import Kernels
 from .exceptions import ConvergenceWarning, DivergenceError
+from ._weights import normalised_weights  # w * (n / sum w): same optimum, loss of order 1
 
 # Default gradient tolerance: stop when max_j |dL/dcoef_j| * scale_j <= tol (and |dL/db| <= tol), where
 # scale_j = 1 / sqrt(weighted mean of x_j^2) is the diagonal preconditioner (so the criterion does not
@@ -41,14 +42,6 @@ class LbfgsResult:
     n_fev: int                # objective + gradient evaluations (passes over the data)
     grad_max: float           # max |gradient component| at the solution, in preconditioned units
     message: str
-
-
-def normalised_weights(sample_weight):
-    """w / mean(w): same optimum, loss of order 1. Raises if every weight is zero."""
-    total = float(np.sum(sample_weight))
-    if not total > 0.0:
-        raise ValueError("sample_weight sums to 0: there is nothing to fit")
-    return sample_weight * (sample_weight.shape[0] / total)
 
 
 def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init=None,

@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from ._kernels import Kernels
+from ._weights import mean_weight
 from .backends._contract import OPTIMIZERS, SCHEDULES, WEIGHTINGS, EpochParams, SGDState  # noqa: F401
 from .exceptions import DivergenceError
 
@@ -263,9 +264,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
     sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
 
     if state is None:
-        mean_w = float(sample_weight.mean()) if n else 1.0
-        if not mean_w > 0:
-            raise ValueError("sample_weight sums to 0: nothing to fit")
+        mean_w = mean_weight(sample_weight)
         state = SGDState.new(d, params.optimizer, params.average is not False and params.optimizer != "ftrl")
         state.mean_weight = mean_w
     else:

@@ -1,14 +1,15 @@
 """Data for watch-time ranking: a generator with known ground truth, and real zero-inflated data.
 
-``make_watch_time`` draws impressions from the model of DESIGN.md section 2::
+``make_watch_time`` draws impressions from the generator model of docs/theory.md::
 
     p(x) = sigma(a.x + a0)            click probability
     m(x) = exp(c.x + c0)              mean watch time given a click
     T | click ~ log-normal or gamma with mean m(x)
 
 so the weighted-LR log-odds are exactly linear, z*(x) = (a + c).x + (a0 + c0), and every row's
-E[T | x] = p(x) m(x) is known. ``load_claims`` reads the real data sets of ``../shared/data``
-(an event and a non-negative amount: a claim, a purchase) mapped onto the same shape.
+E[T | x] = p(x) m(x) is known. ``load_claims`` reads real data sets (found through ``data_dir=``
+or ``$FASTWLR_DATA_DIR``): an event and a non-negative amount (a claim, a purchase) mapped onto the
+same shape.
 """
 import csv
 import gzip
@@ -19,6 +20,8 @@ from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+
+from ._weights import watch_time_targets
 
 __all__ = ["WatchTimeData", "make_watch_time", "ClaimsData", "load_claims", "claims_path", "CLAIMS_FILES"]
 
@@ -89,13 +92,13 @@ class WatchTimeData:
 
     @property
     def y(self):
-        """Labels as float64 0.0/1.0."""
-        return self.clicked.astype(np.float64)
+        """Labels as float64 0.0/1.0: the recipe's ``watch_time > 0``, i.e. ``clicked``."""
+        return watch_time_targets(self.watch_time)[0]
 
     @property
     def sample_weight(self):
-        """YouTube's weights: the watch time for clicked rows, 1.0 for the others."""
-        return np.where(self.clicked, self.watch_time, 1.0)
+        """The recipe's weights: the watch time for clicked rows, 1.0 for the others."""
+        return watch_time_targets(self.watch_time)[1]
 
     @property
     def mean_watch_time_given_click(self):
@@ -135,7 +138,7 @@ def _real_param(value, name, low=None, high=None, low_open=True, high_open=True)
 
 
 def _sigmoid(z):
-    # branch on the sign (as fastwlr._math.sigmoid): exp never sees a large positive argument
+    # branch on the sign (as fastwlr.backends._math.sigmoid): exp never sees a large positive argument
     with np.errstate(under="ignore"):
         e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -427,12 +430,13 @@ class ClaimsData:
 
     @property
     def y(self):
-        return self.clicked.astype(np.float64)
+        """Labels as float64 0.0/1.0: the recipe's ``amount > 0``, i.e. ``clicked``."""
+        return watch_time_targets(self.amount)[0]
 
     @property
     def sample_weight(self):
-        """The amount for positives, 1.0 for negatives (YouTube's weighting)."""
-        return np.where(self.clicked, self.amount, 1.0)
+        """The recipe's weights: the amount for positives, 1.0 for negatives."""
+        return watch_time_targets(self.amount)[1]
 
 
 def _data_dir_candidates(data_dir):

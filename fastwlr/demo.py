@@ -65,7 +65,7 @@ def format_table(means, counts, title):
 def report(data, odds, seconds, *, file=None):
     """Step 4: print the calibration of e^z against E[T|x] and the timing."""
     file = file or sys.stdout
-    exact = odds * (1.0 - data.p)  # E[T|x] = e^z (1 - p): the exact correction of DESIGN.md section 1
+    exact = odds * (1.0 - data.p)  # E[T|x] = e^z (1 - p): the exact correction (docs/theory.md)
     means, counts = calibration(odds, {
         "mean e^z": odds,
         "e^z(1-p)": exact,
@@ -135,14 +135,13 @@ def report_trained(data, ranker, seconds, *, exact=None, exact_seconds=None, fil
     ratio = means["e^z(1-p)"] / means["true E[T|x]"]
     print(f"Trained e^z(1-p) / true E[T|x] per decile: {' '.join(f'{r:.3f}' for r in ratio)}", file=file)
     if exact is not None:
-        from ._lbfgs import objective
-        from ._config import get_backend
+        from ._kernels import Kernels
         from ._validation import check_features
-        y, w = ranker._recipe(data.watch_time, None, data.n_samples)
+        from ._weights import normalised_weights
         features = check_features(data.X)
-        w_norm = w * (w.shape[0] / w.sum())
-        loss = [objective(features, y, w_norm, m.coef_[0], float(m.intercept_[0]), m.alpha, 1,
-                          get_backend(m.backend))[0] for m in (ranker, exact)]
+        y, w_norm = data.y, normalised_weights(data.sample_weight)
+        loss = [Kernels(m.backend, 1).objective_grad(features, y, w_norm, m.coef_[0], float(m.intercept_[0]),
+                                                     m.alpha)[0] for m in (ranker, exact)]
         print(f"Objective {loss[0]:.6g} vs the exact optimum {loss[1]:.6g} (lbfgs, {exact_seconds:.2f} s): "
               f"{(loss[0] - loss[1]) / loss[1]:+.3%}", file=file)
 

@@ -10,8 +10,8 @@ The objective (both solvers, both estimators)::
     L(coef, b) = sum_i w_i [softplus(z_i) - y_i z_i] / sum_i w_i
                  + alpha * ((1 - l1_ratio) / 2 * ||coef||^2 + l1_ratio * ||coef||_1)
 
-i.e. DESIGN.md section 1 with the loss averaged over the *weights* (with ``sample_weight=None``,
-sum_i w_i = n and this is DESIGN.md's mean loss with l2 = alpha). Averaging over the weights makes the
+i.e. the weighted logistic loss of docs/theory.md averaged over the *weights* (with
+``sample_weight=None``, sum_i w_i = n: the mean loss, with l2 = alpha). Averaging over the weights makes the
 model independent of a common scale of all the weights (``sample_weight`` times c gives the same
 coefficients) and makes an integer weight exactly equivalent to repeating the row. The unit of the
 watch time is another matter: it scales the positives' weights but not the negatives', so for a
@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from . import _validation as v
+from . import _io, _validation as v, _weights
 from ._config import resolve_n_threads
 from ._kernels import Kernels
 from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
@@ -138,6 +138,7 @@ def _same(a, b):
         return a is b
 
 
+@_io.register
 class WeightedLogisticRegression(_Params):
     """Binary logistic regression with sample weights, trained by SGD or exactly by L-BFGS.
 
@@ -348,8 +349,7 @@ class WeightedLogisticRegression(_Params):
     def _fit(self, features, y01, w):
         alpha, l1_ratio, max_iter, tol = self._check_params()
         w, shift = self._sampling_weights(y01, w)
-        if not float(w.sum()) > 0:
-            raise ValueError("every sample_weight is zero (they sum to 0): there is nothing to fit")
+        _weights.total_weight(w)
         warm = self.warm_start and getattr(self, "coef_", None) is not None \
             and self.coef_.shape[1] == features.n_features
         n_threads = resolve_n_threads(self.n_threads)
@@ -376,7 +376,9 @@ class WeightedLogisticRegression(_Params):
         from . import _sgd
         # fit_sgd's objective is (1/n) sum w_i l_i + l2/2 ||coef||^2 + l1 ||coef||_1 on the raw weights:
         # ours divided by mean(w), so its penalties are ours times the mean weight of the first fit.
-        mean_w = state.mean_weight if state is not None else float(w.mean())
+        # fit_sgd divides them by that mean again for its kernels. The round trip stays: a * m / m is
+        # not always a in floating point, and dropping it would change the fitted bits.
+        mean_w = state.mean_weight if state is not None else _weights.mean_weight(w)
         params = _sgd.SGDParams(
             weighting=self.weighting, optimizer=self.optimizer,
             l2=alpha * (1.0 - l1_ratio) * mean_w, l1=alpha * l1_ratio * mean_w,
@@ -435,8 +437,7 @@ class WeightedLogisticRegression(_Params):
         w, shift = self._sampling_weights(y01, w)
         if first:
             self._partial_rng = None
-        if first and not float(w.sum()) > 0:
-            raise ValueError("the first partial_fit chunk has sample_weight summing to 0")
+            _weights.total_weight(w, "the first partial_fit chunk has sample_weight summing to 0")
         state = None if first else self._sgd_state
         res = self._run_sgd(features, y01, w, alpha, l1_ratio, 1, None, state, partial=True,
                             n_threads=resolve_n_threads(self.n_threads))
@@ -536,18 +537,83 @@ class WeightedLogisticRegression(_Params):
     # ------------------------------------------------------------------ persistence
     def save(self, path):
         """Write the fitted model to ``path`` (see ``fastwlr.load``; a versioned, non-pickle format)."""
-        from ._io import save
-        save(self, path)
+        _io.save(self, path)
+
+    _state_parts = ()  # entries of _get_state's info holding nested estimators (see fastwlr._io)
+
+    def _get_state(self):
+        """The fitted model as (arrays, info) for ``fastwlr._io``: float64 (and label) arrays, and
+        JSON values: the parameters, the fitted scalars and the SGD state's scalars."""
+        if not hasattr(self, "coef_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted: nothing to save")
+        info = {
+            "params": {k: _jsonable(val) for k, val in self.get_params(deep=False).items()},
+            "fitted": {"n_features_in_": int(self.n_features_in_), "n_iter_": int(self.n_iter_),
+                       "converged_": bool(getattr(self, "converged_", False))},
+            "sgd_state": None,
+        }
+        arrays = {"coef": np.ascontiguousarray(self.coef_[0], dtype=np.float64),
+                  "intercept": np.asarray(self.intercept_, dtype=np.float64).reshape(1)}
+        if hasattr(self, "classes_"):  # classifiers only; a WatchTimeRanker is a regressor
+            classes = np.asarray(self.classes_)
+            if classes.dtype == object:
+                classes = classes.astype(str)
+            arrays["classes"] = classes
+        state = getattr(self, "_sgd_state", None)
+        if state is not None:
+            info["sgd_state"] = {"optimizer": state.optimizer, "average": bool(state.average),
+                                 "mean_weight": float(state.mean_weight)}
+            for name in _SGD_ARRAYS:
+                arrays[f"sgd/{name}"] = np.asarray(getattr(state, name), dtype=np.float64)
+        return arrays, info
+
+    @classmethod
+    def _from_state(cls, arrays, info):
+        """The fitted estimator that ``_get_state`` described (``fastwlr._io`` reads the file)."""
+        try:
+            est = cls(**info["params"])
+            fitted = info["fitted"]
+            d = int(fitted["n_features_in_"])
+        except TypeError as exc:
+            raise ValueError(f"the saved parameters do not fit {cls.__name__} ({exc})") from exc
+        coef = arrays["coef"]
+        intercept = arrays["intercept"]
+        labels = arrays["classes"] if cls._estimator_type == "classifier" else None
+        if coef.dtype != np.float64 or coef.shape != (d,) or intercept.shape != (1,) or (
+                labels is not None and labels.shape != (2,)):
+            raise ValueError(f"inconsistent arrays (coef {coef.dtype} {coef.shape}, intercept "
+                             f"{intercept.shape}, classes {getattr(labels, 'shape', None)}) for n_features_in_ = {d}")
+        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+            raise ValueError("the saved coefficients are not finite")
+        est.coef_ = coef.reshape(1, d).copy()
+        est.intercept_ = intercept.astype(np.float64).copy()
+        if labels is not None:
+            est.classes_ = labels.copy()
+        est.n_features_in_ = d
+        est.n_iter_ = int(fitted["n_iter_"])
+        est.converged_ = bool(fitted["converged_"])
+        est._sgd_state = None
+        sgd = info.get("sgd_state")
+        if sgd is not None:
+            from ._sgd import SGDState
+            try:
+                state_arrays = {name: arrays[f"sgd/{name}"].astype(np.float64) for name in _SGD_ARRAYS}
+            except KeyError as exc:
+                raise ValueError(f"incomplete SGD state, missing {exc}") from exc
+            est._sgd_state = SGDState(optimizer=sgd["optimizer"], average=bool(sgd["average"]),
+                                      mean_weight=float(sgd["mean_weight"]), **state_arrays)
+        return est
 
 
+@_io.register
 class WatchTimeRanker(WeightedLogisticRegression):
     """The YouTube recipe (Covington et al. 2016): weighted logistic regression whose odds e^z
     estimate the expected watch time.
 
     ``fit(X, watch_time)`` labels impressions with watch_time > 0 as clicked and gives them weight
     T (their watch time), the others weight 1 (times ``sample_weight`` if given). At the optimum,
-    e^z = E[T | x] / (1 - p(x)) with p the click probability (DESIGN.md section 1): ``predict`` returns
-    e^z, which equals E[T | x] when clicks are rare; the exact E[T | x] = e^z (1 - p) is returned when a
+    e^z = E[T | x] / (1 - p(x)) with p the click probability (derived in docs/theory.md): ``predict``
+    returns e^z, which equals E[T | x] when clicks are rare; the exact E[T | x] = e^z (1 - p) is returned when a
     click model is available (``click_log_odds=`` or ``click_model=`` in ``predict``, or
     ``fit_click_model=True``).
 
@@ -608,7 +674,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
         self
         """
         features = self._validate_X(X, reset=True)
-        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        y, w = _recipe(watch_time, sample_weight, features.n_rows)
         self._check_both_labels(y)
         self._fit(features, y, w)
         self.click_model_ = None
@@ -620,15 +686,6 @@ class WatchTimeRanker(WeightedLogisticRegression):
             click._fit(features, y, base_w)
             self.click_model_ = click
         return self
-
-    def _recipe(self, watch_time, sample_weight, n):
-        T = _as_1d_numeric(watch_time, n, "watch_time")
-        if (T < 0).any():
-            raise ValueError(f"watch_time must be >= 0 (0 = not clicked); first negative at index "
-                             f"{int(np.argmax(T < 0))}")
-        y = (T > 0).astype(np.float64)
-        w = np.where(T > 0, T, 1.0) * v.check_sample_weight(sample_weight, n)
-        return y, w
 
     @staticmethod
     def _check_both_labels(y):
@@ -642,10 +699,23 @@ class WatchTimeRanker(WeightedLogisticRegression):
         """One SGD epoch over this chunk of impressions (see ``WeightedLogisticRegression.partial_fit``)."""
         first = self._partial_fit_first()
         features = self._validate_X(X, reset=first)
-        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        y, w = _recipe(watch_time, sample_weight, features.n_rows)
         self._partial_fit(features, y, w, first)
         self.click_model_ = None
         return self
+
+    _state_parts = ("click_model",)
+
+    def _get_state(self):
+        arrays, info = super()._get_state()
+        info["click_model"] = getattr(self, "click_model_", None)
+        return arrays, info
+
+    @classmethod
+    def _from_state(cls, arrays, info):
+        est = super()._from_state(arrays, info)
+        est.click_model_ = info.get("click_model")
+        return est
 
     def predict(self, X, click_log_odds=None, click_model=None):
         """Expected watch time.
@@ -681,13 +751,27 @@ class WatchTimeRanker(WeightedLogisticRegression):
         higher is better, as scikit-learn scorers expect."""
         self._check_fitted()
         features = self._validate_X(X, reset=False)
-        y, w = self._recipe(watch_time, sample_weight, features.n_rows)
+        y, w = _recipe(watch_time, sample_weight, features.n_rows)
         loss, _, _ = Kernels(self.backend, self.n_threads).objective_grad(
             features, y, w / max(w.mean(), np.finfo(float).tiny), self.coef_[0], float(self.intercept_[0]), 0.0)
         return -float(loss)
 
 
 # ---------------------------------------------------------------------- helpers
+_SGD_ARRAYS = ("coef", "acc", "zacc", "last", "avg", "scalars")  # the saved SGDState arrays
+
+
+def _jsonable(value):
+    """A parameter value as JSON can hold it, for ``_get_state``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, np.random.Generator):
+        return None  # a Generator's state is not a parameter we can write; the seed is gone
+    raise TypeError(f"cannot save parameter value {value!r} of type {type(value).__name__}")
+
+
 def _is_auto(value):
     return isinstance(value, str) and value == "auto"
 
@@ -717,13 +801,6 @@ def _n_columns(X):
     if shape is not None and len(shape) == 2:
         return int(shape[1])
     return None
-
-
-def _n_rows(X):
-    shape = getattr(X, "shape", None)
-    if shape is not None and len(shape) >= 1:
-        return int(shape[0])
-    return len(X)
 
 
 def _as_1d_labels(y, n):
@@ -756,10 +833,21 @@ def _as_1d_labels(y, n):
     return arr
 
 
-def _as_1d_numeric(a, n, name):
+def _as_1d(a):
+    """A 1-D array as given, or the column of a column vector; complex input refused."""
     arr = np.asarray(a)
     if arr.dtype.kind == "c":
         raise ValueError("Complex data not supported")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
-    return v.check_vector(arr, n, name)
+    return arr
+
+
+def _as_1d_numeric(a, n, name):
+    return v.check_vector(_as_1d(a), n, name)
+
+
+def _recipe(watch_time, sample_weight, n):
+    """The recipe's (y, w) for the n rows of X (``fastwlr._weights``); a column vector of watch
+    times is accepted, as scikit-learn accepts a column-vector y."""
+    return _weights.watch_time_targets(_as_1d(watch_time), sample_weight, n)

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import _validation as v
 from .backends._math import softplus
+from ._weights import check_watch_time, recipe, watch_time_targets
 
 __all__ = ["log_loss", "weighted_log_loss", "auc", "weighted_auc", "weighted_per_user_loss", "grouped_auc",
            "xauc", "ndcg", "mae", "rmse", "CalibrationTable", "calibration_table", "GroupCalibrationTable",
@@ -39,14 +40,6 @@ __all__ = ["log_loss", "weighted_log_loss", "auc", "weighted_auc", "weighted_per
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-def _recipe_weights(watch_time, sample_weight):
-    """YouTube's weights: T for a clicked (T > 0) impression, 1 otherwise, times sample_weight."""
-    w = np.where(watch_time > 0, watch_time, 1.0)
-    if sample_weight is not None:
-        w = w * sample_weight
-    return w
-
 
 def _sort_blocks(scores, offsets, descending=False):
     """Order rows by (request, score) and find the tie blocks.
@@ -115,20 +108,15 @@ def _n(a, name):
     return arr.shape[0]
 
 
-def _watch_time(watch_time):
-    n = _n(watch_time, "watch_time")
-    return v.check_vector(watch_time, n, "watch_time", nonnegative=True)
-
-
-def _weights(sample_weight, n):
+def _optional_weights(sample_weight, n):
     return None if sample_weight is None else v.check_sample_weight(sample_weight, n)
 
 
 def _ranking_inputs(watch_time, y_score, sample_weight, offsets):
     """Validated (watch_time, scores, sample_weight or None, offsets) of a watch-time ranking metric."""
-    t = _watch_time(watch_time)
+    t = check_watch_time(watch_time)
     n = t.shape[0]
-    return t, v.check_ranking_scores(y_score, n), _weights(sample_weight, n), v.check_offsets(offsets, n)
+    return t, v.check_ranking_scores(y_score, n), _optional_weights(sample_weight, n), v.check_offsets(offsets, n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,9 +170,8 @@ def weighted_log_loss(watch_time, log_odds, *, sample_weight=None):
     -------
     float
     """
-    t = _watch_time(watch_time)
-    sw = _weights(sample_weight, t.shape[0])
-    return log_loss((t > 0).astype(np.float64), log_odds, sample_weight=_recipe_weights(t, sw))
+    y, w = watch_time_targets(watch_time, sample_weight)
+    return log_loss(y, log_odds, sample_weight=w)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,9 +237,8 @@ def weighted_auc(watch_time, y_score, *, sample_weight=None, offsets=None):
     -------
     float
     """
-    t = _watch_time(watch_time)
-    sw = _weights(sample_weight, t.shape[0])
-    return auc((t > 0).astype(np.float64), y_score, sample_weight=_recipe_weights(t, sw), offsets=offsets)
+    y, w = watch_time_targets(watch_time, sample_weight)
+    return auc(y, y_score, sample_weight=w, offsets=offsets)
 
 
 def weighted_per_user_loss(watch_time, y_score, offsets, *, sample_weight=None):
@@ -301,7 +287,8 @@ def weighted_per_user_loss(watch_time, y_score, offsets, *, sample_weight=None):
     0.5714285714285714
     """
     t, s, sw, off = _ranking_inputs(watch_time, y_score, sample_weight, offsets)
-    correct, tied, wrong = _pair_sums((t > 0).astype(np.float64), s, _recipe_weights(t, sw), off)
+    y, w = recipe(t, sw)
+    correct, tied, wrong = _pair_sums(y, s, w, off)
     total = correct + tied + wrong
     if not total > 0:
         raise ValueError("weighted per-user loss is undefined: no request has both a clicked "
@@ -694,7 +681,7 @@ def ndcg(watch_time, y_score, k=None, *, offsets=None, average=True):
     -------
     float, or ndarray of shape (n_requests,)
     """
-    t = _watch_time(watch_time)
+    t = check_watch_time(watch_time)
     n = t.shape[0]
     s = v.check_ranking_scores(y_score, n)
     off = v.check_offsets(offsets, n)
@@ -734,7 +721,7 @@ def ndcg(watch_time, y_score, k=None, *, offsets=None, average=True):
 # Errors of the predicted watch time
 
 def _errors(watch_time, predicted, sample_weight, name):
-    t = _watch_time(watch_time)
+    t = check_watch_time(watch_time)
     n = t.shape[0]
     p = v.check_vector(predicted, n, "predicted")
     w = v.check_sample_weight(sample_weight, n)
@@ -866,7 +853,7 @@ def calibration_table(watch_time, predicted, *, n_bins=10, sample_weight=None):
     -------
     CalibrationTable
     """
-    t = _watch_time(watch_time)
+    t = check_watch_time(watch_time)
     n = t.shape[0]
     if n == 0:
         raise ValueError("calibration_table needs at least one row")
@@ -987,7 +974,7 @@ def calibration_by_group(watch_time, predicted, groups, *, sample_weight=None):
     >>> tab.levels.tolist(), tab.mean_predicted.tolist(), tab.mean_observed.tolist()
     (['a', 'b'], [5.0, 10.0], [5.0, 15.0])
     """
-    t = _watch_time(watch_time)
+    t = check_watch_time(watch_time)
     n = t.shape[0]
     if n == 0:
         raise ValueError("calibration_by_group needs at least one row")

@@ -365,7 +365,7 @@ def _fremtpl2():
 @pytest.mark.slow
 @needs_sgd
 def test_fremtpl2_defaults_reach_the_exact_optimum():
-    """Issue 3, "defaults that survive real weights": with no tuning, WatchTimeRanker().fit on 678k
+    """Defaults that survive real weights: with no tuning, WatchTimeRanker().fit on 678k
     policies with claim amounts up to 4e6 as weights ends within 1 % of the exact (lbfgs) optimum.
     About 30-60 s here (half of it the lbfgs reference)."""
     data = _fremtpl2()

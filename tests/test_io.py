@@ -1,6 +1,9 @@
 """save / load: round trips, partial_fit continuation, and clear errors for bad files."""
+import ast
+import importlib.util
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +179,143 @@ def test_no_pickle_inside(tmp_path, data):
     assert header["format"] == FORMAT and header["version"] == VERSION
     assert header["estimator"] == "WatchTimeRanker"
     assert all(a.dtype != object for a in entries.values())
+
+
+# ------------------------------------------------------------------ files written by earlier versions
+V1_DIR = Path(__file__).parent / "data" / "io_v1"
+V1_MODELS = ("wlr_lbfgs", "wlr_sgd", "ranker_click_sgd", "ranker_partial_ftrl")
+
+
+def _v1_script():
+    spec = importlib.util.spec_from_file_location("make_io_v1", V1_DIR.parent / "make_io_v1.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _exact_or_close(actual, desired):
+    """Bit-equal on the backend that wrote the files (Cython), within round-off on the others."""
+    if fastwlr.get_backend().__name__.endswith("cython_core"):
+        np.testing.assert_array_equal(actual, desired)
+    else:
+        np.testing.assert_allclose(actual, desired, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", V1_MODELS)
+def test_files_of_format_version_1_still_load(name):
+    """Files written by fastwlr 0.1.0 before the estimators described their own state
+    (tests/data/make_io_v1.py) load into the same models, and SGD continues where it stopped."""
+    X, T = _v1_script().data()
+    with np.load(V1_DIR / "expected.npz") as npz:
+        expected = {k[len(name) + 1:]: npz[k] for k in npz.files if k.startswith(name + "/")}
+    est = load(V1_DIR / f"{name}.npz")
+    assert isinstance(est, WatchTimeRanker if name.startswith("ranker") else WeightedLogisticRegression)
+    np.testing.assert_array_equal(est.coef_, expected["coef"])
+    np.testing.assert_array_equal(est.intercept_, expected["intercept"])
+    if est.predict(X).dtype.kind in "US":
+        np.testing.assert_array_equal(est.predict(X), expected["predict"])
+    else:
+        np.testing.assert_allclose(est.predict(X), expected["predict"], rtol=1e-12)
+    if "click_model/coef" in expected:
+        np.testing.assert_array_equal(est.click_model_.coef_, expected["click_model/coef"])
+    elif isinstance(est, WatchTimeRanker):
+        assert est.click_model_ is None
+    assert (est._sgd_state is None) == (est.solver == "lbfgs")
+    if "continued_coef" in expected:
+        est._partial_rng = np.random.default_rng(1)
+        est.partial_fit(X[150:], T[150:])
+        _exact_or_close(est.coef_, expected["continued_coef"])
+        _exact_or_close(est.intercept_, expected["continued_intercept"])
+
+
+def _header_and_arrays(path):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return json.loads(str(arrays.pop("header")[()])), arrays
+
+
+def _without_empty_click_model(header):
+    """A version-1 header as this fastwlr writes it: a WeightedLogisticRegression's header no longer
+    carries ``"click_model": null`` (readers never looked at it)."""
+    out = {k: v for k, v in header.items() if k != "fastwlr_version"}
+    if out["estimator"] == "WeightedLogisticRegression" and out.get("click_model", ()) is None:
+        del out["click_model"]
+    if isinstance(out.get("click_model"), dict):
+        out["click_model"] = _without_empty_click_model(out["click_model"])
+    return out
+
+
+@pytest.mark.parametrize("name", V1_MODELS)
+def test_resaving_a_version_1_file_writes_the_same_model(tmp_path, name):
+    """Load an old file and save it again: the same arrays under the same names, the same header
+    (up to the empty entry above), still format version 1, so older readers read it too."""
+    old_header, old_arrays = _header_and_arrays(V1_DIR / f"{name}.npz")
+    load(V1_DIR / f"{name}.npz").save(tmp_path / "again.npz")
+    new_header, new_arrays = _header_and_arrays(tmp_path / "again.npz")
+    assert new_header["version"] == VERSION == 1
+    assert _without_empty_click_model(new_header) == _without_empty_click_model(old_header)
+    assert list(new_arrays) == list(old_arrays)
+    for key in old_arrays:
+        assert new_arrays[key].dtype == old_arrays[key].dtype
+        np.testing.assert_array_equal(new_arrays[key], old_arrays[key])
+
+
+# ------------------------------------------------------------------ the registry
+def test_only_registered_classes_are_saved(tmp_path, data):
+    X, T = data
+
+    class MyRanker(WatchTimeRanker):
+        pass
+
+    est = MyRanker(solver="lbfgs").fit(X, T)
+    with pytest.raises(TypeError, match="can only save fastwlr estimators, got MyRanker"):
+        est.save(tmp_path / "m.npz")
+    with pytest.raises(TypeError, match="can only save fastwlr estimators"):
+        fastwlr._io.save(object(), tmp_path / "m.npz")
+    assert fastwlr._io._REGISTRY == {"WeightedLogisticRegression": WeightedLogisticRegression,
+                                     "WatchTimeRanker": WatchTimeRanker}
+
+
+def test_a_registered_class_round_trips_through_its_state(tmp_path, data):
+    """The registry and the state protocol are all ``_io`` needs: a class of another module,
+    registered, is saved and loaded with its arrays and JSON values."""
+    X, T = data
+    from fastwlr import _io
+
+    class Constant:
+        _state_parts = ("inner",)
+
+        def __init__(self, value, inner=None):
+            self.value, self.inner = value, inner
+
+        def _get_state(self):
+            return {"value": np.array([self.value])}, {"label": "c", "inner": self.inner}
+
+        @classmethod
+        def _from_state(cls, arrays, info):
+            return cls(float(arrays["value"][0]), info["inner"])
+
+    _io.register(Constant)
+    try:
+        inner = WatchTimeRanker(solver="lbfgs").fit(X, T)
+        _io.save(Constant(2.5, inner), tmp_path / "c.npz")
+        again = load(tmp_path / "c.npz")
+        assert type(again) is Constant and again.value == 2.5
+        np.testing.assert_array_equal(again.inner.coef_, inner.coef_)
+        header, arrays = _header_and_arrays(tmp_path / "c.npz")
+        assert header["estimator"] == "Constant" and header["label"] == "c"
+        assert header["inner"]["estimator"] == "WatchTimeRanker"
+        assert "value" in arrays and "inner/coef" in arrays
+    finally:
+        del _io._REGISTRY["Constant"]
+
+
+def test_io_does_not_import_the_estimators():
+    """_io owns the file format; the estimators register with it (importing it), never the reverse."""
+    import fastwlr._io as io_module
+    tree = ast.parse(Path(io_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert not {m for m in imported if m and "estimators" in m}
+    assert all(not (isinstance(node, ast.ImportFrom) and node.level and node.module is None)
+               for node in ast.walk(tree)), "_io imports the package fastwlr (which imports it)"

@@ -181,11 +181,12 @@ def test_property_matches_reference(n, d, sparse, f32, z_scale, seed):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weighted_column_sq_helper(rng, dtype):
     """The lbfgs preconditioner's compiled helper against numpy, and the numpy fallback too."""
-    from fastwlr._lbfgs import _dense_column_sq
+    from fastwlr._kernels import Kernels
+    from fastwlr._validation import check_features
     X = rng.standard_normal((5000, 7)).astype(dtype)
     w = rng.exponential(size=5000) * (rng.random(5000) < 0.9)
     want = w @ (X.astype(np.float64) ** 2)
-    np.testing.assert_allclose(_dense_column_sq(X, w, 2, ref), want, rtol=1e-12)
+    np.testing.assert_allclose(Kernels("reference", 2).weighted_column_sq(check_features(X), w), want, rtol=1e-12)
     cy = get_backend("cython")
     got = [cy.weighted_column_sq_dense(X, w, t) for t in (1, 2)]
     np.testing.assert_allclose(got[0], want, rtol=1e-12)
@@ -198,14 +199,15 @@ def test_weighted_column_sq_helper(rng, dtype):
 def test_weighted_column_sq_helper_row_step(rng, dtype, n, step):
     """row_step reads the rows of X[::step] in place: the same sums (bit for bit) as on the strided
     copy, on every thread count, and the numpy fallback agrees; bad steps raise, never crash."""
-    from fastwlr._lbfgs import _dense_column_sq
+    from fastwlr._kernels import Kernels
+    from fastwlr._validation import check_features
     X = rng.standard_normal((n, 7)).astype(dtype)
     w = rng.exponential(size=n) * (rng.random(n) < 0.9)
     cy = get_backend("cython")
     want = cy.weighted_column_sq_dense(np.ascontiguousarray(X[::step]), np.ascontiguousarray(w[::step]), 1)
     for t in (1, 2):
         assert np.array_equal(cy.weighted_column_sq_dense(X, w, t, step), want)
-    np.testing.assert_allclose(_dense_column_sq(X, w, 2, ref, step),
+    np.testing.assert_allclose(Kernels("reference", 2).weighted_column_sq(check_features(X), w, step),
                                w[::step] @ (X[::step].astype(np.float64) ** 2), rtol=1e-12)
     for bad in (0, -1):
         with pytest.raises(ValueError, match="row_step"):

@@ -1,0 +1,118 @@
+"""Sample weights in one place: the watch-time recipe and the weight normalisation of the solvers.
+
+The recipe (Covington et al. 2016, YouTube): an impression with watch time T > 0 is a clicked
+positive of weight T, one with T == 0 an unclicked negative of weight 1; a ``sample_weight``
+multiplies both. Weighted logistic regression on these targets has odds e^z = E[T | x] / (1 - p(x))
+at its optimum (derived in docs/theory.md). ``WatchTimeRanker``, the watch-time metrics and the
+data sets' ``y`` / ``sample_weight`` all take their targets from ``watch_time_targets`` or
+``recipe``.
+
+The estimators' objective averages the loss over the weights, sum_i w_i l_i / sum_i w_i; the
+kernels compute (1/n) sum_i w_i l_i, so the solvers hand them weights of mean 1. That needs a
+positive total weight (``total_weight``, ``mean_weight``). L-BFGS scales the weights by
+n / sum(w) (``normalised_weights``); SGD divides them by ``mean_weight``, which it keeps in its
+state so that ``partial_fit`` goes on with the first chunk's normalisation. The two are the same
+in exact arithmetic but not bit for bit, and each solver's results depend on its own, so both
+stay.
+"""
+import numpy as np
+
+from . import _validation as v
+
+__all__ = ["check_watch_time", "recipe", "watch_time_targets", "total_weight", "mean_weight",
+           "normalised_weights"]
+
+NOTHING_TO_FIT = "every sample_weight is zero (they sum to 0): there is nothing to fit"
+
+
+def check_watch_time(watch_time, n=None, name="watch_time"):
+    """Watch times as a finite, non-negative, 1-D float64 array (0 = not clicked).
+
+    Parameters
+    ----------
+    watch_time : array-like of shape (n,)
+    n : int, optional
+        The required length (e.g. the rows of X); None: any length, but the input must be 1-D.
+    name : str
+        The argument's name in error messages.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not 1-D or not of length n, NaN or inf, or a negative value.
+    """
+    if n is None:
+        arr = np.asarray(watch_time)
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        n = arr.shape[0]
+    T = v.check_vector(watch_time, n, name)
+    if (T < 0).any():
+        raise ValueError(f"{name} must be >= 0 (0 = not clicked); first negative at index "
+                         f"{int(np.argmax(T < 0))}")
+    return T
+
+
+def recipe(watch_time, sample_weight=None):
+    """The recipe on validated arrays: labels y = [T > 0] and weights w = (T if T > 0 else 1),
+    times ``sample_weight`` if given.
+
+    Parameters
+    ----------
+    watch_time : ndarray of float64, shape (n,)
+        As returned by ``check_watch_time``.
+    sample_weight : ndarray of float64, shape (n,), or None
+        As returned by ``fastwlr._validation.check_sample_weight``.
+
+    Returns
+    -------
+    y, w : ndarray of float64, shape (n,)
+    """
+    clicked = watch_time > 0
+    w = np.where(clicked, watch_time, 1.0)
+    if sample_weight is not None:
+        w = w * sample_weight
+    return clicked.astype(np.float64), w
+
+
+def watch_time_targets(watch_time, sample_weight=None, n=None):
+    """``recipe`` after validating its inputs: (y, w) of the impressions with these watch times.
+
+    Parameters
+    ----------
+    watch_time : array-like of shape (n,)
+        >= 0 and finite; 0 means not clicked.
+    sample_weight : array-like of shape (n,), optional
+        >= 0 and finite; multiplies the recipe's weights.
+    n : int, optional
+        The required length; None: the length of ``watch_time``.
+
+    Returns
+    -------
+    y, w : ndarray of float64, shape (n,)
+    """
+    T = check_watch_time(watch_time, n)
+    sw = None if sample_weight is None else v.check_sample_weight(sample_weight, T.shape[0])
+    return recipe(T, sw)
+
+
+def total_weight(w, message=NOTHING_TO_FIT):
+    """sum(w) as a float; ValueError(``message``) unless it is > 0 (no rows, or every weight 0)."""
+    total = float(np.sum(w))
+    if not total > 0.0:
+        raise ValueError(message)
+    return total
+
+
+def mean_weight(w):
+    """mean(w) as a float, the SGD normalisation (1.0 for no rows); ValueError unless it is > 0."""
+    mean = float(w.mean()) if w.shape[0] else 1.0
+    if not mean > 0.0:
+        raise ValueError(NOTHING_TO_FIT)
+    return mean
+
+
+def normalised_weights(w):
+    """w * (n / sum(w)): mean 1, so the kernels' (1/n) sum w_i l_i is the weighted mean loss
+    (the L-BFGS objective). ValueError if every weight is zero."""
+    return w * (w.shape[0] / total_weight(w))
