@@ -198,7 +198,7 @@ def _version(module_name):
 def config_info():
     """What ``show_config`` prints, as a dict (stable keys, for bug reports and tests)."""
     import platform
-    from . import __version__
+    from ._version import __version__
     setting = current_backend()
     try:
         with warnings.catch_warnings():

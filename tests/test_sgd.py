@@ -13,6 +13,7 @@ from fastwlr._config import get_backend
 from fastwlr._sgd import (OPTIMIZERS, SCHEDULES, WEIGHTINGS, SGDDivergenceError, SGDParams, SGDState,
                           _resolve, fit_sgd, objective)
 from fastwlr._validation import check_features
+from fastwlr._kernels import Kernels
 from fastwlr.backends import reference
 from fastwlr.backends.reference.sgd import iwa_step
 
@@ -327,7 +328,7 @@ def test_defaults_reach_half_a_percent_of_the_optimum_dense(dense_100k, weightin
     features, y, w, l2, opt = dense_100k
     res = fit_sgd(features, y, w, SGDParams(weighting=weighting, optimizer=optimizer, l2=l2),
                   random_state=0, n_threads=2)   # the defaults: max_iter=50, tol=1e-4
-    final = objective(features, y, w, res.coef, res.intercept, l2, n_threads=2)
+    final = objective(features, y, w, res.coef, res.intercept, l2, kernels=Kernels(None, 2))
     assert final == res.history[-1]
     assert final <= opt * 1.005, (final / opt - 1, res.n_iter)
 
