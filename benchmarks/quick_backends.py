@@ -29,7 +29,7 @@ t0 = time.perf_counter()
 import numpy as np
 import fastwlr
 from fastwlr._validation import check_features
-from fastwlr._sgd import EpochParams, SGDState
+from fastwlr.backends._contract import EpochParams, SGDState
 t_import = time.perf_counter() - t0
 t0 = time.perf_counter()
 be = fastwlr.get_backend(BACKEND)   # imports the backend (numba itself, for the numba backend)
@@ -43,7 +43,7 @@ order = np.arange(1000, dtype=np.int64)
 import scipy.sparse as sp
 S = sp.random(1000, 4096, density=0.01, format="csr", random_state=0, dtype=np.float32)
 f = check_features(S)
-params = EpochParams(1, 1, 0, 0.05, 0.5, 0.0, 0.0, 0.05, 1.0, float("inf"), 1000.0, True)
+params = EpochParams(1, 1, 0, 0.05, 0.5, 0.0, 0.0, 0.05, 1.0, float("inf"), True)
 offsets = np.arange(0, 1001, 100)
 calls = {
     "score_dense": lambda: fastwlr.score(X, coef, backend=BACKEND),

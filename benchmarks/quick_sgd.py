@@ -7,7 +7,7 @@ scikit-learn's SGDClassifier(loss="log_loss") with the same sample weights; grad
     python benchmarks/quick_sgd.py --part variance # gradient vs resample with integer weights
     python benchmarks/quick_sgd.py --n 200000      # smaller
 
-All objectives are DESIGN.md's (1/n) sum w_i l_i + (l2/2) ||coef||^2 on the raw weights, evaluated
+All objectives are the training objective (docs/theory.md), (1/n) sum w_i l_i + (l2/2) ||coef||^2 on the raw weights, evaluated
 by the compiled objective kernel. Epoch times exclude the objective evaluations. The optimum is
 L-BFGS (fastwlr._lbfgs) to a gradient tolerance of 1e-9.
 """
@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from fastwlr._config import get_backend
+from fastwlr._kernels import Kernels
 from fastwlr._lbfgs import fit_lbfgs
 from fastwlr._sgd import SGDParams, fit_sgd, objective
 from fastwlr._validation import check_features
@@ -33,7 +33,7 @@ def _epochs_fastwlr(features, y, w, l2, params, n_epochs, seed=0):
         res = fit_sgd(features, y, w, params, max_iter=1, tol=None, random_state=rng, state=state, n_threads=1)
         times.append(time.perf_counter() - t0)
         state = res.state
-        objs.append(objective(features, y, w, res.coef, res.intercept, l2, n_threads=2))
+        objs.append(objective(features, y, w, res.coef, res.intercept, l2, kernels=Kernels(None, 2)))
     return np.array(times), np.array(objs), res
 
 
@@ -50,7 +50,7 @@ def _epochs_sklearn(X, y, w, l2, n_epochs, alpha=None, seed=0):
         times.append(time.perf_counter() - t0)
         coef = np.ascontiguousarray(clf.coef_[0], dtype=np.float64)
         b = float(clf.intercept_[0])
-        objs.append(objective(features, y, w, coef, b, l2, n_threads=2)
+        objs.append(objective(features, y, w, coef, b, l2, kernels=Kernels(None, 2))
                     if np.isfinite(coef).all() and math.isfinite(b) else math.inf)
     return np.array(times), np.array(objs)
 
@@ -75,9 +75,9 @@ def compare(X, y, w, alpha, label, n_epochs, data=None, lbfgs_tol=1e-9, lbfgs_ma
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lb = fit_lbfgs(features, y, w, alpha=alpha, tol=lbfgs_tol, max_iter=lbfgs_max_iter, n_threads=2,
-                       backend=get_backend("cython"))
+                       backend="cython")
     t_lbfgs = time.perf_counter() - t0
-    opt = objective(features, y, w, lb.coef, lb.intercept, l2, n_threads=2)
+    opt = objective(features, y, w, lb.coef, lb.intercept, l2, kernels=Kernels(None, 2))
     print(f"\n{label}: n={features.n_rows} d={features.n_features} alpha={alpha:g} (l2={l2:.3g}); "
           f"optimum {opt:.6f} (L-BFGS {t_lbfgs:.1f} s, {lb.n_iter} iterations, 2 threads)", flush=True)
     rows = {}
@@ -119,8 +119,8 @@ def variance(n=100_000, seeds=5):
     w = np.where(y == 1, rng.integers(1, 100, size=n), 1).astype(np.float64)
     features = check_features(X)
     l2 = 1e-5 * w.mean()
-    lb = fit_lbfgs(features, y, w, alpha=1e-5, tol=1e-10, max_iter=3000, n_threads=2, backend=get_backend("cython"))
-    opt = objective(features, y, w, lb.coef, lb.intercept, l2, n_threads=2)
+    lb = fit_lbfgs(features, y, w, alpha=1e-5, tol=1e-10, max_iter=3000, n_threads=2, backend="cython")
+    opt = objective(features, y, w, lb.coef, lb.intercept, l2, kernels=Kernels(None, 2))
     print(f"\ngradient vs resample, integer weights 1..99 on positives, n={n} d=16, 10 epochs, {seeds} seeds:")
     for optimizer in ("sgd", "adagrad"):
         for weighting in ("gradient", "resample"):

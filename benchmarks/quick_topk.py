@@ -1,7 +1,6 @@
 """Quick measurement of fused score+top-k (issue 4): prints time ratios from one run.
 
     python benchmarks/quick_topk.py                 # the three comparisons of issue 4 (~1-2 min, ~1.4 GB)
-    python benchmarks/quick_topk.py --algorithms    # also heap vs buffer+quickselect selection
     python benchmarks/quick_topk.py --small         # 10x fewer requests (smoke run)
 
 Comparisons, each single-threaded and with all cores (numpy's BLAS limited by threadpoolctl):
@@ -110,7 +109,6 @@ def agreement(a, b):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="1,000 requests instead of 10,000")
-    parser.add_argument("--algorithms", action="store_true", help="also time heap vs buffer+quickselect")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
 
@@ -159,32 +157,6 @@ def main(argv=None):
     for t, oe, ne, orr, nl, npd, ue, ur in rows:
         print(f"{t:>7} | {oe:>11.4f} {ne:>10.4f} {ne / oe:>5.1f}x | {orr:>12.4f} {nl:>10.4f} {nl / orr:>5.1f}x "
               f"{npd:>10.4f} {npd / orr:>5.1f}x | {ue:>13.4f} {ue / oe:>5.2f}x {ur:>7.4f} {ur / orr:>5.2f}x")
-
-    if args.algorithms:
-        algorithms(rng, G, C, args.repeat)
-
-
-def algorithms(rng, G, C, repeat):
-    """The measurement behind the heap (see _topk.pyx): heap vs threshold buffer + quickselect."""
-    from fastwlr.backends.cython_core import _topk
-    n_big = 10_000_000 // (10 if G < 10_000 else 1)
-    cases = {
-        f"{G:,} x {C} normal, k=10": (rng.standard_normal(G * C), np.arange(G + 1, dtype=np.int64) * C, 10),
-        f"{G:,} x {C} normal, k=100": (rng.standard_normal(G * C), np.arange(G + 1, dtype=np.int64) * C, 100),
-        f"one group of {n_big:,} normal, k=100": (rng.standard_normal(n_big), np.array([0, n_big]), 100),
-        f"one group of {n_big:,} ascending, k=100": (np.arange(n_big, dtype=np.float64), np.array([0, n_big]), 100),
-        f"{G:,} x {C} ascending, k=10": (np.arange(G * C, dtype=np.float64), np.arange(G + 1, dtype=np.int64) * C, 10),
-    }
-    print("\nselection algorithm, scores only, one thread: time (s)")
-    print(f"{'case':>42} | {'heap':>8} {'buffer+qselect':>14} {'heap/buffer':>11}")
-    for name, (s, off, k) in cases.items():
-        a = _topk.topk(s, off, k, 1)
-        bres = _topk._topk_scores_buffer(s, off, k)
-        assert np.array_equal(a[0], bres[0]), name
-        tt = interleaved({"heap": lambda: _topk.topk(s, off, k, 1),
-                          "buffer": lambda: _topk._topk_scores_buffer(s, off, k)}, repeat)
-        th, tb = tt["heap"], tt["buffer"]
-        print(f"{name:>42} | {th:>8.4f} {tb:>14.4f} {th / tb:>10.2f}x")
 
 
 if __name__ == "__main__":
