@@ -21,10 +21,7 @@ def _problem(rng, n, d, dtype, density=None, z_scale=1.0):
 
 
 def _backend(name):
-    backend = get_backend(name)
-    if not hasattr(backend, "objective_grad_dense"):
-        pytest.skip(f"backend {name!r} has no objective kernel yet")
-    return backend
+    return get_backend(name)  # every backend implements the objective: a missing one fails here
 
 
 def _call(backend, X, y, w, coef, b, l2, n_threads=1):
