@@ -1,8 +1,9 @@
-"""Quick measurement of fused score+top-k (issue 4): prints time ratios from one run.
+"""Quick measurement of fused score+top-k: prints time ratios from one run.
 
-    python benchmarks/quick_topk.py                 # the three comparisons of issue 4 (~1-2 min, ~1.4 GB)
-    python benchmarks/quick_topk.py --algorithms    # also heap vs buffer+quickselect selection
-    python benchmarks/quick_topk.py --small         # 10x fewer requests (smoke run)
+    python benchmarks/experiments/quick_topk.py                 # the three comparisons below (~1-2 min, ~1.4 GB)
+    python benchmarks/experiments/quick_topk.py --algorithms    # also heap vs buffer+quickselect selection
+    python benchmarks/experiments/quick_topk.py --small         # 10x fewer requests
+    python benchmarks/experiments/quick_topk.py --smoke         # seconds: 200 requests, one round, --algorithms
 
 Comparisons, each single-threaded and with all cores (numpy's BLAS limited by threadpoolctl):
  1. score_topk on 10,000 requests x 500 candidates x 64 dense float32 features, k = 10, against the
@@ -112,9 +113,12 @@ def main(argv=None):
     parser.add_argument("--small", action="store_true", help="1,000 requests instead of 10,000")
     parser.add_argument("--algorithms", action="store_true", help="also time heap vs buffer+quickselect")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="seconds: 200 requests, one round, with --algorithms")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeat, args.algorithms = 1, True
 
-    G, C, d, k = (1_000 if args.small else 10_000), 500, 64, 10
+    G, C, d, k = (200 if args.smoke else 1_000 if args.small else 10_000), 500, 64, 10
     rng = np.random.default_rng(0)
     sizes = rng.integers(1, 4 * C + 1, size=G // 2)  # ragged 1..2,000: about as many rows as equal
     ragged = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -167,7 +171,7 @@ def main(argv=None):
 def algorithms(rng, G, C, repeat):
     """The measurement behind the heap (see _topk.pyx): heap vs threshold buffer + quickselect."""
     from fastwlr.backends.cython_core import _topk
-    n_big = 10_000_000 // (10 if G < 10_000 else 1)
+    n_big = 10_000_000 // (1000 if G < 1_000 else 10 if G < 10_000 else 1)
     cases = {
         f"{G:,} x {C} normal, k=10": (rng.standard_normal(G * C), np.arange(G + 1, dtype=np.int64) * C, 10),
         f"{G:,} x {C} normal, k=100": (rng.standard_normal(G * C), np.arange(G + 1, dtype=np.int64) * C, 100),
