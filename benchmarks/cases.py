@@ -12,7 +12,8 @@ Sizes are chosen by name (``FASTWLR_BENCH_SIZE`` or ``report.py --size``):
 * ``smoke``: tiny, for CI (``pytest benchmarks --benchmark-disable``): every case runs once and is
   checked against the numpy reference, in well under a minute;
 * ``quick``: seconds per suite, for a first look;
-* ``full``: the sizes of issue 6 (1M x 64 scoring, 10,000 x 500 top-k, a 10M-candidate request).
+* ``full``: the sizes of the README's performance table (1M x 64 scoring, 10,000 x 500 top-k, a
+  10M-candidate request).
 
 Nothing here times anything: the runner (pytest-benchmark, or ``report.py``) does.
 """
@@ -771,7 +772,7 @@ def _sklearn_sgd_case(size, kind, label, to_target):
             raise Skip("scikit-learn not installed (pip install '.[bench]')")
         import warnings
         _, X, y, w = training_data(size, kind)
-        w_norm = w / w.mean()   # raw watch times make sklearn's default schedule diverge (DESIGN.md)
+        w_norm = w / w.mean()   # raw watch times make sklearn's default schedule diverge (benchmarks/README.md)
         target = optimum(size, kind) * (1 + TARGET_GAP)
         max_epochs = SIZES[size]["max_epochs"] if to_target else 1
         perm = np.random.default_rng(SEED).permutation(X.shape[0])

@@ -192,7 +192,8 @@ needs_both = pytest.mark.skipif(not {"cython", "numba"} <= set(AVAILABLE), reaso
 @needs_both
 def test_numba_and_cython_share_a_process_and_threads(rng):
     """Both backends' parallel kernels, interleaved and concurrently from two Python threads
-    (numba issue 3341: two OpenMP runtimes in one process). Results must be the single-thread ones."""
+    (two OpenMP runtimes in one process: https://github.com/numba/numba/issues/3341). Results must be the
+    single-thread ones."""
     X = rng.standard_normal((40000, 16))
     coef = rng.standard_normal(16)
     offsets = np.arange(0, 40001, 100)

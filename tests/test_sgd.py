@@ -24,7 +24,7 @@ def _backend_with_sgd(name):
 
 
 def _watch_time_data(n, d, rng, dtype=np.float64, click_offset=-3.0):
-    """DESIGN.md section 2: click model sigma(a.x + a0), log-normal watch time with mean e^(c.x + c0)."""
+    """The generator of docs/theory.md section 3: click model sigma(a.x + a0), log-normal watch time with mean e^(c.x + c0)."""
     X = rng.standard_normal((n, d)).astype(dtype)
     a = rng.standard_normal(d) / math.sqrt(d)
     c = 0.5 * rng.standard_normal(d) / math.sqrt(d)
