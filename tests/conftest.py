@@ -31,6 +31,15 @@ def pytest_configure(config):
             f"import from {os.path.dirname(fastwlr.__file__)}: " + "; ".join(f"{b}: {errors.get(b)}" for b in missing))
 
 
+def pytest_runtest_setup(item):
+    # @pytest.mark.requires_backend("cython"): a test of something only that backend has (a helper
+    # outside the kernel contract) is skipped where it does not import; CI requires it (above)
+    for mark in item.iter_markers("requires_backend"):
+        missing = [b for b in mark.args if b not in AVAILABLE]
+        if missing:
+            pytest.skip(f"needs the {', '.join(missing)} backend: {'; '.join(str(backend_errors().get(b)) for b in missing)}")
+
+
 @pytest.fixture(params=AVAILABLE)
 def backend_name(request):
     """Every backend that imports here (the reference included)."""

@@ -42,7 +42,7 @@ def test_the_experiments_are_found():
 def test_experiment_runs_in_smoke_mode(script):
     missing = [b for b in NEEDS.get(script, ()) if b not in fastwlr.available_backends()]
     if missing:
-        pytest.skip(f"{script} measures the {' and '.join(NEEDS[script])} backends; {missing} not available here")
+        pytest.skip(f"{script} times backend(s) {', '.join(NEEDS[script])}; {', '.join(missing)} not available here")
     root = str(Path(fastwlr.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     env.pop("FASTWLR_BACKEND", None)

@@ -73,7 +73,7 @@ def test_iwa_step_solves_the_ode(z, label, hk):
     z_end = s * sol.y[0, -1]
     assert -G * k == pytest.approx(z_end - z, rel=1e-6, abs=1e-12)
     # the compiled version is the same algorithm
-    cy = pytest.importorskip("fastwlr.backends.cython_core._sgd")
+    cy = pytest.importorskip("fastwlr.backends.cython_core._sgd", exc_type=ImportError)
     assert cy.iwa_step_c(z, label, h, k) == pytest.approx(G, rel=1e-13, abs=1e-300)
 
 
@@ -375,7 +375,7 @@ def test_fremtpl2_defaults_within_one_percent_of_the_optimum():
 def test_inline_math_of_the_compiled_catch_up_matches_numpy(which, func):
     # the Cython core's inline expm1 (arguments <= 0) and log1p (>= 0) of _math.pxd, within 1 ulp of
     # numpy (glibc), over their ranges and at the switch points of their branches (exp: test_objective)
-    pytest.importorskip("fastwlr.backends.cython_core._sgd")
+    pytest.importorskip("fastwlr.backends.cython_core._sgd", exc_type=ImportError)
     from fastwlr.backends.cython_core._sgd import _inline_math
     rng = np.random.default_rng(3)
     mags = np.concatenate([rng.exponential(1.0, 50_000), 10.0 ** rng.uniform(-20, 2.85, 50_000),
