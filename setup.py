@@ -72,6 +72,11 @@ class optional_build_ext(build_ext):
     """build_ext that, in the "auto" mode, turns a failed C compile into a loud warning and a
     package without the core (never a partial core: the modules already built are removed)."""
 
+    def finalize_options(self):
+        if self.parallel is None:  # one compiler process per core unless -j says otherwise
+            self.parallel = os.cpu_count() or 1
+        super().finalize_options()
+
     def run(self):
         try:
             super().run()
