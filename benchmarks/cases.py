@@ -12,7 +12,8 @@ Sizes are chosen by name (``FASTWLR_BENCH_SIZE`` or ``report.py --size``):
 * ``smoke``: tiny, for CI (``pytest benchmarks --benchmark-disable``): every case runs once and is
   checked against the numpy reference, in well under a minute;
 * ``quick``: seconds per suite, for a first look;
-* ``full``: the sizes of issue 6 (1M x 64 scoring, 10,000 x 500 top-k, a 10M-candidate request).
+* ``full``: the sizes of the README's performance table (1M x 64 scoring, 10,000 x 500 top-k, a
+  10M-candidate request).
 
 Nothing here times anything: the runner (pytest-benchmark, or ``report.py``) does.
 """
@@ -145,7 +146,8 @@ def run_once(case):
 # backends
 
 def _backend(name, *functions):
-    """The fastwlr backend module if it imports and has ``functions``, else ``Skip``."""
+    """The fastwlr backend module; ``Skip`` if it does not import here (Numba not installed, the
+    core not built). A backend that imports must implement ``functions``: a missing one fails."""
     from fastwlr._config import get_backend
     try:
         be = get_backend(name)
@@ -153,7 +155,7 @@ def _backend(name, *functions):
         raise Skip(f"backend {name!r} unavailable: {exc}")
     missing = [f for f in functions if not hasattr(be, f)]
     if missing:
-        raise Skip(f"backend {name!r} has no {', '.join(missing)} yet")
+        raise AttributeError(f"backend {name!r} lacks {', '.join(missing)} of the kernel contract")
     return be
 
 
@@ -235,7 +237,7 @@ def training_data(size, kind):
         try:
             data = load_claims("freMTPL2")
         except FileNotFoundError as exc:
-            raise Skip(f"freMTPL2 not found ({exc}); set FASTWLR_SHARED_DATA")
+            raise Skip(f"freMTPL2 not found ({exc}); set FASTWLR_DATA_DIR")
         X, y, w = data.X, data.y, data.sample_weight
         if s["claims_rows"] is not None and s["claims_rows"] < X.shape[0]:
             X, y, w = X[:s["claims_rows"]].copy(), y[:s["claims_rows"]].copy(), w[:s["claims_rows"]].copy()
@@ -537,8 +539,6 @@ def topk_cases(size):
 
             def build_api(layout=layout, k=k, t=t):
                 import fastwlr
-                if not hasattr(fastwlr, "topk"):
-                    raise Skip("fastwlr.topk not there yet")
                 scores, offsets = topk_data(size, layout)
                 return lambda: fastwlr.topk(scores, k, offsets=offsets, n_threads=t)
             cases.append(Case("topk", f"top-k {layout}", label, "public API", "ours", t, build_api, floor=floor,
@@ -574,8 +574,6 @@ def topk_cases(size):
 
                 def build_api(layout=layout, k=k, t=t, output=output):
                     import fastwlr
-                    if not hasattr(fastwlr, "score_topk"):
-                        raise Skip("fastwlr.score_topk not there yet")
                     X, coef, b, offsets = fused_data(size, layout)
                     return lambda: fastwlr.score_topk(X, coef, b, k, offsets=offsets, output=output, n_threads=t)
                 cases.append(Case("topk", f"score+top-k {layout} -> {output}", label, "public API", "ours", t,
@@ -775,7 +773,7 @@ def _sklearn_sgd_case(size, kind, label, to_target):
             raise Skip("scikit-learn not installed (pip install '.[bench]')")
         import warnings
         _, X, y, w = training_data(size, kind)
-        w_norm = w / w.mean()   # raw watch times make sklearn's default schedule diverge (DESIGN.md)
+        w_norm = w / w.mean()   # raw watch times make sklearn's default schedule diverge (benchmarks/README.md)
         target = optimum(size, kind) * (1 + TARGET_GAP)
         max_epochs = SIZES[size]["max_epochs"] if to_target else 1
         perm = np.random.default_rng(SEED).permutation(X.shape[0])

@@ -1,6 +1,6 @@
 """Run the fastwlr benchmark cases and write a report: a table, a JSON record and a PNG chart.
 
-    python benchmarks/report.py            # full sizes (issue 6), ~10-15 minutes on 2 cores
+    python benchmarks/report.py            # full sizes (the README's table), ~10-15 minutes on 2 cores
     python benchmarks/report.py --quick    # seconds to a minute or two
     python benchmarks/report.py --size smoke --only scoring,topk
 

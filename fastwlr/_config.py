@@ -46,6 +46,38 @@ def resolve_n_threads(n_threads):
     return min(n_threads, max(64, 4 * n_cpu))
 
 
+# What to do when a backend does not import, by the cause (see ``_explain``).
+NUMBA_EXTRA = 'pip install "fastwlr[numba]"'
+_NOT_BUILT = ("the compiled core was not built when fastwlr was installed (no working C compiler, or "
+              "FASTWLR_BUILD_EXT=0); to get it, reinstall fastwlr where a C compiler is available "
+              "(FASTWLR_BUILD_EXT=1 makes a failed compile an error that shows why)")
+_NOT_INSTALLED = f"Numba is not installed; it is optional: {NUMBA_EXTRA}"
+
+
+def _core_built():
+    """Is there a compiled extension module of the Cython core next to its sources? (Without
+    importing it: an unbuilt core and a built one that fails to load are different problems.)"""
+    from importlib.machinery import EXTENSION_SUFFIXES
+    core = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backends", "cython_core")
+    try:
+        names = os.listdir(core)
+    except OSError:
+        return False
+    return any(n.startswith("_scoring.") and n.endswith(tuple(EXTENSION_SUFFIXES)) for n in names)
+
+
+def _explain(name, exc):
+    """Why backend ``name`` did not import, with what to do about it."""
+    error = f"{type(exc).__name__}: {exc}"
+    if name == "numba" and isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "numba":
+        return _NOT_INSTALLED
+    if name == "cython" and not _core_built():
+        return _NOT_BUILT
+    if name == "numba":
+        return f"{error} (Numba is installed, but the backend failed to import)"
+    return error
+
+
 def _load(name):
     if name in _loaded:
         return _loaded[name]
@@ -57,7 +89,7 @@ def _load(name):
         try:
             module = importlib.import_module(BACKENDS[name])
         except Exception as exc:  # a backend that fails to import is reported, never silently skipped
-            _load_errors[name] = f"{type(exc).__name__}: {exc}"
+            _load_errors[name] = _explain(name, exc)
             return None
         _loaded[name] = module
         return module
@@ -78,10 +110,30 @@ def backend_errors():
 _auto_warned = set()
 
 
+def _auto_fallback_message(candidate):
+    """The one warning "auto" gives when it cannot run the compiled core: which backend it runs
+    instead, why, and how to get a faster one."""
+    why = "; ".join(f"{n!r}: {_load_errors.get(n)}" for n in AUTO_ORDER[:AUTO_ORDER.index(candidate)])
+    if candidate == "numba":
+        return (f"fastwlr: using the 'numba' backend because the compiled core is not available ({why}). "
+                "Numba compiles each kernel on its first call (cached on disk afterwards).")
+    return (f"fastwlr: using the 'reference' backend because neither faster one is available ({why}). "
+            f"It runs plain numpy and is much slower; for speed: {NUMBA_EXTRA}, or reinstall fastwlr "
+            "where a C compiler is available for the compiled core.")
+
+
 def get_backend(name=None):
-    """The backend module for ``name`` (None = the process-wide setting, default "auto")."""
+    """The backend module for ``name`` (None = the process-wide setting, default "auto").
+
+    "auto" is the Cython core if it imports, else Numba if it is installed, else the numpy
+    reference; falling back warns once per process, saying which backend runs and why. A named
+    backend that does not import raises ImportError saying why and how to get it (for "numba":
+    ``pip install "fastwlr[numba]"``).
+    """
+    origin = ""
     if name is None:
         name = current_backend()
+        origin = _origin(name)
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string, got {type(name).__name__}")
     if name == "auto":
@@ -90,15 +142,13 @@ def get_backend(name=None):
             if module is not None:
                 if candidate != AUTO_ORDER[0] and candidate not in _auto_warned:
                     _auto_warned.add(candidate)
-                    skipped = {n: _load_errors.get(n) for n in AUTO_ORDER[:AUTO_ORDER.index(candidate)]}
-                    warnings.warn(f"fastwlr: using the {candidate!r} backend because {skipped} "
-                                  "did not import", RuntimeWarning, stacklevel=3)
+                    warnings.warn(_auto_fallback_message(candidate), RuntimeWarning, stacklevel=3)
                 return module
         raise ImportError(f"no fastwlr backend imports: {_load_errors}")
     _check_name(name)
     module = _load(name)
     if module is None:
-        raise ImportError(f"fastwlr backend {name!r} is not available: {_load_errors[name]}")
+        raise ImportError(f"fastwlr backend {name!r} is not available{origin}: {_load_errors[name]}")
     return module
 
 
@@ -106,14 +156,19 @@ def get_backend(name=None):
 # Choosing the backend: per call (backend=), per block (use_backend), per process (set_backend,
 # FASTWLR_BACKEND). The innermost wins.
 
+def _origin(name):
+    """Where the process-wide setting came from (e.g. the FASTWLR_BACKEND environment variable),
+    as a suffix for error messages, when ``name`` is that setting; else ""."""
+    if name == _state["backend"] and _context_backend.get() is None:
+        return f" (from {_state.get('source', 'the FASTWLR_BACKEND environment variable')})"
+    return ""
+
+
 def _check_name(name):
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string, got {type(name).__name__}")
     if name != "auto" and name not in BACKENDS:
-        origin = ""
-        if name == _state["backend"] and _context_backend.get() is None:
-            origin = f" (from {_state.get('source', 'the FASTWLR_BACKEND environment variable')})"
-        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}{origin}")
+        raise ValueError(f"backend must be 'auto' or one of {sorted(BACKENDS)}, got {name!r}{_origin(name)}")
     return name
 
 
@@ -130,9 +185,10 @@ def set_backend(name):
     Parameters
     ----------
     name : {"auto", "cython", "numba", "reference"}
-        "auto" picks the Cython core when it imports, else Numba, else the numpy reference (with a
-        one-time warning saying why). A named backend must import: it is imported now, so a
-        missing one fails here rather than at the first call.
+        "auto" picks the Cython core when it imports, else Numba when it is installed, else the
+        numpy reference (with a one-time warning saying why). A named backend must import: it is
+        imported now, so a missing one fails here rather than at the first call (for "numba"
+        without Numba installed: an ImportError saying ``pip install "fastwlr[numba]"``).
 
     Returns
     -------
@@ -190,8 +246,12 @@ def resolved_backend_name(name=None):
 def _version(module_name):
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == module_name:
+            return "not installed" + (f" (optional: {NUMBA_EXTRA})" if module_name == "numba" else "")
+        return f"not importable ({type(exc).__name__}: {exc})"
     except Exception as exc:
-        return f"not importable ({type(exc).__name__})"
+        return f"not importable ({type(exc).__name__}: {exc})"
     return getattr(module, "__version__", "?")
 
 

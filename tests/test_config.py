@@ -69,6 +69,7 @@ def test_set_backend_is_process_wide_and_returns_previous(restore_setting):
 
 
 def test_set_backend_rejects_bad_names(restore_setting, fake_unavailable):
+    before = current_backend()
     with pytest.raises(ValueError, match=r"backend must be 'auto' or one of .*'cuda'"):
         fastwlr.set_backend("cuda")
     with pytest.raises(TypeError, match="backend must be a string"):
@@ -76,7 +77,7 @@ def test_set_backend_rejects_bad_names(restore_setting, fake_unavailable):
     fake_unavailable("numba")
     with pytest.raises(ImportError, match="'numba' is not available: ImportError: pretend numba is missing"):
         fastwlr.set_backend("numba")             # fails now, not at the first call
-    assert current_backend() != "numba"
+    assert current_backend() == before           # and leaves the setting alone
 
 
 def test_use_backend_nests_restores_and_beats_set_backend(restore_setting):
@@ -134,9 +135,14 @@ def test_environment_variable_sets_the_default():
 
 def test_auto_prefers_the_first_available_and_warns_once_when_falling_back(fake_unavailable):
     first = available_backends()[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")           # the preferred backend: no warning
-        assert get_backend("auto").name == first
+    if first == _config.AUTO_ORDER[0]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")       # the preferred backend: no warning
+            assert get_backend("auto").name == first
+    else:                                        # this install has no compiled core: auto says so
+        _config._auto_warned.discard(first)      # warned already by an earlier test: warn again
+        with pytest.warns(RuntimeWarning, match=f"using the '{first}' backend because"):
+            assert get_backend("auto").name == first
     fake_unavailable("cython")
     expected = "numba" if "numba" in AVAILABLE else "reference"
     with pytest.warns(RuntimeWarning, match=f"using the '{expected}' backend because .*pretend cython is missing"):
@@ -192,7 +198,8 @@ needs_both = pytest.mark.skipif(not {"cython", "numba"} <= set(AVAILABLE), reaso
 @needs_both
 def test_numba_and_cython_share_a_process_and_threads(rng):
     """Both backends' parallel kernels, interleaved and concurrently from two Python threads
-    (numba issue 3341: two OpenMP runtimes in one process). Results must be the single-thread ones."""
+    (two OpenMP runtimes in one process: https://github.com/numba/numba/issues/3341). Results must be the
+    single-thread ones."""
     X = rng.standard_normal((40000, 16))
     coef = rng.standard_normal(16)
     offsets = np.arange(0, 40001, 100)

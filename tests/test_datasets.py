@@ -60,7 +60,7 @@ def test_ground_truth_is_consistent():
     m = np.exp(X64 @ d.watch_coef + d.watch_intercept)
     np.testing.assert_allclose(d.mean_watch_time_given_click, m, rtol=1e-12)
     np.testing.assert_allclose(d.expected_watch_time, d.p * m, rtol=1e-12)
-    # E[T|x] = e^z (1 - p) exactly (docs/theory.md)
+    # docs/theory.md section 2: E[T|x] = e^z (1 - p) exactly
     np.testing.assert_allclose(np.exp(d.log_odds) * (1 - d.p), d.expected_watch_time, rtol=1e-12)
     # the spread of a.x and c.x is what was asked (x ~ N(0, I): sd(a.x) = ||a||)
     assert np.linalg.norm(d.click_coef) == pytest.approx(1.0, rel=1e-12)

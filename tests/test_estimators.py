@@ -21,14 +21,6 @@ def _data(rng, n=2000, d=6, dtype=np.float64, heavy=False):
     return X, y, w
 
 
-def _sgd_available():
-    from fastwlr._config import get_backend
-    return hasattr(get_backend(), "sgd_epoch_dense")
-
-
-needs_sgd = pytest.mark.skipif(not _sgd_available(), reason="no SGD epoch kernel in the default backend")
-
-
 # ------------------------------------------------------------------------------------- protocol
 def test_get_set_params_and_repr():
     est = WeightedLogisticRegression(alpha=0.1, solver="lbfgs")
@@ -71,7 +63,6 @@ SGD_EXPECTED_FAILED_CHECKS = {
 }
 
 
-@needs_sgd
 @pytest.mark.parametrize("options", [{}, {"weighting": "gradient"}, {"weighting": "resample"},
                                      {"optimizer": "sgd"}, {"optimizer": "ftrl", "l1_ratio": 0.5}])
 def test_sklearn_check_estimator_sgd(options):
@@ -157,7 +148,6 @@ def test_lbfgs_bit_identical_for_any_thread_count(rng, sparse):
     assert np.array_equal(fits[0].coef_, fits[1].coef_) and fits[0].intercept_ == fits[1].intercept_
 
 
-@needs_sgd
 @pytest.mark.filterwarnings("ignore::fastwlr.exceptions.ConvergenceWarning")  # max_iter=3 on purpose
 def test_sgd_same_seed_one_thread_bit_identical(rng):
     X, y, w = _data(rng, 3000, 5, heavy=True)
@@ -177,7 +167,6 @@ def test_sgd_same_seed_one_thread_bit_identical(rng):
 
 
 # ------------------------------------------------------------------------------------- SGD path
-@needs_sgd
 def test_sgd_default_close_to_the_exact_optimum(rng):
     X, y, w = _data(rng, 20_000, 6, heavy=True)
     exact = WeightedLogisticRegression(solver="lbfgs").fit(X, y, w)
@@ -189,7 +178,6 @@ def test_sgd_default_close_to_the_exact_optimum(rng):
     assert f.n_rows == 20_000
 
 
-@needs_sgd
 def test_partial_fit_streams_chunks_and_improves(rng):
     X, y, w = _data(rng, 6000, 4, heavy=True)
     est = WeightedLogisticRegression(random_state=0)
@@ -207,7 +195,6 @@ def test_partial_fit_streams_chunks_and_improves(rng):
         est.partial_fit(X[:5], np.full(5, 3.0))
 
 
-@needs_sgd
 def test_partial_fit_first_chunk_with_one_label_needs_classes(rng):
     X, y, w = _data(rng, 100, 3)
     est = WeightedLogisticRegression(random_state=0)
@@ -218,7 +205,6 @@ def test_partial_fit_first_chunk_with_one_label_needs_classes(rng):
     assert est.classes_.tolist() == [0, 1]
 
 
-@needs_sgd
 def test_sgd_divergence_is_reported_with_advice(rng):
     """Logistic gradients are bounded, so it takes huge features and a huge constant rate to
     overflow the log-odds; the kernel flags it and the estimator raises with advice."""
@@ -363,7 +349,6 @@ def _fremtpl2():
 
 
 @pytest.mark.slow
-@needs_sgd
 def test_fremtpl2_defaults_reach_the_exact_optimum():
     """Defaults that survive real weights: with no tuning, WatchTimeRanker().fit on 678k
     policies with claim amounts up to 4e6 as weights ends within 1 % of the exact (lbfgs) optimum.

@@ -56,8 +56,6 @@ def test_round_trip_ranker_with_click_model(tmp_path, data):
 
 def test_partial_fit_continues_after_load(tmp_path, data):
     X, T = data
-    if not hasattr(fastwlr.get_backend(), "sgd_epoch_dense"):
-        pytest.skip("no SGD kernel in the default backend")
     a = WatchTimeRanker(random_state=0, n_threads=1)
     a.partial_fit(X[:200], T[:200])
     a.save(tmp_path / "m.npz")

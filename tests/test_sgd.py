@@ -9,6 +9,8 @@ import scipy.sparse as sp
 from scipy.integrate import solve_ivp
 from scipy.optimize import minimize
 
+import fastwlr
+
 from fastwlr._config import get_backend
 from fastwlr._sgd import (OPTIMIZERS, SCHEDULES, WEIGHTINGS, SGDDivergenceError, SGDParams, SGDState,
                           _resolve, fit_sgd, objective)
@@ -22,14 +24,11 @@ OPTIMIZER_NAMES = ["sgd", "adagrad", "ftrl"]
 
 
 def _backend_with_sgd(name):
-    be = get_backend(name)
-    if not hasattr(be, "sgd_epoch_dense"):
-        pytest.skip(f"backend {name!r} has no SGD epochs yet")
-    return be
+    return get_backend(name)  # every backend implements the SGD epochs: a missing one fails here
 
 
 def _watch_time_data(n, d, rng, dtype=np.float64, click_offset=-3.0):
-    """The generator's model (docs/theory.md): click model sigma(a.x + a0), log-normal watch time with mean e^(c.x + c0)."""
+    """The generator of docs/theory.md section 3: click model sigma(a.x + a0), log-normal watch time with mean e^(c.x + c0)."""
     X = rng.standard_normal((n, d)).astype(dtype)
     a = rng.standard_normal(d) / math.sqrt(d)
     c = 0.5 * rng.standard_normal(d) / math.sqrt(d)
@@ -83,9 +82,15 @@ def test_iwa_step_solves_the_ode(z, label, hk):
 
 
 def _compiled_iwa_steps(z, label, h, k):
-    from fastwlr.backends.cython_core._sgd import iwa_step_c
-    from fastwlr.backends.numba_jit._sgd import iwa_step as iwa_step_numba
-    return [iwa_step_c(z, label, h, k), iwa_step_numba(z, label, h, k)]
+    """The IWA step of every compiled backend installed here (CI's main job has both)."""
+    steps = []
+    if "cython" in fastwlr.available_backends():
+        from fastwlr.backends.cython_core._sgd import iwa_step_c
+        steps.append(iwa_step_c(z, label, h, k))
+    if "numba" in fastwlr.available_backends():
+        from fastwlr.backends.numba_jit._sgd import iwa_step as iwa_step_numba
+        steps.append(iwa_step_numba(z, label, h, k))
+    return steps
 
 
 @pytest.mark.parametrize("z, label", [(-800.0, 1.0), (-746.0, 1.0), (800.0, 0.0), (-760.0, 1.0), (760.0, 0.0)])
@@ -96,7 +101,8 @@ def test_iwa_step_is_the_same_in_all_backends_when_exp_underflows(z, label, hk):
     k = 0.5
     G = iwa_step(z, label, hk / k, k)
     assert math.isfinite(G) and G != 0.0
-    assert _compiled_iwa_steps(z, label, hk / k, k) == [G, G]
+    steps = _compiled_iwa_steps(z, label, hk / k, k)
+    assert steps == [G] * len(steps)
 
 
 def test_iwa_step_is_the_gradient_step_for_small_weights_and_bounded_for_huge_ones():
@@ -401,7 +407,7 @@ def test_fremtpl2_defaults_within_one_percent_of_the_optimum():
 def test_inline_math_of_the_compiled_catch_up_matches_numpy(which, func):
     # the Cython core's inline expm1 (arguments <= 0) and log1p (>= 0) of _math.pxd, within 1 ulp of
     # numpy (glibc), over their ranges and at the switch points of their branches (exp: test_objective)
-    pytest.importorskip("fastwlr.backends.cython_core._sgd")
+    pytest.importorskip("fastwlr.backends.cython_core._sgd", exc_type=ImportError)
     from fastwlr.backends.cython_core._sgd import _inline_math
     rng = np.random.default_rng(3)
     mags = np.concatenate([rng.exponential(1.0, 50_000), 10.0 ** rng.uniform(-20, 2.85, 50_000),

@@ -16,15 +16,6 @@ settings.register_profile("fastwlr_topk", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(autouse=True)
-def _skip_backends_without_topk(request):
-    # a backend still being ported (numba) is skipped with the reason, not failed
-    for fixture in ("backend_name", "compiled_backend_name"):
-        name = request.node.funcargs.get(fixture)
-        if name is not None and not hasattr(fastwlr.get_backend(name), "score_topk_dense"):
-            pytest.skip(f"the {name} backend does not implement topk/score_topk yet")
-
-
 def brute_topk(scores, offsets, k, exclude=None):
     """The specification in a few lines: sort each group by (-score, index)."""
     scores = np.asarray(scores)

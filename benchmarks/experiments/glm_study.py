@@ -426,7 +426,7 @@ def main():
             md += "\n" + unit_markdown(name, unit_experiment(runs[name]["ds0"]))
         print("\n" + md)
         if not (args.smoke or args.no_write):
-            sys.path[:0] = [str(HERE), str(HERE.parent)]
+            sys.path.insert(0, str(HERE))
             from weighting_experiment import write_into_doc
             write_into_doc(DOCS / "glm.md", tag, md)
             name = next(n for n in runs if charted in n)

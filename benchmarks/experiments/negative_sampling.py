@@ -107,7 +107,7 @@ def main():
     md = markdown(results, command, k)
     print("\n" + md)
     if not (args.smoke or args.no_write):
-        sys.path[:0] = [str(HERE), str(HERE.parent)]
+        sys.path.insert(0, str(HERE))
         from weighting_experiment import write_into_doc
         write_into_doc(DOCS / "weighting.md", "negative_sampling", md)
         print(f"wrote {DOCS / 'weighting.md'}")

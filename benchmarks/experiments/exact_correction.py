@@ -1,7 +1,7 @@
 """How far e^z drifts from the true E[T | x] as clicks get common, and how e^z (1 - p) removes it.
 
-    python benchmarks/exact_correction.py            # ~1-2 min on 2 cores, writes docs/
-    python benchmarks/exact_correction.py --quick    # seconds, prints only
+    python benchmarks/experiments/exact_correction.py            # ~1-2 min on 2 cores, writes docs/
+    python benchmarks/experiments/exact_correction.py --smoke    # seconds, prints only
 
 For click rates from 1 % to 50 %, ``make_watch_time`` draws impressions whose true E[T | x] is
 known per row. A ``WatchTimeRanker(solver="lbfgs", fit_click_model=True)`` is fitted on training
@@ -27,7 +27,7 @@ import numpy as np
 from fastwlr import WatchTimeRanker, metrics
 from fastwlr.datasets import make_watch_time
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5)
 
 
@@ -114,10 +114,10 @@ def chart(rows, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small data, prints only")
+    ap.add_argument("--smoke", action="store_true", help="small data, prints only (seconds)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    n_train, n_test, d = (20_000, 10_000, 8) if args.quick else (200_000, 100_000, 16)
+    n_train, n_test, d = (20_000, 10_000, 8) if args.smoke else (200_000, 100_000, 16)
     rows = []
     for rate in RATES:
         r = one_rate(rate, n_train, n_test, d)
@@ -127,10 +127,10 @@ def main():
               f"per-user loss {r['e^z']['pul']:.4f} -> {r['e^z (1 - p_hat)']['pul']:.4f} "
               f"(truth {r['oracle_pul']:.4f})  NDCG@5 {r['e^z']['ndcg']:.4f} -> {r['e^z (1 - p_hat)']['ndcg']:.4f} "
               f"(truth {r['oracle_ndcg']:.4f})  fit {r['fit_s']:.1f} s")
-    command = "python benchmarks/exact_correction.py" + (" --quick" if args.quick else "")
+    command = "python benchmarks/experiments/exact_correction.py" + (" --smoke" if args.smoke else "")
     md = markdown(rows, command, n_train, n_test, d)
     print("\n" + md)
-    if not (args.quick or args.no_write):
+    if not (args.smoke or args.no_write):
         import sys
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from weighting_experiment import write_into_doc

@@ -10,10 +10,11 @@ its objective is within 1 % of L* (``(L - L*) / L* <= 0.01``, the objective bein
 loss + penalty, evaluated by the numpy reference). Both solvers are also timed with their default
 tolerances. Run:
 
-    python benchmarks/quick_lbfgs.py [--n 1000000] [--d 64] [--threads 2] [--repeat 3]
-    python benchmarks/quick_lbfgs.py --data freMTPL2 --alpha 1e-6   # real claims, weights up to 4e6
+    python benchmarks/experiments/quick_lbfgs.py [--n 1000000] [--d 64] [--threads 2] [--repeat 3]
+    python benchmarks/experiments/quick_lbfgs.py --data freMTPL2 --alpha 1e-6   # real claims, weights up to 4e6
+    python benchmarks/experiments/quick_lbfgs.py --smoke    # seconds: 20,000 x 8, one timing per point
 
-With ``--data freMTPL2`` (``../shared/data``, see ``fastwlr.datasets.load_claims``) it also times
+With ``--data freMTPL2`` (``$FASTWLR_DATA_DIR``, see ``fastwlr.datasets.load_claims``) it also times
 ``WatchTimeRanker()`` with its default (SGD) solver and reports its gap to the optimum.
 
 Prints one table; ratios are from this one run on this machine.
@@ -34,7 +35,10 @@ def main():
     ap.add_argument("--gap", type=float, default=0.01)
     ap.add_argument("--data", default="generated", help="'generated' or a load_claims name, e.g. freMTPL2")
     ap.add_argument("--alpha", type=float, default=None, help="default: 1 / sum(w), sklearn's C = 1")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 20,000 x 8 generated rows, one timing per point")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.d, args.repeat = 20_000, 8, 1
 
     from sklearn.linear_model import LogisticRegression
     from fastwlr import WeightedLogisticRegression

@@ -1,14 +1,15 @@
 """Quick SGD measurements: time per epoch and time to reach 1 % of the exact optimum, fastwlr vs
 scikit-learn's SGDClassifier(loss="log_loss") with the same sample weights; gradient vs resample.
 
-    python benchmarks/quick_sgd.py                 # everything (a few minutes on 2 cores)
-    python benchmarks/quick_sgd.py --part dense    # 1M x 64 dense float32
-    python benchmarks/quick_sgd.py --part csr      # 1M rows, 2^20 hashed columns, 40 nnz a row
-    python benchmarks/quick_sgd.py --part variance # gradient vs resample with integer weights
-    python benchmarks/quick_sgd.py --n 200000      # smaller
+    python benchmarks/experiments/quick_sgd.py                 # everything (a few minutes on 2 cores)
+    python benchmarks/experiments/quick_sgd.py --part dense    # 1M x 64 dense float32
+    python benchmarks/experiments/quick_sgd.py --part csr      # 1M rows, 2^20 hashed columns, 40 nnz a row
+    python benchmarks/experiments/quick_sgd.py --part variance # gradient vs resample with integer weights
+    python benchmarks/experiments/quick_sgd.py --n 200000      # smaller
+    python benchmarks/experiments/quick_sgd.py --smoke         # seconds: every part on tiny data
 
-All objectives are the training objective (docs/theory.md), (1/n) sum w_i l_i + (l2/2) ||coef||^2 on the raw weights, evaluated
-by the compiled objective kernel. Epoch times exclude the objective evaluations. The optimum is
+All objectives are the mean weighted log-loss (1/n) sum w_i l_i + (l2/2) ||coef||^2 on the raw
+weights (docs/theory.md), evaluated by the backend's objective kernel. Epoch times exclude the objective evaluations. The optimum is
 L-BFGS (fastwlr._lbfgs) to a gradient tolerance of 1e-9.
 """
 import argparse
@@ -144,19 +145,24 @@ def main():
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--lbfgs-max-iter", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true", help="seconds: every part on tiny data, 2 epochs")
     args = ap.parse_args()
+    columns = 2**20
+    if args.smoke:
+        args.n, args.epochs, args.lbfgs_max_iter, columns = 5_000, 2, 50, 2**14
     if args.part in ("all", "dense"):
         data = make_watch_time(args.n, 64, dtype=np.float32, random_state=0)
         compare(data.X, data.clicked.astype(np.float64), np.where(data.clicked, data.watch_time, 1.0),
                 1e-6, "dense float32", args.epochs, data=data)
     if args.part in ("all", "csr"):
-        data = make_watch_time(args.n, sparse=True, n_hashed_features=2**20, nnz_per_row=40, random_state=0)
+        data = make_watch_time(args.n, sparse=True, n_hashed_features=columns, nnz_per_row=40, random_state=0)
         # alpha 1e-3: ~38 rows per hashed column, a less regularised optimum is mostly overfit
         # (and takes L-BFGS many minutes). On a busy machine cap L-BFGS with --lbfgs-max-iter.
         compare(data.X, data.clicked.astype(np.float64), np.where(data.clicked, data.watch_time, 1.0),
-                1e-3, "CSR 2^20 columns, 40 nnz/row", args.epochs, lbfgs_tol=1e-7, lbfgs_max_iter=args.lbfgs_max_iter)
+                1e-3, f"CSR 2^{columns.bit_length() - 1} columns, 40 nnz/row", args.epochs, lbfgs_tol=1e-7,
+                lbfgs_max_iter=args.lbfgs_max_iter)
     if args.part in ("all", "variance"):
-        variance()
+        variance(*((5_000, 2) if args.smoke else ()))
 
 
 if __name__ == "__main__":

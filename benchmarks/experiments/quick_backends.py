@@ -1,6 +1,7 @@
 """Quick measurement (not a test): cold start and per-kernel speed of the Numba backend vs the Cython core.
 
-    python benchmarks/quick_backends.py [--n-samples 1000000] [--repeat 3] [--n-threads 2] [--skip-cold]
+    python benchmarks/experiments/quick_backends.py [--n-samples 1000000] [--repeat 3] [--n-threads 2] [--skip-cold]
+    python benchmarks/experiments/quick_backends.py --smoke   # seconds: 20,000 rows, Numba's own cache only
 
 1. Cold start, each in a fresh interpreter (subprocess): ``import fastwlr``, then the first call of
    every kernel on tiny inputs (the compile or the cache load: what a first request pays), then the
@@ -62,13 +63,17 @@ print(json.dumps({"import": t_import, "backend_import": t_backend, "first": firs
 
 
 def cold_start(backend, cache_dir=None):
-    env = dict(os.environ)
+    import fastwlr
+    # the child imports the fastwlr this process runs (from a checkout's root, ``python -c`` would
+    # import the source tree first, which may not hold the compiled core)
+    root = os.path.dirname(os.path.dirname(fastwlr.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     env.pop("FASTWLR_BACKEND", None)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", f"BACKEND = {backend!r}\n" + COLD_CODE], capture_output=True,
-                       text=True, env=env, timeout=1800)
+                       text=True, env=env, timeout=1800, cwd=root)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(r.stderr)
@@ -85,7 +90,7 @@ def print_cold(label, res):
 
 
 def speed(n, repeat, n_threads):
-    from quick_scoring import best_of   # round-robin best-of timing (benchmarks/ is sys.path[0])
+    from quick_scoring import best_of   # round-robin best-of timing (this directory is sys.path[0])
     import scipy.sparse as sp
 
     import fastwlr
@@ -152,14 +157,22 @@ def main():
     ap.add_argument("--n-threads", type=int, default=2)
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds: 20,000 rows, one round; the cold start uses Numba's usual cache (an empty one "
+                         "would compile every kernel: minutes)")
     args = ap.parse_args()
+    if args.smoke:
+        args.n_samples, args.repeat = 20_000, 1
     import fastwlr
     fastwlr.show_config()
     if not args.skip_cold:
         print("\ncold start (fresh process; per kernel: first call s / second call ms)")
-        with tempfile.TemporaryDirectory(prefix="fastwlr-numba-cache-") as cache:
-            print_cold("numba, empty cache", cold_start("numba", cache))
-            print_cold("numba, warm cache", cold_start("numba", cache))
+        if args.smoke:
+            print_cold("numba, usual cache", cold_start("numba"))
+        else:
+            with tempfile.TemporaryDirectory(prefix="fastwlr-numba-cache-") as cache:
+                print_cold("numba, empty cache", cold_start("numba", cache))
+                print_cold("numba, warm cache", cold_start("numba", cache))
         print_cold("cython", cold_start("cython"))
     if not args.skip_speed:
         speed(args.n_samples, args.repeat, args.n_threads)

@@ -1,8 +1,8 @@
 """Resample or weight the gradient? "gradient" vs "resample" vs "iwa" (and the exact L-BFGS fit).
 
-    python benchmarks/weighting_experiment.py            # full run (~5 min on 2 cores), writes docs/
-    python benchmarks/weighting_experiment.py --quick    # seconds: small data, prints only
-    python benchmarks/weighting_experiment.py --no-write # full run, print only
+    python benchmarks/experiments/weighting_experiment.py            # full run (~5 min on 2 cores), writes docs/
+    python benchmarks/experiments/weighting_experiment.py --smoke    # seconds: small data, prints only
+    python benchmarks/experiments/weighting_experiment.py --no-write # full run, print only
 
 Two data sets:
 
@@ -41,7 +41,7 @@ from fastwlr._validation import check_features
 from fastwlr.datasets import load_claims, make_watch_time
 from fastwlr.exceptions import DivergenceError
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 METHODS = ("gradient", "resample", "iwa")
 OPTIMIZERS = ("sgd", "adagrad")
 LR_MULTIPLIERS = (1, 4, 16, 64, 256)
@@ -264,11 +264,11 @@ def write_into_doc(doc, tag, text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small data, 2 seeds; prints only (seconds)")
+    ap.add_argument("--smoke", action="store_true", help="small data, 2 seeds; prints only (seconds)")
     ap.add_argument("--no-write", action="store_true", help="print only, do not touch docs/")
     ap.add_argument("--no-claims", action="store_true", help="skip the real freMTPL2 data")
     args = ap.parse_args()
-    if args.quick:
+    if args.smoke:
         sets = [(generated(10_000, 5_000, 8), 1e-6, 5)]
         if not args.no_claims:
             try:
@@ -287,11 +287,11 @@ def main():
     t0 = time.perf_counter()
     results = [run_dataset(ds, alpha, epochs, seeds, lr_seeds) for ds, alpha, epochs in sets]
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
-    command = "python benchmarks/weighting_experiment.py" + (" --quick" if args.quick else "") + (
+    command = "python benchmarks/experiments/weighting_experiment.py" + (" --smoke" if args.smoke else "") + (
         " --no-claims" if args.no_claims else "")
     md = markdown(results, command)
     print("\n" + md)
-    if not (args.quick or args.no_write):
+    if not (args.smoke or args.no_write):
         DOCS.mkdir(exist_ok=True)
         (DOCS / "weighting_results.md").write_text(md + "\n")
         write_into_doc(DOCS / "weighting.md", "weighting_experiment", md)

@@ -1,7 +1,8 @@
-"""Quick measurement of fused score+top-k (issue 4): prints time ratios from one run.
+"""Quick measurement of fused score+top-k: prints time ratios from one run.
 
-    python benchmarks/quick_topk.py                 # the three comparisons of issue 4 (~1-2 min, ~1.4 GB)
-    python benchmarks/quick_topk.py --small         # 10x fewer requests (smoke run)
+    python benchmarks/experiments/quick_topk.py                 # the three comparisons below (~1-2 min, ~1.4 GB)
+    python benchmarks/experiments/quick_topk.py --small         # 10x fewer requests
+    python benchmarks/experiments/quick_topk.py --smoke         # seconds: 200 requests, one round
 
 Comparisons, each single-threaded and with all cores (numpy's BLAS limited by threadpoolctl):
  1. score_topk on 10,000 requests x 500 candidates x 64 dense float32 features, k = 10, against the
@@ -110,9 +111,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="1,000 requests instead of 10,000")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="seconds: 200 requests, one round")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeat = 1
 
-    G, C, d, k = (1_000 if args.small else 10_000), 500, 64, 10
+    G, C, d, k = (200 if args.smoke else 1_000 if args.small else 10_000), 500, 64, 10
     rng = np.random.default_rng(0)
     sizes = rng.integers(1, 4 * C + 1, size=G // 2)  # ragged 1..2,000: about as many rows as equal
     ragged = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

@@ -1,6 +1,7 @@
 """Quick measurement (not a test) of scoring speed against numpy/scipy and the memory-bandwidth floor.
 
-    python benchmarks/quick_scoring.py [--n-samples 1000000] [--repeat 7] [--backend cython]
+    python benchmarks/experiments/quick_scoring.py [--n-samples 1000000] [--repeat 7] [--backend cython]
+    python benchmarks/experiments/quick_scoring.py --smoke   # seconds: 20,000 rows, one round
 
 Dense: 1,000,000 x 64 float32, ``fastwlr.score(X, w, b, output="odds")`` against
   * ``np.exp(X @ w + b)`` as a user writes it (w float64: numpy upcasts X to float64 first);
@@ -60,10 +61,13 @@ def main(argv=None):
     ap.add_argument("--n-samples", type=int, default=1_000_000)
     ap.add_argument("--n-features", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--backend", default="cython")
+    ap.add_argument("--backend", default="auto", help="auto (the default), cython, numba or reference")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--skip-sparse", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 20,000 rows, one round")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.n_samples, args.repeat = 20_000, 1
     threads = [int(t) for t in args.threads.split(",")]
     n, d, rep = args.n_samples, args.n_features, args.repeat
 
@@ -72,7 +76,8 @@ def main(argv=None):
     w32 = w.astype(np.float32)
     out = np.empty(n)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"fastwlr {fastwlr.__version__}, backend {args.backend}; {os.cpu_count()} cores, load average "
+    print(f"fastwlr {fastwlr.__version__}, backend {fastwlr.get_backend(args.backend).name}; "
+          f"{os.cpu_count()} cores, load average "
           f"{load} (ratios are only meaningful on an idle machine); dense {n:,} x {d} float32 "
           f"({X.nbytes / 2**20:.0f} MiB), best of {rep}")
     # correctness first: the thing timed is the thing tested
