@@ -26,7 +26,7 @@ EXPECT = {
     "quick_lbfgs.py": "speed-up, time to 1% of the optimum",
     "quick_scoring.py": "the floor",
     "quick_sgd.py": "gradient vs resample",
-    "quick_topk.py": "selection algorithm",
+    "quick_topk.py": "score_topk, k=10",
     "weighting_experiment.py": "| weighting |",
 }
 # Scripts that compare or time particular backends.
