@@ -35,13 +35,14 @@ def _log(message):
 
 
 def _build_ext_mode():
+    """FASTWLR_BUILD_EXT as "auto", "1" (the core is required) or "0" (not built)."""
     value = os.environ.get("FASTWLR_BUILD_EXT", "auto").strip().lower()
     if value in ("", "auto"):
         return "auto"
     if value in ("1", "true", "yes", "on"):
-        return "required"
+        return "1"
     if value in ("0", "false", "no", "off"):
-        return "off"
+        return "0"
     raise SystemExit(f"FASTWLR_BUILD_EXT must be auto, 1 or 0, got {value!r}")
 
 
@@ -65,7 +66,7 @@ def _switch(name, default):
 
 WITHOUT_CORE = ("installing fastwlr WITHOUT its compiled core: backend='auto' will run the Numba "
                 "backend if Numba is installed (pip install \"fastwlr[numba]\"), else the numpy "
-                "reference, which is much slower. Set FASTWLR_BUILD_EXT=1 to make this an error.")
+                "reference, which is much slower.")
 
 
 class optional_build_ext(build_ext):
@@ -81,12 +82,12 @@ class optional_build_ext(build_ext):
         try:
             super().run()
         except (CCompilerError, BaseError, OSError) as exc:  # compile/link failed, no compiler, ...
-            if MODE == "required":
+            if MODE == "1":
                 raise
             self._remove_outputs()
             banner = "!" * 78
             _log(f"\n{banner}\nWARNING: compiling the Cython core failed ({type(exc).__name__}: {exc});\n"
-                 f"{WITHOUT_CORE}\n{banner}")
+                 f"{WITHOUT_CORE}\nSet FASTWLR_BUILD_EXT=1 to make a failed compile an error.\n{banner}")
 
     def _remove_outputs(self):
         inplace = self.inplace
@@ -103,8 +104,8 @@ class optional_build_ext(build_ext):
 MODE = _build_ext_mode()
 only = {m for m in os.environ.get("FASTWLR_ONLY", "").split(",") if m}
 extensions = []
-if MODE == "off":
-    _log("FASTWLR_BUILD_EXT=0: " + WITHOUT_CORE.replace(" Set FASTWLR_BUILD_EXT=1 to make this an error.", ""))
+if MODE == "0":
+    _log("FASTWLR_BUILD_EXT=0: " + WITHOUT_CORE)
 else:
     from Cython.Build import cythonize
 
