@@ -20,7 +20,7 @@ cdef Py_ssize_t PARALLEL_MIN_WORK = 1 << 15
 
 # CSR scoring is bound by the gather coef[indices[p]]: with 2^20 columns coef is 8 MB, beyond L2,
 # and each gather waits on L3. Prefetching the coefficient PREFETCH_AHEAD entries ahead (~1.5 rows
-# of 40) measured 13-16 % faster on 1M x 2^20 with 40 nnz/row (benchmarks/quick_scoring.py); 48-96
+# of 40) measured 13-16 % faster on 1M x 2^20 with 40 nnz/row (benchmarks/experiments/quick_scoring.py); 48-96
 # were alike, 0 and 128+ slower.
 cdef Py_ssize_t PREFETCH_AHEAD = 64
 
