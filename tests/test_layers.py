@@ -135,8 +135,9 @@ def test_only_the_adapter_calls_a_backend():
                                          if p.name not in ("_kernels.py", "_config.py", "__init__.py"))
 
 
+@pytest.mark.requires_backend("cython")
 def test_compiled_constants_equal_the_contract():
-    sgd = pytest.importorskip("fastwlr.backends.cython_core._sgd", reason="the Cython core is not built")
+    from fastwlr.backends.cython_core import _sgd as sgd
     compiled = sgd.compiled_constants()
     assert compiled, "nothing to compare"
     for name, value in compiled.items():

@@ -76,7 +76,7 @@ def compare(X, y, w, alpha, label, n_epochs, data=None, lbfgs_tol=1e-9, lbfgs_ma
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lb = fit_lbfgs(features, y, w, alpha=alpha, tol=lbfgs_tol, max_iter=lbfgs_max_iter, n_threads=2,
-                       backend="cython")
+                       backend=None)
     t_lbfgs = time.perf_counter() - t0
     opt = objective(features, y, w, lb.coef, lb.intercept, l2, kernels=Kernels(None, 2))
     print(f"\n{label}: n={features.n_rows} d={features.n_features} alpha={alpha:g} (l2={l2:.3g}); "
@@ -120,7 +120,7 @@ def variance(n=100_000, seeds=5):
     w = np.where(y == 1, rng.integers(1, 100, size=n), 1).astype(np.float64)
     features = check_features(X)
     l2 = 1e-5 * w.mean()
-    lb = fit_lbfgs(features, y, w, alpha=1e-5, tol=1e-10, max_iter=3000, n_threads=2, backend="cython")
+    lb = fit_lbfgs(features, y, w, alpha=1e-5, tol=1e-10, max_iter=3000, n_threads=2, backend=None)
     opt = objective(features, y, w, lb.coef, lb.intercept, l2, kernels=Kernels(None, 2))
     print(f"\ngradient vs resample, integer weights 1..99 on positives, n={n} d=16, 10 epochs, {seeds} seeds:")
     for optimizer in ("sgd", "adagrad"):
