@@ -29,9 +29,14 @@ _load_lock = threading.Lock()  # two threads' first calls must not import a back
 _context_backend = contextvars.ContextVar("fastwlr_backend", default=None)
 
 
+# Read once: os.cpu_count() reads /sys on Linux, which cost ~25 us a call on a loaded VM, more than
+# scoring one request. (A process whose CPU count changes while it runs keeps the first answer.)
+_N_CPU = os.cpu_count() or 1
+
+
 def resolve_n_threads(n_threads):
     """None / -1 -> all cores, k >= 1 -> k; -2 -> all but one (joblib's convention)."""
-    n_cpu = os.cpu_count() or 1
+    n_cpu = _N_CPU
     if n_threads is None:
         return n_cpu
     if isinstance(n_threads, bool) or not isinstance(n_threads, (int,)) and not hasattr(n_threads, "__index__"):

@@ -54,16 +54,75 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     ndarray of shape (n_samples,)
     """
     output = v.check_output(output)
+    features = _features(X, None, n_threads)
+    coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
+    out = _output_buffer(features, output, out, dtype)
+    return Kernels(backend, n_threads).score(features, coef, intercept, output, out)
+
+
+def _features(X, n_features, n_threads):
     # inf features are rejected, but looking for them is a second full read of X (as long as the
     # scoring itself): the kernel counts non-finite log-odds instead, and only then do we look
-    features = v.check_features(X, allow_nan=True, defer_inf_check=True, n_threads=n_threads)
-    coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
+    features = v.dense_fast_path(X)
+    if features is None:
+        return v.check_features(X, n_features=n_features, allow_nan=True, defer_inf_check=True, n_threads=n_threads)
+    if n_features is not None and features.n_features != n_features:
+        v.check_features(X, n_features=n_features)   # raises the usual error
+    return features
+
+
+def _output_buffer(features, output, out, dtype):
+    """``out`` checked, or a new array of the documented dtype."""
     if out is None:
-        out = np.empty(features.n_rows, dtype=result_dtype(features.dtype, output, dtype))
-    else:
-        if dtype is not None and np.dtype(dtype) != out.dtype:
-            raise TypeError(f"dtype={np.dtype(dtype)} conflicts with out.dtype={out.dtype}")
-        if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
-            raise TypeError(f"out must be a float32 or float64 numpy array, got {getattr(out, 'dtype', type(out).__name__)}")
-        v.check_out(out, features.n_rows, out.dtype)
-    return Kernels(backend, n_threads).score(features, coef, intercept, output, out)
+        return np.empty(features.n_rows, dtype=result_dtype(features.dtype, output, dtype))
+    if dtype is not None and np.dtype(dtype) != getattr(out, "dtype", None):
+        raise TypeError(f"dtype={np.dtype(dtype)} conflicts with out.dtype={getattr(out, 'dtype', type(out).__name__)}")
+    if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
+        raise TypeError(f"out must be a float32 or float64 numpy array, got {getattr(out, 'dtype', type(out).__name__)}")
+    return v.check_out(out, features.n_rows, out.dtype)
+
+
+class Scorer:
+    """A linear model prepared for serving: ``Scorer(coef, intercept)(X)`` returns exactly what
+    ``fastwlr.score(X, coef, intercept)`` returns (the same kernel, the same bits), but the model is
+    checked and converted once, and the backend and thread count are resolved once, so that a
+    serving loop pays only for its features.
+
+    Parameters
+    ----------
+    coef, intercept, output, dtype, n_threads, backend
+        As for ``fastwlr.score``. ``coef`` is copied (later changes to the caller's array do not
+        reach the scorer). The backend and threads are resolved now: a later ``set_backend`` or
+        ``use_backend`` does not change an existing scorer.
+
+    Examples
+    --------
+    >>> import numpy as np, fastwlr
+    >>> scorer = fastwlr.Scorer([1.0, -1.0], 0.5, output="log_odds")
+    >>> scorer(np.array([[2.0, 1.0]])).tolist()
+    [1.5]
+    """
+
+    __slots__ = ("coef", "intercept", "output", "dtype", "_kernels")
+
+    def __init__(self, coef, intercept=0.0, *, output="odds", dtype=None, n_threads=None, backend=None):
+        self.output = v.check_output(output)
+        coef, self.intercept = v.check_coef(coef, intercept)
+        self.coef = np.array(coef, dtype=np.float64, copy=True)
+        self.coef.flags.writeable = False
+        self.dtype = None if dtype is None else result_dtype(np.float64, self.output, dtype)
+        self._kernels = Kernels(backend, n_threads)
+
+    @property
+    def n_features(self):
+        return self.coef.shape[0]
+
+    def __call__(self, X, *, out=None):
+        """Score X (as ``fastwlr.score``); ``out`` as there."""
+        features = _features(X, self.coef.shape[0], self._kernels.n_threads)
+        out = _output_buffer(features, self.output, out, self.dtype)
+        return self._kernels.score(features, self.coef, self.intercept, self.output, out)
+
+    def __repr__(self):
+        return (f"Scorer(n_features={self.coef.shape[0]}, intercept={self.intercept!r}, output={self.output!r}, "
+                f"backend={self._kernels.name!r}, n_threads={self._kernels.n_threads})")

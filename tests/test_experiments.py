@@ -18,6 +18,7 @@ SCRIPTS = sorted(p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswi
 
 # What a script's output must contain (a table it prints), where known.
 EXPECT = {
+    "batch_sweep.py": "lowest Scorer ratio",
     "exact_correction.py": "| click rate |",
     "glm_study.py": "| Tweedie 1.9 |",
     "metrics_scaling.py": "| xauc |",

@@ -78,6 +78,8 @@ def _select(rows, coef, intercept, exclude, offsets, k, output, n_threads, row_c
     """-> (indices (G, k) int64, values (G, k) float64, lowest NaN row or -1, count of inf log-odds)."""
     G = offsets.shape[0] - 1
     n_thr = _effective_threads(n_threads, (int(offsets[-1]) - int(offsets[0])) * row_cost)
+    if G == 1 and int(offsets[1]) - int(offsets[0]) < _topk.SPLIT_MIN:
+        n_thr = 1   # one request too small to split: a parallel region would only wake the pool
     n_blocks = max(n_thr, min(G, _topk.BLOCKS_PER_THREAD * n_thr))
     bad = np.zeros((n_blocks, 2), dtype=np.int64)
     bad[:, 0] = -1

@@ -1,0 +1,90 @@
+"""fastwlr.Scorer: a prepared model gives exactly fastwlr.score's results and errors."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+import fastwlr
+from fastwlr import Scorer
+
+
+@pytest.mark.parametrize("output", ["odds", "log_odds", "proba"])
+@pytest.mark.parametrize("layout", ["f32", "f64", "fortran", "int", "csr", "list"])
+def test_scorer_equals_score_bit_for_bit(backend_name, output, layout, rng):
+    X = rng.standard_normal((257, 9))
+    X = {"f32": X.astype(np.float32), "f64": X, "fortran": np.asfortranarray(X), "int": (X * 3).astype(int),
+         "csr": sp.csr_matrix(np.where(np.abs(X) > 1, X, 0.0)), "list": X.tolist()}[layout]
+    coef, b = rng.standard_normal(9), -0.3
+    want = fastwlr.score(X, coef, b, output=output, backend=backend_name, n_threads=2)
+    got = Scorer(coef, b, output=output, backend=backend_name, n_threads=2)(X)
+    assert got.dtype == want.dtype
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 40), d=st.integers(1, 20), f32=st.booleans(), seed=st.integers(0, 2**16),
+       output=st.sampled_from(["odds", "log_odds", "proba"]), scale=st.sampled_from([1e-3, 1.0, 100.0]))
+def test_scorer_matches_the_reference_on_random_shapes(n, d, f32, seed, output, scale):
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((n, d)) * scale).astype(np.float32 if f32 else np.float64)
+    coef = rng.standard_normal(d)
+    got = Scorer(coef, 0.25, output=output)(X)
+    ref = fastwlr.score(X, coef, 0.25, output=output, backend="reference")
+    np.testing.assert_allclose(got, ref, rtol=1e-5 if f32 else 1e-12, atol=0)
+
+
+def test_the_model_is_copied_and_read_only(rng):
+    coef = rng.standard_normal(4)
+    X = rng.standard_normal((3, 4))
+    scorer = Scorer(coef, 0.0)
+    before = scorer(X)
+    coef[:] = 0.0   # the caller's array changes; the scorer's model does not
+    assert np.array_equal(scorer(X), before)
+    assert not scorer.coef.flags.writeable and scorer.n_features == 4
+    assert "n_features=4" in repr(scorer)
+
+
+def test_out_and_dtype(rng):
+    X = rng.standard_normal((5, 3)).astype(np.float32)
+    scorer = Scorer(np.ones(3), output="log_odds")
+    out = np.empty(5, np.float64)
+    assert scorer(X, out=out) is out
+    assert np.array_equal(out, fastwlr.score(X, np.ones(3), output="log_odds", dtype=np.float64))
+    assert scorer(X).dtype == np.float32  # float32 in, float32 out, as score()
+    with pytest.raises(TypeError, match="dtype=float32 conflicts"):
+        Scorer(np.ones(3), dtype=np.float32)(X, out=out)
+    with pytest.raises(ValueError, match="shape"):
+        scorer(X, out=np.empty(4))
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (np.ones((2, 4)), ValueError, "X has 4 features, but the coefficients have 3"),
+    (np.ones(3), ValueError, "2-D"),
+    (np.array([[1.0, np.inf, 0.0]]), ValueError, "inf"),
+    (np.array([["a", "b", "c"]]), TypeError, "real"),
+    ("X", TypeError, "2-D numpy array"),
+])
+def test_bad_features_get_the_errors_of_score(bad, error, match):
+    with pytest.raises(error, match=match):
+        Scorer(np.ones(3))(bad)
+
+
+def test_bad_models_are_rejected_once_at_construction():
+    with pytest.raises(ValueError, match="coef contains NaN"):
+        Scorer([1.0, np.nan])
+    with pytest.raises(ValueError, match="intercept must be finite"):
+        Scorer([1.0], np.inf)
+    with pytest.raises(ValueError, match="output must be one of"):
+        Scorer([1.0], output="expected")
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        Scorer([1.0], dtype=np.int32)
+
+
+def test_the_fast_path_takes_only_what_check_features_would_pass_unchanged(rng):
+    from fastwlr import _validation as v
+    X = rng.standard_normal((4, 3))
+    f = v.dense_fast_path(X)
+    assert f is not None and f.X is X and f.n_rows == 4 and f.n_features == 3
+    for other in (X.astype(">f8"), np.asfortranarray(X), X[:, ::2], X.astype(np.int64), X.view(np.matrix),
+                  X.tolist(), X[0]):
+        assert v.dense_fast_path(other) is None
