@@ -1,5 +1,5 @@
 # Shared inline maths and types for every kernel of the Cython core. The numpy reference
-# (fastwlr/_math.py) is the specification; these are the same formulas in C.
+# (fastwlr/backends/_math.py) is the specification; these are the same formulas in C.
 from libc.math cimport exp, log1p, fabs, fmax, INFINITY
 
 # Output transforms; fastwlr.backends.cython_core maps the public names onto these codes.
