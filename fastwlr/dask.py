@@ -108,11 +108,14 @@ def _coef_arg(coef):
 
 
 def _client():
+    """The distributed client that will run the graph, or None (threaded/sync scheduler)."""
     try:
         from distributed import default_client
-        return default_client()
+        client = default_client()
     except (ImportError, ValueError):
         return None
+    scheduler = dask.base.get_scheduler()
+    return client if getattr(scheduler, "__self__", None) is client else None
 
 
 # ------------------------------------------------------------------------------------ scoring
