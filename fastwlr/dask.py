@@ -454,7 +454,8 @@ class _Distributed:
         (res,) = dask.compute(total)
         self.evaluations += 1
         n = max(self.n, 1)
-        return tuple(r / n for r in res)
+        # means over all rows; the column sums of w x^2 stay sums (the preconditioner divides by n)
+        return tuple(r / n for r in res[:3]) + tuple(res[3:])
 
 
 def _is_sparse_meta(X):
