@@ -15,7 +15,7 @@ its own, it is Dask's scheduler (threaded without a client, ``dask.distributed``
 Training (``fit``) is the in-memory ``solver="lbfgs"`` objective, distributed as Spark MLlib and
 dask-ml do it: the data are validated and persisted once (weights normalised by their *global*
 mean, computed in that pass), then every L-BFGS evaluation sends the coefficients to each worker
-once (``Client.scatter(..., broadcast=True)``; without a client they are one key of the graph),
+once (one key of the graph, fetched by each worker from the one that holds it),
 each partition returns n_p times its mean loss and gradient from the compiled objective kernel,
 and a fixed binary tree of additions over the partitions (so the sums do not depend on which
 worker ran what, or on a worker that died and was replaced) brings one (loss, gradient) back to
@@ -96,26 +96,12 @@ def _where(i, start, stop):
 
 
 def _coef_arg(coef):
-    """The coefficients as a graph argument, sent once per worker: scattered to every worker when a
-    distributed client is active (directly from the client, not through the scheduler), else one
-    key of the graph (the threaded scheduler shares it in memory)."""
-    client = _client()
-    if client is not None:
-        # a fresh key each time (hash=False): re-scattering equal bytes under one key races with the
-        # release of the previous copy
-        return client.scatter(coef, broadcast=True, hash=False)
-    return dask.delayed(coef, pure=True)
-
-
-def _client():
-    """The distributed client that will run the graph, or None (threaded/sync scheduler)."""
-    try:
-        from distributed import default_client
-        client = default_client()
-    except (ImportError, ValueError):
-        return None
-    scheduler = dask.base.get_scheduler()
-    return client if getattr(scheduler, "__self__", None) is client else None
+    """The coefficients as one key of the graph: the scheduler places it on one worker, and the
+    tasks on other workers fetch it from there, so it crosses the network once per worker and
+    evaluation, not once per task. A fresh key each evaluation (pure=False). Not
+    ``client.scatter(broadcast=True)``: a broadcast to a worker that dies meanwhile waited forever
+    (seen in the killed-worker test), where a graph key is simply recomputed elsewhere."""
+    return dask.delayed(coef, pure=False)
 
 
 # ------------------------------------------------------------------------------------ scoring
