@@ -231,8 +231,16 @@ def check_output(output):
     return output
 
 
-def check_out(out, n, dtype, name="out"):
-    """A user-supplied output buffer: 1-D, length n, exactly ``dtype``, writable, contiguous."""
+def check_out(out, n, dtype, name="out", inputs=()):
+    """A user-supplied output buffer: 1-D, length n, exactly ``dtype``, writable, contiguous, and
+    sharing no memory with ``inputs`` ((array, name) pairs: the validated arrays a kernel reads
+    while it writes ``out``).
+
+    Overlap is an error rather than a reason to copy: the caller asked for the result in that
+    memory, and a kernel writing into what it is still reading gives results that depend on the
+    thread count. The validated arrays are contiguous, so ``may_share_memory``'s bounds check is
+    exact here (and O(1)).
+    """
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
     if out.shape != (n,):
@@ -241,6 +249,10 @@ def check_out(out, n, dtype, name="out"):
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
     if not out.flags.c_contiguous or not out.flags.writeable or not out.dtype.isnative:
         raise ValueError(f"{name} must be a writable, C-contiguous, native-byte-order array")
+    for arr, arr_name in inputs:
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError(f"{name} shares memory with {arr_name}: the result would overwrite the input "
+                             f"while it is read; pass a separate array")
     return out
 
 

@@ -45,6 +45,7 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     out : ndarray of shape (n_samples,), optional
         Filled in place and returned; its dtype (float32 or float64) sets the result's dtype. If X
         holds inf, the ValueError may come after ``out`` was written (its content is then undefined).
+        ``out`` must not share memory with X or coef (ValueError): the kernels read them while writing it.
     dtype : float32 or float64, optional
         Result dtype when ``out`` is not given; default: see ``result_dtype``.
     backend : {"auto", "cython", "numba", "reference"}, optional
@@ -65,5 +66,7 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
             raise TypeError(f"dtype={np.dtype(dtype)} conflicts with out.dtype={out.dtype}")
         if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
             raise TypeError(f"out must be a float32 or float64 numpy array, got {getattr(out, 'dtype', type(out).__name__)}")
-        v.check_out(out, features.n_rows, out.dtype)
+        v.check_out(out, features.n_rows, out.dtype,
+                    inputs=[(features.X, "X"), (features.data, "X.data"), (features.indices, "X.indices"),
+                            (features.indptr, "X.indptr"), (coef, "coef")])
     return Kernels(backend, n_threads).score(features, coef, intercept, output, out)

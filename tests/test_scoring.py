@@ -400,3 +400,29 @@ def test_score_and_fused_topk_agree_bitwise(compiled_backend_name, sparse, rng):
     offsets = np.arange(0, n + 1, 10)
     idx, val = score_topk(X, coef, 0.3, 10, offsets=offsets, output="log_odds", backend=compiled_backend_name)
     np.testing.assert_array_equal(val.ravel().view(np.uint64), z[idx.ravel()].view(np.uint64))
+
+
+@pytest.mark.parametrize("which", ["coef", "X_tail", "X_csr_data"])
+def test_out_overlapping_an_input_is_rejected(backend_name, which):
+    # the kernels read X and coef while writing out: an out that shares memory with either gave
+    # silently wrong results that depended on the thread count
+    rng = np.random.default_rng(3)
+    n = d = 64
+    X = rng.standard_normal((n, d))
+    c = rng.standard_normal(d)
+    if which == "coef":
+        args, out = (X, c), c
+    elif which == "X_tail":
+        args, out = (X, c), X.reshape(-1)[-n:]
+    else:
+        Xs = sp.csr_matrix(X)
+        args, out = (Xs, c), Xs.data[:n]
+    before = [a.copy() for a in args]
+    with pytest.raises(ValueError, match="out shares memory with"):
+        score(*args, output="log_odds", out=out, backend=backend_name)
+    for a, b in zip(args, before):
+        np.testing.assert_array_equal(a.toarray() if sp.issparse(a) else a, b.toarray() if sp.issparse(b) else b)
+    # a separate buffer is fine, and so is one that overlaps only a copy validation made
+    fresh = np.empty(n)
+    np.testing.assert_array_equal(score(*before, output="log_odds", out=fresh, backend=backend_name),
+                                  score(*before, output="log_odds", backend=backend_name))
