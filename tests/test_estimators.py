@@ -407,3 +407,21 @@ def test_rank_is_the_top_k_of_predict(rng, sparse):
         ranker.rank(X[:, :3], 2)
     with pytest.raises(NotFittedError):
         WatchTimeRanker().rank(X, 2)
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e-320])
+@pytest.mark.parametrize("solver", ["lbfgs"])
+def test_fit_with_extreme_weights_equals_unit_weights(scale, solver):
+    # weights of 1e308 summed to inf and L-BFGS fitted all-zero coefficients silently; subnormal
+    # weights normalised to inf and raised a DivergenceError blaming "too large" weights. The
+    # objective averages over the weights, so their scale must not matter.
+    import warnings
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((200, 3))
+    y = (rng.random(200) < 1.0 / (1.0 + np.exp(-X @ [1.0, -0.5, 0.25]))).astype(float)
+    ref = WeightedLogisticRegression(solver=solver, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = WeightedLogisticRegression(solver=solver, random_state=0).fit(X, y, sample_weight=np.full(200, scale))
+    assert np.abs(got.coef_).max() > 0.1
+    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=1e-6, atol=1e-8)
