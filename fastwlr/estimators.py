@@ -160,7 +160,8 @@ class WeightedLogisticRegression(_Params):
     tol : float, None or "auto", default="auto"
         sgd: stop when the objective has improved by less than ``tol * |objective|`` for
         ``n_iter_no_change`` epochs (auto = ``fit_sgd``'s default, 1e-4; None = run ``max_iter``
-        epochs). lbfgs: stop when the largest gradient component (each scaled by the root weighted
+        epochs); that counts as convergence only if the full-batch gradient is then small
+        (``fastwlr._sgd.STALL_GRADIENT_TOL``), else ``converged_`` is False with a ConvergenceWarning. lbfgs: stop when the largest gradient component (each scaled by the root weighted
         mean square of its feature) is below ``tol`` (auto = 1e-8, tight: it is the ground truth).
     n_iter_no_change : int, default=2
     weighting : {"iwa", "gradient", "resample"}, default="iwa"
@@ -366,7 +367,13 @@ class WeightedLogisticRegression(_Params):
                             n_threads=n_threads)
         # the SGD state keeps the uncorrected intercept, so warm starts and partial_fit continue it
         self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
-        if not res.converged and tol is not None:
+        if res.stalled_gradient is not None:
+            from ._sgd import STALL_GRADIENT_TOL
+            warnings.warn(f"sgd's objective stopped improving (tol={tol:g}) but not at an optimum: the "
+                          f"scaled gradient is {res.stalled_gradient:.3g} > {STALL_GRADIENT_TOL:g}; "
+                          f"standardise the features, keep weighting='iwa' and learning_rate='auto', or "
+                          f"use solver='lbfgs'.", ConvergenceWarning, stacklevel=2)
+        elif not res.converged and tol is not None:
             warnings.warn(f"sgd stopped after max_iter={max_iter} epochs before the objective settled "
                           f"(tol={tol:g}); increase max_iter or use solver='lbfgs'.",
                           ConvergenceWarning, stacklevel=2)

@@ -425,3 +425,27 @@ def test_fit_with_extreme_weights_equals_unit_weights(scale, solver):
         got = WeightedLogisticRegression(solver=solver, random_state=0).fit(X, y, sample_weight=np.full(200, scale))
     assert np.abs(got.coef_).max() > 0.1
     np.testing.assert_allclose(got.coef_, ref.coef_, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("scale, kwargs", [
+    (1e6, {}),
+    (1e6, {"weighting": "gradient"}),
+    (1.0, {"optimizer": "sgd", "learning_rate": "constant", "weighting": "gradient"}),
+])
+def test_sgd_stalled_far_from_optimum_is_not_converged(scale, kwargs):
+    # the objective settling for n_iter_no_change epochs was reported as convergence although it
+    # settled far from the optimum (0.4997, 1726 and 13.6 vs 0.386): converged_ must be False,
+    # with a ConvergenceWarning saying what to do
+    d = make_watch_time(5000, 8, dtype=np.float64, random_state=0)
+    est = WeightedLogisticRegression(alpha=1e-4, random_state=0, **kwargs)
+    with pytest.warns(ConvergenceWarning, match="not at an optimum.*standardise"):
+        est.fit(d.X * scale, d.y, sample_weight=d.sample_weight)
+    assert est.converged_ is False
+
+
+def test_sgd_converged_near_the_optimum_stays_converged():
+    d = make_watch_time(5000, 8, dtype=np.float64, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = WeightedLogisticRegression(alpha=1e-4, random_state=0).fit(d.X, d.y, sample_weight=d.sample_weight)
+    assert est.converged_
