@@ -182,7 +182,7 @@ def _unpack(header, arrays, prefix, path):
         got = header.get("format") if isinstance(header, dict) else type(header).__name__
         raise ValueError(f"{path} is not a fastwlr model (format {got!r}, expected {FORMAT!r})")
     version = header.get("version")
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"{path}: invalid format version {version!r}")
     if version > VERSION:
         raise ValueError(f"{path} was written in format version {version} by fastwlr "

@@ -576,40 +576,98 @@ class WeightedLogisticRegression(_Params):
 
     @classmethod
     def _from_state(cls, arrays, info):
-        """The fitted estimator that ``_get_state`` described (``fastwlr._io`` reads the file)."""
+        """The fitted estimator that ``_get_state`` described (``fastwlr._io`` reads the file).
+
+        Everything is checked here, against what ``fit`` could have produced, so that a damaged or
+        hand-edited file fails at load with a ValueError naming the entry, not later (at predict or
+        partial_fit) or silently (a complex intercept read as its real part)."""
+        params, fitted = info["params"], info["fitted"]
+        if not isinstance(params, dict) or not isinstance(fitted, dict):
+            raise ValueError("the header's 'params' and 'fitted' entries must be JSON objects")
         try:
-            est = cls(**info["params"])
-            fitted = info["fitted"]
-            d = int(fitted["n_features_in_"])
-        except TypeError as exc:
-            raise ValueError(f"the saved parameters do not fit {cls.__name__} ({exc})") from exc
+            est = cls(**params)
+            alpha, l1_ratio, _, _ = est._check_params()
+            resolve_n_threads(est.n_threads)
+            if est.solver == "sgd":
+                from ._sgd import SGDParams
+                SGDParams(weighting=est.weighting, optimizer=est.optimizer, l2=alpha * (1.0 - l1_ratio),
+                          l1=alpha * l1_ratio, eta0=est.eta0, learning_rate=est.learning_rate,
+                          power_t=est.power_t, average=est.average,
+                          fit_intercept=bool(est.fit_intercept)).validate()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the saved parameters are not valid for {cls.__name__} ({exc})") from exc
+        d = _saved_count(fitted["n_features_in_"], "fitted.n_features_in_")
+        n_iter = _saved_count(fitted["n_iter_"], "fitted.n_iter_")
+        converged = fitted["converged_"]
+        if not isinstance(converged, bool):
+            raise ValueError(f"fitted.converged_ must be true or false, got {converged!r}")
         coef = arrays["coef"]
         intercept = arrays["intercept"]
         labels = arrays["classes"] if cls._estimator_type == "classifier" else None
-        if coef.dtype != np.float64 or coef.shape != (d,) or intercept.shape != (1,) or (
-                labels is not None and labels.shape != (2,)):
-            raise ValueError(f"inconsistent arrays (coef {coef.dtype} {coef.shape}, intercept "
-                             f"{intercept.shape}, classes {getattr(labels, 'shape', None)}) for n_features_in_ = {d}")
+        if coef.dtype != np.float64 or coef.shape != (d,) or intercept.dtype != np.float64 or \
+                intercept.shape != (1,) or (labels is not None and labels.shape != (2,)):
+            raise ValueError(f"inconsistent arrays (coef {coef.dtype} {coef.shape}, intercept {intercept.dtype} "
+                             f"{intercept.shape}, classes {getattr(labels, 'shape', None)}) for n_features_in_ = {d}"
+                             " (coef and intercept must be float64)")
         if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
             raise ValueError("the saved coefficients are not finite")
+        if labels is not None:
+            if labels.dtype.kind not in "biufU":
+                raise ValueError(f"classes must be numbers or strings, got dtype {labels.dtype}")
+            if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+                raise ValueError(f"classes must be finite, got {labels.tolist()}")
+            if labels[0] == labels[1]:
+                raise ValueError(f"classes must be two distinct labels, got {labels.tolist()}")
         est.coef_ = coef.reshape(1, d).copy()
-        est.intercept_ = intercept.astype(np.float64).copy()
+        est.intercept_ = intercept.copy()
         if labels is not None:
             est.classes_ = labels.copy()
         est.n_features_in_ = d
-        est.n_iter_ = int(fitted["n_iter_"])
-        est.converged_ = bool(fitted["converged_"])
+        est.n_iter_ = n_iter
+        est.converged_ = converged
         est._sgd_state = None
         sgd = info.get("sgd_state")
         if sgd is not None:
-            from ._sgd import SGDState
-            try:
-                state_arrays = {name: arrays[f"sgd/{name}"].astype(np.float64) for name in _SGD_ARRAYS}
-            except KeyError as exc:
-                raise ValueError(f"incomplete SGD state, missing {exc}") from exc
-            est._sgd_state = SGDState(optimizer=sgd["optimizer"], average=bool(sgd["average"]),
-                                      mean_weight=float(sgd["mean_weight"]), **state_arrays)
+            est._sgd_state = _saved_sgd_state(est, sgd, arrays, d)
         return est
+
+
+def _saved_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _saved_sgd_state(est, sgd, arrays, d):
+    """The saved SGDState, checked: what partial_fit continues from must be what a fit leaves."""
+    from ._sgd import OPTIMIZERS, SGDState
+    if not isinstance(sgd, dict):
+        raise ValueError(f"sgd_state must be a JSON object or null, got {type(sgd).__name__}")
+    if est.solver != "sgd":
+        raise ValueError(f"an SGD state was saved with solver={est.solver!r}")
+    optimizer, average, mean_w = sgd.get("optimizer"), sgd.get("average"), sgd.get("mean_weight")
+    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
+        raise ValueError(f"sgd_state.optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if optimizer != est.optimizer:
+        raise ValueError(f"sgd_state.optimizer {optimizer!r} differs from the parameter optimizer={est.optimizer!r}")
+    if not isinstance(average, bool):
+        raise ValueError(f"sgd_state.average must be true or false, got {average!r}")
+    if isinstance(mean_w, bool) or not isinstance(mean_w, (int, float)) or not (0 < mean_w < math.inf):
+        raise ValueError(f"sgd_state.mean_weight must be a finite number > 0, got {mean_w!r}")
+    template = SGDState.new(d, optimizer, average)
+    state_arrays = {}
+    for name in _SGD_ARRAYS:
+        try:
+            a = arrays[f"sgd/{name}"]
+        except KeyError as exc:
+            raise ValueError(f"incomplete SGD state, missing {exc}") from exc
+        expected = getattr(template, name).shape
+        if a.dtype != np.float64 or a.shape != expected:
+            raise ValueError(f"sgd/{name} must be float64 of shape {expected}, got {a.dtype} {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"sgd/{name} is not finite")
+        state_arrays[name] = np.ascontiguousarray(a).copy()
+    return SGDState(optimizer=optimizer, average=average, mean_weight=float(mean_w), **state_arrays)
 
 
 @_io.register

@@ -317,3 +317,62 @@ def test_io_does_not_import_the_estimators():
     assert not {m for m in imported if m and "estimators" in m}
     assert all(not (isinstance(node, ast.ImportFrom) and node.level and node.module is None)
                for node in ast.walk(tree)), "_io imports the package fastwlr (which imports it)"
+
+
+def _saved_sgd_classifier(tmp_path, data):
+    X, T = data
+    path = tmp_path / "c.npz"
+    WeightedLogisticRegression(random_state=0).fit(X, (T > 0).astype(int)).save(path)
+    return path
+
+
+def _header_edit(section, key, value):
+    def mutate(arrays):
+        header = json.loads(str(arrays["header"][()]))
+        if section is None:
+            header[key] = value
+        else:
+            header[section][key] = value
+        arrays["header"] = np.array(json.dumps(header))
+    return mutate
+
+
+def _array_edit(name, value):
+    def mutate(arrays):
+        arrays[name] = value
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_array_edit("intercept", np.array([0.5 + 2j])), "intercept"),
+    (_array_edit("classes", np.array([1, 1])), "distinct"),
+    (_array_edit("classes", np.array([0.0, np.nan])), "finite"),
+    (_header_edit(None, "version", True), "version"),
+    (_header_edit("fitted", "n_iter_", -3), "n_iter_"),
+    (_header_edit("fitted", "n_features_in_", True), "n_features_in_"),
+    (_header_edit("fitted", "converged_", "yes"), "converged_"),
+    (_header_edit("params", "alpha", -1), "alpha"),
+    (_header_edit("params", "n_threads", 0), "n_threads"),
+    (_header_edit("params", "weighting", "bogus"), "weighting"),
+    (_header_edit("sgd_state", "mean_weight", 0), "mean_weight"),
+    (_header_edit("sgd_state", "optimizer", "bogus"), "optimizer"),
+    (_header_edit("sgd_state", "average", 3), "average"),
+    (_array_edit("sgd/scalars", np.zeros(4)), "sgd/scalars"),
+    (_array_edit("sgd/acc", np.zeros(2)), "sgd/acc"),
+    (_array_edit("sgd/coef", np.array([np.inf, 0, 0, 0])), "sgd/coef"),
+])
+def test_invalid_model_files_fail_at_load_naming_the_entry(tmp_path, data, mutate, message):
+    # these loaded silently wrong (a complex intercept as its real part, duplicated classes) or
+    # failed late (ZeroDivisionError / IndexError at partial_fit): every entry is checked at load
+    path = _saved_sgd_classifier(tmp_path, data)
+    _rewrite(path, mutate)
+    with pytest.raises(ValueError, match=message):
+        load(path)
+
+
+def test_a_valid_sgd_model_still_loads_and_continues(tmp_path, data):
+    X, T = data
+    path = _saved_sgd_classifier(tmp_path, data)
+    est = load(path)
+    est.partial_fit(X, (T > 0).astype(int))
+    assert np.isfinite(est.coef_).all()
