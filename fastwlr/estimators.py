@@ -575,6 +575,10 @@ class WeightedLogisticRegression(_Params):
         return arrays, info
 
     @classmethod
+    def _array_shapes(cls, info):
+        return _saved_shapes(info, cls._estimator_type == "classifier")
+
+    @classmethod
     def _from_state(cls, arrays, info):
         """The fitted estimator that ``_get_state`` described (``fastwlr._io`` reads the file).
 
@@ -630,6 +634,28 @@ class WeightedLogisticRegression(_Params):
         if sgd is not None:
             est._sgd_state = _saved_sgd_state(est, sgd, arrays, d)
         return est
+
+
+def _saved_shapes(info, classifier):
+    """{array name: shape} of the arrays a saved header implies (``fastwlr._io`` checks that they
+    are present, and their declared shapes, before reading them)."""
+    fitted = info.get("fitted")
+    if not isinstance(fitted, dict):
+        raise ValueError("the header's 'fitted' entry must be a JSON object")
+    d = _saved_count(fitted.get("n_features_in_"), "fitted.n_features_in_")
+    shapes = {"coef": (d,), "intercept": (1,)}
+    if classifier:
+        shapes["classes"] = (2,)
+    sgd = info.get("sgd_state")
+    if isinstance(sgd, dict):
+        from ._sgd import OPTIMIZERS, SGDState
+        optimizer, average = sgd.get("optimizer"), sgd.get("average")
+        if isinstance(optimizer, str) and optimizer in OPTIMIZERS and isinstance(average, bool):
+            template = SGDState.new(d, optimizer, average)
+            shapes.update({f"sgd/{name}": getattr(template, name).shape for name in _SGD_ARRAYS})
+        else:  # _from_state names the bad entry; the arrays must not be read meanwhile
+            shapes.update({f"sgd/{name}": (-1,) for name in _SGD_ARRAYS})
+    return shapes
 
 
 def _saved_count(value, name):

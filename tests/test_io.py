@@ -376,3 +376,43 @@ def test_a_valid_sgd_model_still_loads_and_continues(tmp_path, data):
     est = load(path)
     est.partial_fit(X, (T > 0).astype(int))
     assert np.isfinite(est.coef_).all()
+
+
+def _add_member(path, name, payload_bytes):
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, payload_bytes)
+
+
+def test_load_reads_only_known_members(tmp_path, data, monkeypatch):
+    # an extra all-zero member (2 GB in the report; 64 MB here) was decompressed by np.load
+    path = _saved(tmp_path, data)
+    expected = load(path)
+    _add_member(path, "junk.npy", bytes(64 << 20))
+    read = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        read.append(getattr(name, "filename", name))
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    got = load(path)
+    assert "junk.npy" not in read
+    np.testing.assert_array_equal(got.coef_, expected.coef_)
+
+
+def test_declared_shape_is_checked_before_reading(tmp_path, data):
+    # a member whose .npy header claims shape (1e12,) raised a raw MemoryError
+    path = _saved(tmp_path, data)
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10 ** 12,)}
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(bytes(64))
+
+    def mutate(arrays):
+        del arrays["coef"]
+    _rewrite(path, mutate)
+    _add_member(path, "coef.npy", buf.getvalue())
+    with pytest.raises(ValueError, match="coef"):
+        load(path)
