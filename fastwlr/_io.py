@@ -22,8 +22,8 @@ Format ``fastwlr-model``, version 1: one ``.npz`` file (a zip of ``.npy`` arrays
 of a ``WeightedLogisticRegression``; readers ignore it.)
 
 Readers refuse files of another format, of a newer version, with missing or inconsistent arrays,
-and truncated or corrupt files (the zip's CRC-32 is checked), each with a ``ValueError`` that says
-which. Files are written to a temporary name and renamed, so a crash never leaves half a model.
+and truncated or corrupt files (the zip's CRC-32 is checked), each with a
+``fastwlr.exceptions.ModelFileError`` (a ``ValueError``) that says which. Files are written to a temporary name and renamed, so a crash never leaves half a model.
 
 This module owns the file (the header's envelope, the array names' prefixes, nesting, atomic
 writes, the checks of the container) and a registry of the classes it can rebuild. What a model
@@ -44,11 +44,13 @@ writes, the checks of the container) and a registry of the classes it can rebuil
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 
 import numpy as np
 
 from ._version import __version__
+from .exceptions import ModelFileError
 
 FORMAT = "fastwlr-model"
 VERSION = 1
@@ -136,6 +138,13 @@ _MAX_EXPANSION = 1100
 _MAX_DEPTH = 8  # nested estimators (a WatchTimeRanker's click model is depth 2)
 
 
+# What reading a malformed file can raise from zipfile, numpy's .npy header parser, json and the
+# estimators' checks; load turns each into a ModelFileError.
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
+              NotImplementedError, RuntimeError, EOFError, OSError, UnicodeError, MemoryError, SyntaxError,
+              tokenize.TokenError, zipfile.BadZipFile, zipfile.LargeZipFile)
+
+
 def load(path):
     """Read a model written by ``save`` (or ``estimator.save``).
 
@@ -154,16 +163,27 @@ def load(path):
 
     Raises
     ------
-    ValueError
-        The file is not a fastwlr model, was written by a newer format version, is truncated or
-        corrupt, or its arrays are inconsistent with its header.
-    FileNotFoundError
+    fastwlr.exceptions.ModelFileError
+        (a ValueError) for every malformed file: not a fastwlr model, written by a newer format
+        version, truncated or corrupt, or with arrays inconsistent with its header.
+    FileNotFoundError, PermissionError, ...
+        The file cannot be opened (OSError from ``open``).
     """
     path = os.fspath(path)
+    with open(path, "rb") as f:  # cannot open: the OSError as it is
+        try:
+            return _load(f, path)
+        except ModelFileError:
+            raise
+        except _MALFORMED as exc:
+            message = str(exc) if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError) else (
+                f"{path} is truncated or corrupt, or not a fastwlr model file ({type(exc).__name__}: {exc})")
+            raise ModelFileError(message) from exc
+
+
+def _load(f, path):
     try:
-        zf = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise
+        zf = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, ValueError) as exc:
         raise ValueError(f"{path} is truncated or corrupt, or not a fastwlr model file "
                          f"({type(exc).__name__}: {exc})") from exc

@@ -416,3 +416,49 @@ def test_declared_shape_is_checked_before_reading(tmp_path, data):
     _add_member(path, "coef.npy", buf.getvalue())
     with pytest.raises(ValueError, match="coef"):
         load(path)
+
+
+def _fuzz_models(tmp_path, data):
+    X, T = data
+    sgd = tmp_path / "sgd.npz"
+    WeightedLogisticRegression(random_state=0).fit(X, (T > 0).astype(int)).save(sgd)
+    ranker = tmp_path / "ranker.npz"
+    WatchTimeRanker(solver="lbfgs", fit_click_model=True).fit(X, T).save(ranker)
+    return [sgd, ranker]
+
+
+def test_damaged_files_raise_only_model_file_error(tmp_path, data):
+    # corrupted files raised NotImplementedError, tokenize.TokenError, RuntimeError, AttributeError,
+    # KeyError, OverflowError, TypeError...: every malformed file must raise ModelFileError, and a
+    # file that still loads must give the model that was saved
+    from fastwlr.exceptions import ModelFileError
+    X, _ = data
+    rng = np.random.default_rng(2024)
+    target = tmp_path / "damaged.npz"
+    for path in _fuzz_models(tmp_path, data):
+        original = load(path)
+        expected = original.predict(X)
+        raw = path.read_bytes()
+        for trial in range(150):
+            buf = bytearray(raw)
+            if trial % 3 == 0:
+                buf = buf[:int(rng.integers(0, len(buf)))]
+            else:
+                for pos in rng.integers(0, len(buf), size=int(rng.integers(1, 4))):
+                    buf[pos] = int(rng.integers(0, 256))
+            target.write_bytes(bytes(buf))
+            try:
+                got = load(target)
+            except ModelFileError:
+                continue
+            np.testing.assert_array_equal(got.predict(X), expected)
+
+
+@pytest.mark.parametrize("header", ["[" * 100_000, '{"format": "fastwlr-model", "version": 1e999}',
+                                    '{"format": "fastwlr-model", "version": 1, "estimator": []}', "\ud800"])
+def test_malformed_headers_raise_model_file_error(tmp_path, data, header):
+    from fastwlr.exceptions import ModelFileError
+    path = _saved(tmp_path, data)
+    _rewrite(path, lambda a: a.update(header=np.array(header)))
+    with pytest.raises(ModelFileError):
+        load(path)
