@@ -189,9 +189,16 @@ def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, intege
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an integer" if integer else "a real number"
         raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
-    value = int(value) if integer else float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
+    if integer:
+        value = int(value)
+    else:
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float64 (10**400): float() raises rather than gives inf
+            raise ValueError(f"{name} must be a finite float64, got an integer of {len(str(abs(int(value))))} "
+                             f"digits, beyond the float64 range (~1.8e308)") from None
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (not low_inclusive and value == low)):
         raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
     if high is not None and value > high:
@@ -256,8 +263,25 @@ def check_out(out, n, dtype, name="out", inputs=()):
     return out
 
 
-def check_k(k):
-    return check_scalar(k, "k", low=1, integer=True)
+# A k above the largest group only adds padding columns (-1 / -inf); that is allowed (a fixed k for
+# batches of any size), but not beyond this many output entries (16 bytes each: 4 GiB).
+MAX_PADDED_TOPK_ENTRIES = 1 << 28
+
+
+def check_k(k, offsets=None):
+    """k >= 1. With the validated ``offsets``: a k larger than the largest group whose (n_groups, k)
+    output would exceed MAX_PADDED_TOPK_ENTRIES is rejected (it asked for terabytes of padding:
+    a MemoryError, or an OverflowError beyond 2**63), rather than clamped, which would change the
+    documented output shape."""
+    k = check_scalar(k, "k", low=1, integer=True)
+    if offsets is not None:
+        n_groups = offsets.shape[0] - 1
+        largest = int(np.diff(offsets).max()) if n_groups > 0 else 0
+        if k > largest and n_groups * k > MAX_PADDED_TOPK_ENTRIES:
+            raise ValueError(f"k={k} is larger than the largest group ({largest} rows) and its ({n_groups}, {k}) "
+                             f"output would be padding beyond {MAX_PADDED_TOPK_ENTRIES} entries; pass "
+                             f"k <= {max(largest, 1)}")
+    return k
 
 
 def check_offsets(offsets, n):

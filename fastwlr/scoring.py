@@ -62,10 +62,10 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     if out is None:
         out = np.empty(features.n_rows, dtype=result_dtype(features.dtype, output, dtype))
     else:
-        if dtype is not None and np.dtype(dtype) != out.dtype:
-            raise TypeError(f"dtype={np.dtype(dtype)} conflicts with out.dtype={out.dtype}")
         if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
             raise TypeError(f"out must be a float32 or float64 numpy array, got {getattr(out, 'dtype', type(out).__name__)}")
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            raise TypeError(f"dtype={np.dtype(dtype)} conflicts with out.dtype={out.dtype}")
         v.check_out(out, features.n_rows, out.dtype,
                     inputs=[(features.X, "X"), (features.data, "X.data"), (features.indices, "X.indices"),
                             (features.indptr, "X.indptr"), (coef, "coef")])

@@ -426,3 +426,13 @@ def test_out_overlapping_an_input_is_rejected(backend_name, which):
     fresh = np.empty(n)
     np.testing.assert_array_equal(score(*before, output="log_odds", out=fresh, backend=backend_name),
                                   score(*before, output="log_odds", backend=backend_name))
+
+
+def test_score_argument_errors_name_the_argument():
+    # out=[0.]*4 with dtype= raised AttributeError ('list' has no dtype); an intercept of 10**400
+    # raised OverflowError from float()
+    X = np.ones((4, 1))
+    with pytest.raises(TypeError, match="out must be a float32 or float64 numpy array, got list"):
+        score(X, [1.0], out=[0.0] * 4, dtype=np.float64)
+    with pytest.raises(ValueError, match="intercept must be a finite float64"):
+        score(X, [1.0], 10**400)

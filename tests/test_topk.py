@@ -457,3 +457,15 @@ def test_fused_csr_log_odds_bitwise_equal_score(compiled_backend_name, rng, inde
     real = idx >= 0
     np.testing.assert_array_equal(val[real], z[idx[real]])
     np.testing.assert_array_equal(idx, topk(z, 3, offsets=offsets, backend="reference")[0])
+
+
+@pytest.mark.parametrize("k", [2**40, 2**63, 10**30])
+def test_topk_absurd_k_raises_naming_k(backend_name, k):
+    # k had no upper bound: 2**40 raised MemoryError, 2**63 OverflowError. A k above the largest
+    # group that asks for more than 2**28 padded entries is rejected (not clamped: the output
+    # shape stays (n_groups, k) for every accepted k)
+    s = np.arange(5.0)
+    with pytest.raises(ValueError, match=r"k=\d+ is larger than the largest group \(3 rows\)"):
+        topk(s, k, offsets=[0, 2, 5], backend=backend_name)
+    with pytest.raises(ValueError, match=r"k=\d+ is larger than the largest group"):
+        score_topk(s[:, None], [1.0], 0.0, k, offsets=[0, 2, 5], backend=backend_name)
