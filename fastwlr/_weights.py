@@ -22,7 +22,7 @@ import numpy as np
 from . import _validation as v
 
 __all__ = ["check_watch_time", "recipe", "watch_time_targets", "total_weight", "mean_weight",
-           "normalised_weights", "sum_safe"]
+           "normalised_weights", "sum_safe", "check_sgd_weight_scale"]
 
 NOTHING_TO_FIT = "every sample_weight is zero (they sum to 0): there is nothing to fit"
 
@@ -157,3 +157,20 @@ def normalised_weights(w):
     (1e308 each) or inf (subnormal weights)."""
     w = sum_safe(w)
     return w * (w.shape[0] / total_weight(w))
+
+
+# SGD's objective (its stopping signal) and penalties are in the units of the raw weights:
+# (1/n) sum_i w_i l_i and alpha * mean(w). Weights whose sum leaves this much headroom below the
+# float64 maximum keep both finite for mean losses up to 1e6 (beyond that SGD has diverged anyway).
+_SGD_MAX_TOTAL = np.finfo(np.float64).max / 1e6
+
+
+def check_sgd_weight_scale(w, alpha, name="sample_weight"):
+    """ValueError naming the weights when SGD's raw-weight objective or its penalty alpha * mean(w)
+    would overflow float64 (weights of 1e308; watch times of 1e300 with a large alpha)."""
+    total = total_weight(w)
+    if total > _SGD_MAX_TOTAL or not math.isfinite(alpha * mean_weight(w)):
+        raise ValueError(f"{name} is too large for solver='sgd': the weights sum to {total:.3g} (largest "
+                         f"{float(np.max(w)):.3g}), so the objective or the penalty alpha * mean weight "
+                         f"overflows float64. The fit does not depend on the weights' scale: divide them by a "
+                         f"constant, or use solver='lbfgs'")

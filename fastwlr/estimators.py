@@ -385,6 +385,8 @@ class WeightedLogisticRegression(_Params):
         # ours divided by mean(w), so its penalties are ours times the mean weight of the first fit.
         # fit_sgd divides them by that mean again for its kernels. The round trip stays: a * m / m is
         # not always a in floating point, and dropping it would change the fitted bits.
+        if state is None:
+            _weights.check_sgd_weight_scale(w, alpha, self._weights_name)
         mean_w = state.mean_weight if state is not None else _weights.mean_weight(w)
         params = _sgd.SGDParams(
             weighting=self.weighting, optimizer=self.optimizer,
@@ -547,6 +549,7 @@ class WeightedLogisticRegression(_Params):
         _io.save(self, path)
 
     _state_parts = ()  # entries of _get_state's info holding nested estimators (see fastwlr._io)
+    _weights_name = "sample_weight"  # what the training weights are, for error messages
 
     def _get_state(self):
         """The fitted model as (arrays, info) for ``fastwlr._io``: float64 (and label) arrays, and
@@ -796,6 +799,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
         return self
 
     _state_parts = ("click_model",)
+    _weights_name = "the weights (watch_time of the clicked rows, times sample_weight)"
 
     def _get_state(self):
         arrays, info = super()._get_state()

@@ -449,3 +449,17 @@ def test_sgd_converged_near_the_optimum_stays_converged():
         warnings.simplefilter("error", ConvergenceWarning)
         est = WeightedLogisticRegression(alpha=1e-4, random_state=0).fit(d.X, d.y, sample_weight=d.sample_weight)
     assert est.converged_
+
+
+def test_sgd_with_overflowing_weights_names_the_weights():
+    # "l2 must be a finite number >= 0, got inf" (or "the objective is inf: standardise the
+    # features") named neither the weights nor what to do
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = (rng.random(200) < 0.4).astype(float)
+    with pytest.raises(ValueError, match="sample_weight is too large for solver='sgd'.*divide them"):
+        WeightedLogisticRegression().fit(X, y, sample_weight=np.full(200, 1e308))
+    with pytest.raises(ValueError, match="watch_time.*too large for solver='sgd'"):
+        WatchTimeRanker(alpha=1e10).fit(X, np.where(y > 0, 1e300, 0.0))
+    with pytest.raises(ValueError, match="watch_time.*too large for solver='sgd'"):
+        WatchTimeRanker().fit(X, np.where(y > 0, 1e308, 0.0))
