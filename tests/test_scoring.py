@@ -436,3 +436,24 @@ def test_score_argument_errors_name_the_argument():
         score(X, [1.0], out=[0.0] * 4, dtype=np.float64)
     with pytest.raises(ValueError, match="intercept must be a finite float64"):
         score(X, [1.0], 10**400)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_overflowing_dot_product_is_named_not_silent(backend_name, sparse):
+    # 1e308 * 10 - 1e308 * 10 = inf - inf: score returned NaN silently and score_topk blamed "a NaN
+    # feature" that does not exist
+    # (8 columns: every backend sums the two products in different partial sums, inf + -inf)
+    X = np.array([[1.0] * 8, [1e308] * 8])
+    coef = [10.0, -10.0] + [0.0] * 6
+    Xin = sp.csr_matrix(X) if sparse else X
+    with pytest.raises(ValueError, match="row 1 of X has NaN log-odds although its features are finite: "
+                                         "x . coef overflows"):
+        score(Xin, coef, output="log_odds", backend=backend_name)
+    with pytest.raises(ValueError, match="row 1 of X .*overflows"):
+        fastwlr.score_topk(Xin, coef, 0.0, 1, backend=backend_name)
+    # a NaN feature still scores NaN (score) and is named as such (score_topk)
+    Xn = np.array([[1.0, np.nan], [1.0, 2.0]])
+    Xn_in = sp.csr_matrix(Xn) if sparse else Xn
+    assert np.isnan(score(Xn_in, [10.0, -10.0], output="log_odds", backend=backend_name)[0])
+    with pytest.raises(ValueError, match="a NaN feature"):
+        fastwlr.score_topk(Xn_in, [10.0, -10.0], 0.0, 1, backend=backend_name)
