@@ -98,9 +98,18 @@ def _check_n_features(got, expected, name):
         raise ValueError(f"{name} has {got} features, but the coefficients have {expected}")
 
 
-def _check_finite(arr, name, n_threads=1):
+def _check_finite(arr, name, n_threads=1, csr=None):
+    """``csr``: (indices, indptr) when ``arr`` is a CSR matrix's data, so that the error names the
+    (row, column) of X rather than a position in X.data."""
     if nonfinite_flags(arr, n_threads=n_threads):
         bad = np.argwhere(~np.isfinite(arr))[0]  # the error path only: where, exactly
+        if csr is not None:
+            indices, indptr = csr
+            pos = int(bad[0])
+            row = int(np.searchsorted(indptr, pos, side="right")) - 1
+            what = "NaN" if np.isnan(arr[pos]) else "inf"
+            raise ValueError(f"{name} contains NaN or inf (first: {what} at row {row}, column {int(indices[pos])}; "
+                             f"X.data[{pos}])")
         raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
@@ -144,7 +153,7 @@ def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=F
     dtype = _float_dtype(data.dtype, name)
     data = np.ascontiguousarray(data[:nnz], dtype=dtype.newbyteorder("="))
     if not allow_nan:
-        _check_finite(data, name, n_threads)
+        _check_finite(data, name, n_threads, csr=(indices, indptr))
     elif not defer_inf_check and any_inf(data, n_threads):
         raise ValueError(f"{name} contains inf; features must be finite")
     return Features(n_rows, n_cols, data.dtype, data=data, indices=indices, indptr=indptr)
