@@ -536,6 +536,7 @@ class WeightedLogisticRegression(_Params):
         """
         from .topk import score_topk
         self._check_fitted()
+        X = _numeric_X(X)  # the input conventions of predict: object arrays of numbers, no complex
         d = _n_columns(X)
         if d is not None and d != self.n_features_in_:
             raise ValueError(f"X has {d} features, but {type(self).__name__} is expecting "

@@ -463,3 +463,17 @@ def test_sgd_with_overflowing_weights_names_the_weights():
         WatchTimeRanker(alpha=1e10).fit(X, np.where(y > 0, 1e300, 0.0))
     with pytest.raises(ValueError, match="watch_time.*too large for solver='sgd'"):
         WatchTimeRanker().fit(X, np.where(y > 0, 1e308, 0.0))
+
+
+def test_rank_accepts_the_inputs_predict_accepts():
+    # an object array of numbers was accepted by predict but rejected by rank
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 3))
+    y = (rng.random(30) < 0.5).astype(int)
+    est = WeightedLogisticRegression(solver="lbfgs").fit(X, y)
+    Xo = X.astype(object)
+    np.testing.assert_array_equal(est.predict_proba(Xo), est.predict_proba(X))
+    idx, val = est.rank(Xo, 3, offsets=[0, 10, 30])
+    idx2, val2 = est.rank(X, 3, offsets=[0, 10, 30])
+    np.testing.assert_array_equal(idx, idx2)
+    np.testing.assert_array_equal(val, val2)
