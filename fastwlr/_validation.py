@@ -48,7 +48,8 @@ class Features:
 
 
 def _float_dtype(dtype, name):
-    dtype = np.dtype(dtype)
+    # byte order is not precision: a big-endian float32 is float32 (callers copy to native order)
+    dtype = np.dtype(dtype).newbyteorder("=")
     if dtype in FLOAT_DTYPES:
         return dtype
     if dtype.kind == "f" and dtype.itemsize < 4:  # float16 -> float32

@@ -457,3 +457,21 @@ def test_overflowing_dot_product_is_named_not_silent(backend_name, sparse):
     assert np.isnan(score(Xn_in, [10.0, -10.0], output="log_odds", backend=backend_name)[0])
     with pytest.raises(ValueError, match="a NaN feature"):
         fastwlr.score_topk(Xn_in, [10.0, -10.0], 0.0, 1, backend=backend_name)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_big_endian_float32_keeps_float32(backend_name, sparse):
+    # ">f4" was widened to float64, against "float32 in, float32 out"
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((20, 3)).astype(np.float32)
+    Xb = X.astype(">f4")
+    if sparse:
+        X, Xb = sp.csr_matrix(X), sp.csr_matrix(X)
+        Xb.data = Xb.data.astype(">f4")  # scipy builds no big-endian matrix, but holds one
+    coef = rng.standard_normal(3)
+    got = score(Xb, coef, output="log_odds", backend=backend_name)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, score(X, coef, output="log_odds", backend=backend_name))
+    idx, val = fastwlr.score_topk(Xb, coef, 0.0, 2, output="proba", backend=backend_name)
+    assert val.dtype == np.float32
+    assert fastwlr.topk(np.arange(4.0, dtype=">f4"), 2, backend=backend_name)[1].dtype == np.float32
