@@ -475,3 +475,17 @@ def test_big_endian_float32_keeps_float32(backend_name, sparse):
     idx, val = fastwlr.score_topk(Xb, coef, 0.0, 2, output="proba", backend=backend_name)
     assert val.dtype == np.float32
     assert fastwlr.topk(np.arange(4.0, dtype=">f4"), 2, backend=backend_name)[1].dtype == np.float32
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_reference_scoring_raises_no_floating_point_warning(sparse):
+    # the reference backend emitted "RuntimeWarning: overflow encountered in matmul" for an
+    # overflowing (legitimately inf) score, although the README promises no floating-point warnings
+    import warnings
+    X = np.array([[1e308, 1.0], [1.0, 2.0]])
+    Xin = sp.csr_matrix(X) if sparse else X
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        z = score(Xin, [10.0, 1.0], output="log_odds", backend="reference")
+        fastwlr.score_topk(Xin, [10.0, 1.0], 0.0, 1, backend="reference")
+    assert z[0] == np.inf and z[1] == 12.0
