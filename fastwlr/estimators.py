@@ -24,10 +24,13 @@ C sum_i w_i l_i + ||coef||^2 / 2: divide it by C sum_i w_i to get sum_i w_i l_i 
 
     alpha = 1 / (C * sum_i w_i),     C = 1 / (alpha * sum_i w_i).
 """
+import functools
 import inspect
 import math
 import numbers
+import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -81,6 +84,26 @@ class _only_for_sgd:
 
 SOLVERS = ("sgd", "lbfgs")
 SAMPLING_CORRECTIONS = ("weight", "intercept")
+
+# partial_fit reads the SGD state, runs an epoch on it (without the GIL) and writes the solution
+# back: two threads calling it on one estimator lost epochs and mixed states silently. Calls on one
+# estimator are serialised by a lock of its own (kept outside the instance, so estimators still
+# pickle and clone); calls on different estimators still run in parallel.
+_PARTIAL_FIT_LOCKS = weakref.WeakKeyDictionary()
+_PARTIAL_FIT_LOCKS_GUARD = threading.Lock()
+
+
+def _serialised(fn):
+    """partial_fit under the estimator's own lock (see _PARTIAL_FIT_LOCKS)."""
+    @functools.wraps(fn)
+    def locked(self, *args, **kwargs):
+        with _PARTIAL_FIT_LOCKS_GUARD:
+            lock = _PARTIAL_FIT_LOCKS.get(self)
+            if lock is None:
+                lock = _PARTIAL_FIT_LOCKS[self] = threading.RLock()
+        with lock:
+            return fn(self, *args, **kwargs)
+    return locked
 
 
 def _sgd_defaults():
@@ -414,11 +437,14 @@ class WeightedLogisticRegression(_Params):
         return self._partial_rng
 
     @_only_for_sgd
+    @_serialised
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One SGD epoch over this chunk, continuing from the previous call (streaming training).
 
         The first call fixes ``classes_`` (pass ``classes`` if the first chunk might hold only one
         label) and the weight normalisation (the first chunk's mean weight). Needs ``solver="sgd"``.
+        Thread-safe: concurrent calls on one estimator take turns (a lock per estimator), each one
+        a whole epoch; their order is whichever thread gets the lock first.
         """
         if self.solver != "sgd":
             raise ValueError(f"partial_fit needs solver='sgd' (streaming epochs), got solver={self.solver!r}")
@@ -790,6 +816,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
                              "(1 class), so e^z has no finite optimum")
 
     @_only_for_sgd
+    @_serialised
     def partial_fit(self, X, watch_time, sample_weight=None):
         """One SGD epoch over this chunk of impressions (see ``WeightedLogisticRegression.partial_fit``)."""
         first = self._partial_fit_first()

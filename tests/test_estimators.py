@@ -477,3 +477,32 @@ def test_rank_accepts_the_inputs_predict_accepts():
     idx2, val2 = est.rank(X, 3, offsets=[0, 10, 30])
     np.testing.assert_array_equal(idx, idx2)
     np.testing.assert_array_equal(val, val2)
+
+
+def test_partial_fit_from_several_threads_takes_turns():
+    # threads calling partial_fit on one estimator raced silently (lost epochs, mixed states);
+    # calls are serialised by a per-estimator lock, so every epoch counts
+    import threading
+    from fastwlr.backends._contract import S_T
+    d = make_watch_time(4000, 16, dtype=np.float64, random_state=0)
+    est = WeightedLogisticRegression(random_state=0)
+    est.partial_fit(d.X[:100], d.y[:100], classes=[0.0, 1.0])
+    chunks = [(d.X[i:i + 50], d.y[i:i + 50]) for i in range(0, 4000, 50)]
+    errors = []
+
+    def work():
+        try:
+            for X, y in chunks:
+                est.partial_fit(X, y)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert est.n_iter_ == 1 + 4 * len(chunks)
+    assert est._sgd_state.scalars[S_T] == 100 + 4 * 4000  # one step per row of every epoch
+    pickle.loads(pickle.dumps(est))  # the lock is not part of the estimator
