@@ -167,7 +167,16 @@ _SGD_MAX_TOTAL = np.finfo(np.float64).max / 1e6
 
 def check_sgd_weight_scale(w, alpha, name="sample_weight"):
     """ValueError naming the weights when SGD's raw-weight objective or its penalty alpha * mean(w)
-    would overflow float64 (weights of 1e308; watch times of 1e300 with a large alpha)."""
+    would overflow float64 (weights of 1e308; watch times of 1e300 with a large alpha), or when they
+    are so small that the mean weight or the penalty is subnormal (weights of 1e-320: the
+    normalisation w / mean(w) and alpha * mean / mean lose their precision)."""
+    tiny = float(np.finfo(np.float64).tiny)
+    mean = mean_weight(w)
+    if mean < tiny * 2.0 ** 53 or (alpha > 0 and alpha * mean < tiny):
+        raise ValueError(f"{name} is too small for solver='sgd': the mean weight is {mean:.3g}, so the weight "
+                         f"normalisation or the penalty alpha * mean weight is subnormal and loses its precision. "
+                         f"The fit does not depend on the weights' scale: multiply them by a constant, or use "
+                         f"solver='lbfgs'")
     total = total_weight(w)
     if total > _SGD_MAX_TOTAL or not math.isfinite(alpha * mean_weight(w)):
         raise ValueError(f"{name} is too large for solver='sgd': the weights sum to {total:.3g} (largest "

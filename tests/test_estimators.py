@@ -506,3 +506,14 @@ def test_partial_fit_from_several_threads_takes_turns():
     assert est.n_iter_ == 1 + 4 * len(chunks)
     assert est._sgd_state.scalars[S_T] == 100 + 4 * 4000  # one step per row of every epoch
     pickle.loads(pickle.dumps(est))  # the lock is not part of the estimator
+
+
+def test_sgd_with_subnormal_weights_names_the_weights():
+    # weights of 1e-320 made the SGD normalisation and its penalty subnormal: the fit silently used
+    # a different regularisation (alpha * 1e-320 rounds to 0) and did not converge
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = (rng.random(200) < 0.4).astype(float)
+    with pytest.raises(ValueError, match="sample_weight is too small for solver='sgd'.*multiply them"):
+        WeightedLogisticRegression().fit(X, y, sample_weight=np.full(200, 1e-320))
+    WeightedLogisticRegression(solver="lbfgs").fit(X, y, sample_weight=np.full(200, 1e-320))  # fine there
