@@ -22,8 +22,8 @@ Format ``fastwlr-model``, version 1: one ``.npz`` file (a zip of ``.npy`` arrays
 of a ``WeightedLogisticRegression``; readers ignore it.)
 
 Readers refuse files of another format, of a newer version, with missing or inconsistent arrays,
-and truncated or corrupt files (the zip's CRC-32 is checked), each with a ``ValueError`` that says
-which. Files are written to a temporary name and renamed, so a crash never leaves half a model.
+and truncated or corrupt files (the zip's CRC-32 is checked), each with a
+``fastwlr.exceptions.ModelFileError`` (a ``ValueError``) that says which. Files are written to a temporary name and renamed, so a crash never leaves half a model.
 
 This module owns the file (the header's envelope, the array names' prefixes, nesting, atomic
 writes, the checks of the container) and a registry of the classes it can rebuild. What a model
@@ -35,16 +35,22 @@ writes, the checks of the container) and a registry of the classes it can rebuil
   stored recursively (its header in that entry, its arrays under the prefix ``"<name>/"``);
 * ``_from_state(cls, arrays, info)`` (a classmethod): the fitted estimator, from the same two
   dicts as read back (the parts already rebuilt). It raises ``KeyError`` for a missing entry or
-  ``ValueError`` for inconsistent ones; the reader adds the file name.
+  ``ValueError`` for inconsistent ones; the reader adds the file name. ``arrays`` reads a member
+  when it is first asked for; members nobody asks for are never read;
+* optionally ``_array_shapes(cls, info)`` (a classmethod): ``{name: shape}`` of the arrays the
+  header implies. Each member's declared shape is checked against it before its data are read,
+  and other names are not read at all.
 """
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 
 import numpy as np
 
 from ._version import __version__
+from .exceptions import ModelFileError
 
 FORMAT = "fastwlr-model"
 VERSION = 1
@@ -124,8 +130,27 @@ def save(estimator, path):
         raise
 
 
+# Bounds checked before anything is decompressed or allocated: the header is small JSON; a member
+# may not expand more than deflate ever does (~1032:1; np.savez stores members uncompressed); and a
+# member's .npy header must declare the shape its estimator expects (``_array_shapes``).
+_HEADER_MAX_BYTES = 1 << 20
+_MAX_EXPANSION = 1100
+_MAX_DEPTH = 8  # nested estimators (a WatchTimeRanker's click model is depth 2)
+
+
+# What reading a malformed file can raise from zipfile, numpy's .npy header parser, json and the
+# estimators' checks; load turns each into a ModelFileError.
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
+              NotImplementedError, RuntimeError, EOFError, OSError, UnicodeError, MemoryError, SyntaxError,
+              tokenize.TokenError, zipfile.BadZipFile, zipfile.LargeZipFile)
+
+
 def load(path):
     """Read a model written by ``save`` (or ``estimator.save``).
+
+    Only the members the header calls for are read, each after checking that its declared size and
+    shape are those the header implies, so a file cannot make ``load`` decompress or allocate more
+    than the model it describes.
 
     Parameters
     ----------
@@ -138,51 +163,116 @@ def load(path):
 
     Raises
     ------
-    ValueError
-        The file is not a fastwlr model, was written by a newer format version, is truncated or
-        corrupt, or its arrays are inconsistent with its header.
-    FileNotFoundError
+    fastwlr.exceptions.ModelFileError
+        (a ValueError) for every malformed file: not a fastwlr model, written by a newer format
+        version, truncated or corrupt, or with arrays inconsistent with its header.
+    FileNotFoundError, PermissionError, ...
+        The file cannot be opened (OSError from ``open``).
     """
     path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if "header" not in names:
-                raise ValueError(f"{path} is an .npz file but not a fastwlr model (no 'header' entry)")
-            arrays = {name: npz[name] for name in names}
-    except FileNotFoundError:
-        raise
-    except ValueError as exc:
-        if "fastwlr" in str(exc):
+    with open(path, "rb") as f:  # cannot open: the OSError as it is
+        try:
+            return _load(f, path)
+        except ModelFileError:
             raise
-        raise ValueError(f"{path} is not a fastwlr model file, or is corrupt ({exc})") from exc
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, zipfile.LargeZipFile) as exc:
+        except _MALFORMED as exc:
+            message = str(exc) if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError) else (
+                f"{path} is truncated or corrupt, or not a fastwlr model file ({type(exc).__name__}: {exc})")
+            raise ModelFileError(message) from exc
+
+
+def _load(f, path):
+    try:
+        zf = zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, ValueError) as exc:
         raise ValueError(f"{path} is truncated or corrupt, or not a fastwlr model file "
                          f"({type(exc).__name__}: {exc})") from exc
+    with zf:
+        if "header.npy" not in zf.namelist():
+            raise ValueError(f"{path} is an .npz file but not a fastwlr model (no 'header' entry)")
+        try:
+            text = _read_member(zf, "header", (), max_bytes=_HEADER_MAX_BYTES)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        if text.dtype.kind != "U":
+            raise ValueError(f"{path}: the fastwlr header is not a string ({text.dtype})")
+        try:
+            header = json.loads(str(text[()]))
+        except (json.JSONDecodeError, TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{path}: the fastwlr header is not valid JSON ({type(exc).__name__}: {exc})") from exc
+        return _unpack(header, zf, "", path)
+
+
+def _read_member(zf, name, shape, max_bytes=None):
+    """The array stored as ``name``.npy, after checking its sizes (and its shape, unless None).
+    ValueError (without the file name: the caller adds it) or KeyError(name) if it is missing."""
     try:
-        header = json.loads(str(arrays["header"][()]))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: the fastwlr header is not valid JSON ({exc})") from exc
-    return _unpack(header, arrays, "", path)
+        info = zf.getinfo(name + ".npy")
+    except KeyError:
+        raise KeyError(name) from None
+    if info.file_size > _MAX_EXPANSION * info.compress_size + 4096 or (
+            max_bytes is not None and info.file_size > max_bytes):
+        raise ValueError(f"member {name!r} declares {info.file_size} bytes "
+                         f"({info.compress_size} stored): not a fastwlr model")
+    try:
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                got_shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                got_shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            if dtype.hasobject:
+                raise ValueError("object arrays are not part of the format")
+            if shape is not None and tuple(got_shape) != tuple(shape):
+                raise ValueError(f"inconsistent arrays: shape {tuple(got_shape)} where the header implies "
+                                 f"{tuple(shape)}")
+            nbytes = dtype.itemsize
+            for n in got_shape:
+                nbytes *= int(n)
+            if nbytes > info.file_size:
+                raise ValueError(f"declares {nbytes} bytes of data in a member of {info.file_size}")
+            data = f.read(nbytes)
+            if len(data) != nbytes:
+                raise ValueError("truncated")
+            if f.read(1):
+                raise ValueError("data after the array")
+    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
+        raise ValueError(f"truncated or corrupt ({type(exc).__name__} in member {name!r}: {exc})") from exc
+    except ValueError as exc:
+        raise ValueError(f"member {name!r} is not a valid array ({exc})") from exc
+    return np.frombuffer(data, dtype=dtype).reshape(got_shape, order="F" if fortran else "C").copy()
 
 
 class _Arrays(dict):
-    """One estimator's arrays, names without its prefix; a missing one is reported by its full name."""
+    """One estimator's arrays, names without its prefix, read from the file when first asked for
+    (so only members the estimator knows are ever read); a missing one is reported by its full name."""
 
-    def __init__(self, prefix, items):
-        super().__init__(items)
-        self.prefix = prefix
+    def __init__(self, prefix, zf, shapes, path):
+        super().__init__()
+        self.prefix, self.zf, self.shapes, self.path = prefix, zf, shapes, path
 
     def __missing__(self, name):
-        raise KeyError(self.prefix + name)
+        if self.shapes is not None and name not in self.shapes:
+            raise KeyError(self.prefix + name)
+        shape = None if self.shapes is None else self.shapes[name]
+        try:
+            array = _read_member(self.zf, self.prefix + name, shape)
+        except KeyError:
+            raise KeyError(self.prefix + name) from None
+        self[name] = array
+        return array
 
 
-def _unpack(header, arrays, prefix, path):
+def _unpack(header, zf, prefix, path, depth=0):
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"{path}: estimators nested more than {_MAX_DEPTH} deep")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         got = header.get("format") if isinstance(header, dict) else type(header).__name__
         raise ValueError(f"{path} is not a fastwlr model (format {got!r}, expected {FORMAT!r})")
     version = header.get("version")
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"{path}: invalid format version {version!r}")
     if version > VERSION:
         raise ValueError(f"{path} was written in format version {version} by fastwlr "
@@ -195,11 +285,15 @@ def _unpack(header, arrays, prefix, path):
     parts = tuple(getattr(cls, "_state_parts", ()))
     for part in parts:
         sub = header.get(part)
-        info[part] = None if sub is None else _unpack(sub, arrays, f"{prefix}{part}/", path)
-    nested = tuple(f"{prefix}{part}/" for part in parts)
-    own = _Arrays(prefix, {name[len(prefix):]: array for name, array in arrays.items()
-                           if name != "header" and name.startswith(prefix) and not name.startswith(nested)})
+        info[part] = None if sub is None else _unpack(sub, zf, f"{prefix}{part}/", path, depth + 1)
     try:
+        shapes = cls._array_shapes(info) if hasattr(cls, "_array_shapes") else None
+        if shapes is not None:
+            stored = set(zf.namelist())
+            for name in shapes:
+                if f"{prefix}{name}.npy" not in stored:
+                    raise KeyError(prefix + name)
+        own = _Arrays(prefix, zf, shapes, path)
         return cls._from_state(own, info)
     except KeyError as exc:
         raise ValueError(f"{path}: incomplete fastwlr model, missing {exc}") from exc

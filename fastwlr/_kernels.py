@@ -45,6 +45,11 @@ class Kernels:
             n_nonfinite = self.backend.score_dense(features.X, coef, intercept, output, out, self.n_threads)
         if counts and n_nonfinite:  # NaN features or an overflowing sum land here too: look for inf
             check_no_inf(features, self.n_threads)
+        if n_nonfinite or not counts:
+            # a NaN score is a NaN feature's (allowed through) or an overflow's (inf - inf): name the latter
+            nan_rows = np.flatnonzero(np.isnan(out))
+            if nan_rows.shape[0]:
+                check_nan_log_odds_from_features(features, nan_rows)
         return out
 
     # -------------------------------------------------------------------------------- top-k
@@ -163,5 +168,23 @@ def check_nonfinite_log_odds(features, nan_row, has_inf, name="X"):
     if any_inf(features.data if features.is_sparse else features.X):
         raise ValueError(f"{name} contains inf; features must be finite")
     if nan_row >= 0:
+        check_nan_log_odds_from_features(features, np.array([nan_row]), name)
         raise ValueError(f"row {nan_row} of {name} has NaN log-odds (a NaN feature): it cannot be ranked; "
                          "drop or impute it, or mark it in exclude=")
+
+
+def _row_has_nan(features, row):
+    if features.is_sparse:
+        return bool(np.isnan(features.data[features.indptr[row]:features.indptr[row + 1]]).any())
+    return bool(np.isnan(features.X[row]).any())
+
+
+def check_nan_log_odds_from_features(features, rows, name="X"):
+    """``rows`` (ascending) have NaN log-odds while X holds no inf: each must hold a NaN feature;
+    otherwise x . coef overflowed float64 (terms of +inf and -inf), and the first such row is
+    named. The rows are looked at only when a kernel reported a non-finite log-odds."""
+    for row in rows:
+        if not _row_has_nan(features, int(row)):
+            raise ValueError(f"row {int(row)} of {name} has NaN log-odds although its features are finite: "
+                             f"x . coef overflows float64 (products beyond 1.8e308 of both signs); scale the "
+                             f"features or the coefficients")

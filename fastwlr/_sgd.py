@@ -142,6 +142,45 @@ class SGDResult:
     state: SGDState
     history: list = field(default_factory=list)   # objective (original weights) after each epoch
     converged: bool = False
+    # the scaled full-batch gradient (``scaled_gradient``) when the objective stalled but the
+    # gradient was too far from zero to call it convergence (then converged is False); else None
+    stalled_gradient: float = None
+
+
+# The objective settling for n_iter_no_change epochs is not convergence: SGD stalls far from the
+# optimum when its steps are badly scaled (features of 1e6, a constant rate). After it stops by tol
+# the driver checks the full-batch gradient once (one objective + gradient pass). Its largest
+# component, per unit root weighted mean square of the feature and per unit mean weight, is the
+# slope of the mean loss when the log-odds move by one standard deviation of that feature (the
+# intercept: by 1). Measured on make_watch_time(5000, 8): runs within 1 % of the optimum end
+# below 0.025, the stalled runs of 0.5 vs 0.39 (features times 1e6), 1726 vs 0.39 and 13.6 vs 0.39
+# above 0.07.
+STALL_GRADIENT_TOL = 0.05
+
+
+def scaled_gradient(features, y, sample_weight, coef, intercept, l2, l1, kernels):
+    """max_j |g_j| / (rms_j mean(w)) of the objective's (sub)gradient, g over the coefficients and
+    the intercept (rms_j: root weighted mean square of feature j, 1 for the intercept). With l1,
+    the distance of the smooth gradient from the l1 subdifferential."""
+    _, g, gb = kernels.objective_grad(features, y, sample_weight, coef, intercept, l2)
+    g = np.asarray(g, dtype=np.float64)
+    if l1 > 0:
+        g = np.where(coef != 0, g + l1 * np.sign(coef), np.maximum(np.abs(g) - l1, 0.0))
+    n = features.n_rows
+    if features.is_sparse:
+        rows = np.repeat(np.arange(n), np.diff(features.indptr))
+        data = features.data.astype(np.float64)
+        sq = np.bincount(features.indices, weights=data * data * sample_weight[rows],
+                         minlength=features.n_features)
+    else:
+        sq = kernels.weighted_column_sq(features, sample_weight)
+    total = float(np.sum(sample_weight))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        rms = np.sqrt(sq / total)
+        mean_w = total / n
+        scaled = np.abs(g) / np.where(rms > 0, rms, 1.0) / mean_w
+        worst = max(float(scaled.max()) if scaled.shape[0] else 0.0, abs(float(gb)) / mean_w)
+    return worst if math.isfinite(worst) else math.inf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,4 +365,9 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
             converged = True
             break
     coef, b = state.solution()
-    return SGDResult(coef.copy(), b, epoch + 1, state, history, converged)
+    stalled = None
+    if converged:
+        g = scaled_gradient(features, y, sample_weight, coef, b, params.l2, params.l1, kernels)
+        if not g <= STALL_GRADIENT_TOL:
+            converged, stalled = False, g
+    return SGDResult(coef.copy(), b, epoch + 1, state, history, converged, stalled)

@@ -61,7 +61,8 @@ def dense_fast_path(X):
 
 
 def _float_dtype(dtype, name):
-    dtype = np.dtype(dtype)
+    # byte order is not precision: a big-endian float32 is float32 (callers copy to native order)
+    dtype = np.dtype(dtype).newbyteorder("=")
     if dtype in FLOAT_DTYPES:
         return dtype
     if dtype.kind == "f" and dtype.itemsize < 4:  # float16 -> float32
@@ -111,9 +112,18 @@ def _check_n_features(got, expected, name):
         raise ValueError(f"{name} has {got} features, but the coefficients have {expected}")
 
 
-def _check_finite(arr, name, n_threads=1):
+def _check_finite(arr, name, n_threads=1, csr=None):
+    """``csr``: (indices, indptr) when ``arr`` is a CSR matrix's data, so that the error names the
+    (row, column) of X rather than a position in X.data."""
     if nonfinite_flags(arr, n_threads=n_threads):
         bad = np.argwhere(~np.isfinite(arr))[0]  # the error path only: where, exactly
+        if csr is not None:
+            indices, indptr = csr
+            pos = int(bad[0])
+            row = int(np.searchsorted(indptr, pos, side="right")) - 1
+            what = "NaN" if np.isnan(arr[pos]) else "inf"
+            raise ValueError(f"{name} contains NaN or inf (first: {what} at row {row}, column {int(indices[pos])}; "
+                             f"X.data[{pos}])")
         raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
@@ -157,7 +167,7 @@ def _check_csr(X, *, n_features, allow_nan, allow_empty, name, defer_inf_check=F
     dtype = _float_dtype(data.dtype, name)
     data = np.ascontiguousarray(data[:nnz], dtype=dtype.newbyteorder("="))
     if not allow_nan:
-        _check_finite(data, name, n_threads)
+        _check_finite(data, name, n_threads, csr=(indices, indptr))
     elif not defer_inf_check and any_inf(data, n_threads):
         raise ValueError(f"{name} contains inf; features must be finite")
     return Features(n_rows, n_cols, data.dtype, data=data, indices=indices, indptr=indptr)
@@ -202,9 +212,16 @@ def check_scalar(value, name, *, low=None, high=None, low_inclusive=True, intege
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an integer" if integer else "a real number"
         raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
-    value = int(value) if integer else float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
+    if integer:
+        value = int(value)
+    else:
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float64 (10**400): float() raises rather than gives inf
+            raise ValueError(f"{name} must be a finite float64, got an integer of {len(str(abs(int(value))))} "
+                             f"digits, beyond the float64 range (~1.8e308)") from None
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (not low_inclusive and value == low)):
         raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
     if high is not None and value > high:
@@ -244,8 +261,16 @@ def check_output(output):
     return output
 
 
-def check_out(out, n, dtype, name="out"):
-    """A user-supplied output buffer: 1-D, length n, exactly ``dtype``, writable, contiguous."""
+def check_out(out, n, dtype, name="out", inputs=()):
+    """A user-supplied output buffer: 1-D, length n, exactly ``dtype``, writable, contiguous, and
+    sharing no memory with ``inputs`` ((array, name) pairs: the validated arrays a kernel reads
+    while it writes ``out``).
+
+    Overlap is an error rather than a reason to copy: the caller asked for the result in that
+    memory, and a kernel writing into what it is still reading gives results that depend on the
+    thread count. The validated arrays are contiguous, so ``may_share_memory``'s bounds check is
+    exact here (and O(1)).
+    """
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
     if out.shape != (n,):
@@ -254,11 +279,32 @@ def check_out(out, n, dtype, name="out"):
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
     if not out.flags.c_contiguous or not out.flags.writeable or not out.dtype.isnative:
         raise ValueError(f"{name} must be a writable, C-contiguous, native-byte-order array")
+    for arr, arr_name in inputs:
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError(f"{name} shares memory with {arr_name}: the result would overwrite the input "
+                             f"while it is read; pass a separate array")
     return out
 
 
-def check_k(k):
-    return check_scalar(k, "k", low=1, integer=True)
+# A k above the largest group only adds padding columns (-1 / -inf); that is allowed (a fixed k for
+# batches of any size), but not beyond this many output entries (16 bytes each: 4 GiB).
+MAX_PADDED_TOPK_ENTRIES = 1 << 28
+
+
+def check_k(k, offsets=None):
+    """k >= 1. With the validated ``offsets``: a k larger than the largest group whose (n_groups, k)
+    output would exceed MAX_PADDED_TOPK_ENTRIES is rejected (it asked for terabytes of padding:
+    a MemoryError, or an OverflowError beyond 2**63), rather than clamped, which would change the
+    documented output shape."""
+    k = check_scalar(k, "k", low=1, integer=True)
+    if offsets is not None:
+        n_groups = offsets.shape[0] - 1
+        largest = int(np.diff(offsets).max()) if n_groups > 0 else 0
+        if k > largest and n_groups * k > MAX_PADDED_TOPK_ENTRIES:
+            raise ValueError(f"k={k} is larger than the largest group ({largest} rows) and its ({n_groups}, {k}) "
+                             f"output would be padding beyond {MAX_PADDED_TOPK_ENTRIES} entries; pass "
+                             f"k <= {max(largest, 1)}")
+    return k
 
 
 def check_offsets(offsets, n):

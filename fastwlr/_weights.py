@@ -15,12 +15,14 @@ state so that ``partial_fit`` goes on with the first chunk's normalisation. The 
 in exact arithmetic but not bit for bit, and each solver's results depend on its own, so both
 stay.
 """
+import math
+
 import numpy as np
 
 from . import _validation as v
 
 __all__ = ["check_watch_time", "recipe", "watch_time_targets", "total_weight", "mean_weight",
-           "normalised_weights"]
+           "normalised_weights", "sum_safe", "check_sgd_weight_scale"]
 
 NOTHING_TO_FIT = "every sample_weight is zero (they sum to 0): there is nothing to fit"
 
@@ -96,23 +98,88 @@ def watch_time_targets(watch_time, sample_weight=None, n=None):
     return recipe(T, sw)
 
 
+# Weights whose largest value lies in this range are used as given: their sums (and the pair
+# products of the AUCs, and n / sum(w)) stay inside the normal float64 range for any n below 2**60.
+_SAFE_LOW, _SAFE_HIGH = 2.0 ** -100, 2.0 ** 100
+
+
+def _safe_exponent(w):
+    """0 when max(w) is in [_SAFE_LOW, _SAFE_HIGH] (or w is empty or all 0); otherwise the
+    exponent e with max(w) * 2**-e in [0.5, 1)."""
+    if w.shape[0] == 0:
+        return 0
+    top = float(np.max(w))
+    if top == 0.0 or _SAFE_LOW <= top <= _SAFE_HIGH:
+        return 0
+    return int(np.frexp(top)[1])
+
+
+def sum_safe(w):
+    """Weights for ratios of weighted sums (means, losses, AUCs): ``w`` itself, or ``w`` times a
+    power of two when max(w) is so large that sum(w) overflows (1e308 each) or so small that it
+    leaves the normal range (subnormal weights, or pair products of 1e-200 weights underflowing).
+
+    Scaling by a power of two is exact, so a ratio computed from the result is the ratio of the
+    given weights, bit for bit whenever the unscaled computation had not overflowed."""
+    e = _safe_exponent(w)
+    return w if e == 0 else np.ldexp(w, -e)
+
+
 def total_weight(w, message=NOTHING_TO_FIT):
-    """sum(w) as a float; ValueError(``message``) unless it is > 0 (no rows, or every weight 0)."""
-    total = float(np.sum(w))
+    """sum(w) as a float (inf if it overflows float64); ValueError(``message``) unless it is > 0
+    (no rows, or every weight 0)."""
+    e = _safe_exponent(w)
+    total = float(np.sum(sum_safe(w)))
     if not total > 0.0:
         raise ValueError(message)
-    return total
+    if e == 0:
+        return total
+    try:
+        return math.ldexp(total, e)
+    except OverflowError:
+        return math.inf
 
 
 def mean_weight(w):
-    """mean(w) as a float, the SGD normalisation (1.0 for no rows); ValueError unless it is > 0."""
-    mean = float(w.mean()) if w.shape[0] else 1.0
+    """mean(w) as a float, the SGD normalisation (1.0 for no rows); ValueError unless it is > 0.
+    Computed without overflow: the mean of weights of 1e308 is 1e308, not inf."""
+    e = _safe_exponent(w)
+    mean = float(sum_safe(w).mean()) if w.shape[0] else 1.0
     if not mean > 0.0:
         raise ValueError(NOTHING_TO_FIT)
-    return mean
+    return mean if e == 0 else math.ldexp(mean, e)  # a mean never exceeds max(w): no overflow
 
 
 def normalised_weights(w):
     """w * (n / sum(w)): mean 1, so the kernels' (1/n) sum w_i l_i is the weighted mean loss
-    (the L-BFGS objective). ValueError if every weight is zero."""
+    (the L-BFGS objective). ValueError if every weight is zero. Weights whose sum would overflow
+    (or be subnormal) are first scaled by a power of two: the result is the same, not all zeros
+    (1e308 each) or inf (subnormal weights)."""
+    w = sum_safe(w)
     return w * (w.shape[0] / total_weight(w))
+
+
+# SGD's objective (its stopping signal) and penalties are in the units of the raw weights:
+# (1/n) sum_i w_i l_i and alpha * mean(w). Weights whose sum leaves this much headroom below the
+# float64 maximum keep both finite for mean losses up to 1e6 (beyond that SGD has diverged anyway).
+_SGD_MAX_TOTAL = np.finfo(np.float64).max / 1e6
+
+
+def check_sgd_weight_scale(w, alpha, name="sample_weight"):
+    """ValueError naming the weights when SGD's raw-weight objective or its penalty alpha * mean(w)
+    would overflow float64 (weights of 1e308; watch times of 1e300 with a large alpha), or when they
+    are so small that the mean weight or the penalty is subnormal (weights of 1e-320: the
+    normalisation w / mean(w) and alpha * mean / mean lose their precision)."""
+    tiny = float(np.finfo(np.float64).tiny)
+    mean = mean_weight(w)
+    if mean < tiny * 2.0 ** 53 or (alpha > 0 and alpha * mean < tiny):
+        raise ValueError(f"{name} is too small for solver='sgd': the mean weight is {mean:.3g}, so the weight "
+                         f"normalisation or the penalty alpha * mean weight is subnormal and loses its precision. "
+                         f"The fit does not depend on the weights' scale: multiply them by a constant, or use "
+                         f"solver='lbfgs'")
+    total = total_weight(w)
+    if total > _SGD_MAX_TOTAL or not math.isfinite(alpha * mean_weight(w)):
+        raise ValueError(f"{name} is too large for solver='sgd': the weights sum to {total:.3g} (largest "
+                         f"{float(np.max(w)):.3g}), so the objective or the penalty alpha * mean weight "
+                         f"overflows float64. The fit does not depend on the weights' scale: divide them by a "
+                         f"constant, or use solver='lbfgs'")

@@ -137,6 +137,12 @@ def _real_param(value, name, low=None, high=None, low_open=True, high_open=True)
     return value
 
 
+def _logsumexp(u):
+    """log(sum(exp(u))) without overflow or underflow (u finite, not empty)."""
+    top = float(u.max())
+    return top + float(np.log(np.sum(np.exp(u - top))))
+
+
 def _sigmoid(z):
     # branch on the sign (as fastwlr.backends._math.sigmoid): exp never sees a large positive argument
     with np.errstate(under="ignore"):
@@ -331,22 +337,29 @@ def make_watch_time(n_samples=100_000, n_features=None, *, sparse=False, n_hashe
 
     a0 = _solve_intercept(s_a, rate)
     p = _sigmoid(s_a + a0)
-    # m = e^(c.x + c0) with sum p m / sum p = mean_t; shift by max for safety against overflow
-    shift = float(s_c.max())
-    c0 = float(np.log(mean_t) + np.log(p.sum()) - np.log(np.dot(p, np.exp(s_c - shift))) - shift)
+    # m = e^(c.x + c0) with sum p m / sum p = mean_t, solved in log space: with strong signals p
+    # underflows to 0 on the rows where c.x is largest, and sum p e^(c.x - max c.x) underflowed to 0
+    # (c0 = inf, then inf log-odds and NaN expected watch times)
+    z_a = s_a + a0
+    log_p = -(np.maximum(-z_a, 0.0) + np.log1p(np.exp(-np.abs(z_a))))  # log sigma(z_a), no underflow
+    c0 = float(np.log(mean_t) + _logsumexp(log_p) - _logsumexp(log_p + s_c))
     log_m = s_c + c0
-    m = np.exp(log_m)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        m = np.exp(log_m)  # inf only where a click is (all but) impossible
 
-    clicked = rng.random(n) < p
-    watch_time = np.zeros(n)
-    mc = m[clicked]
-    if watch_time_distribution == "lognormal":
-        # log T ~ N(log m - shape^2/2, shape^2) has mean m
-        watch_time[clicked] = mc * np.exp(shape * rng.standard_normal(mc.shape[0]) - 0.5 * shape * shape)
-    else:
-        watch_time[clicked] = rng.gamma(shape, mc / shape)
-    # T > 0 for every click: a gamma draw with a small shape can underflow to 0.0
-    np.maximum(watch_time, np.where(clicked, np.finfo(np.float64).tiny, 0.0), out=watch_time)
+        clicked = rng.random(n) < p
+        watch_time = np.zeros(n)
+        mc = m[clicked]
+        if watch_time_distribution == "lognormal":
+            # log T ~ N(log m - shape^2/2, shape^2) has mean m
+            watch_time[clicked] = mc * np.exp(shape * rng.standard_normal(mc.shape[0]) - 0.5 * shape * shape)
+        else:
+            watch_time[clicked] = rng.gamma(shape, mc / shape)
+        expected = np.exp(log_p + log_m)  # p m, without 0 * inf
+    # 0 < T < inf for every click: a draw with a small shape can underflow to 0.0, one in the far
+    # tail of a huge mean overflow
+    tiny, big = np.finfo(np.float64).tiny, np.finfo(np.float64).max
+    watch_time[clicked] = np.clip(np.nan_to_num(watch_time[clicked], nan=tiny, posinf=big), tiny, big)
     offsets = _request_offsets(rng, n, mean_request_size)
 
     params = dict(
@@ -355,7 +368,7 @@ def make_watch_time(n_samples=100_000, n_features=None, *, sparse=False, n_hashe
         watch_time_shape=shape, click_signal=click_signal, watch_signal=watch_signal,
         mean_request_size=mean_request_size, dtype=dtype.name,
         expected_click_rate=float(p.mean()),
-        expected_watch_time_given_click=float(np.dot(p, m) / p.sum()),
+        expected_watch_time_given_click=float(np.exp(_logsumexp(log_p + log_m) - _logsumexp(log_p))),
         click_rate_observed=float(clicked.mean()),
         mean_watch_time_observed=float(watch_time[clicked].mean()) if clicked.any() else float("nan"),
         n_requests=int(offsets.shape[0] - 1),
@@ -364,7 +377,7 @@ def make_watch_time(n_samples=100_000, n_features=None, *, sparse=False, n_hashe
         X=X, clicked=clicked, watch_time=watch_time, offsets=offsets,
         click_coef=a, click_intercept=float(a0), watch_coef=c, watch_intercept=c0,
         coef=a + c, intercept=float(a0 + c0), log_odds=s_a + s_c + (a0 + c0), click_log_odds=s_a + a0, p=p,
-        expected_watch_time=p * m, params=params,
+        expected_watch_time=expected, params=params,
     )
 
 

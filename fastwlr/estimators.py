@@ -24,10 +24,13 @@ C sum_i w_i l_i + ||coef||^2 / 2: divide it by C sum_i w_i to get sum_i w_i l_i 
 
     alpha = 1 / (C * sum_i w_i),     C = 1 / (alpha * sum_i w_i).
 """
+import functools
 import inspect
 import math
 import numbers
+import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -81,6 +84,26 @@ class _only_for_sgd:
 
 SOLVERS = ("sgd", "lbfgs")
 SAMPLING_CORRECTIONS = ("weight", "intercept")
+
+# partial_fit reads the SGD state, runs an epoch on it (without the GIL) and writes the solution
+# back: two threads calling it on one estimator lost epochs and mixed states silently. Calls on one
+# estimator are serialised by a lock of its own (kept outside the instance, so estimators still
+# pickle and clone); calls on different estimators still run in parallel.
+_PARTIAL_FIT_LOCKS = weakref.WeakKeyDictionary()
+_PARTIAL_FIT_LOCKS_GUARD = threading.Lock()
+
+
+def _serialised(fn):
+    """partial_fit under the estimator's own lock (see _PARTIAL_FIT_LOCKS)."""
+    @functools.wraps(fn)
+    def locked(self, *args, **kwargs):
+        with _PARTIAL_FIT_LOCKS_GUARD:
+            lock = _PARTIAL_FIT_LOCKS.get(self)
+            if lock is None:
+                lock = _PARTIAL_FIT_LOCKS[self] = threading.RLock()
+        with lock:
+            return fn(self, *args, **kwargs)
+    return locked
 
 
 def _sgd_defaults():
@@ -160,7 +183,8 @@ class WeightedLogisticRegression(_Params):
     tol : float, None or "auto", default="auto"
         sgd: stop when the objective has improved by less than ``tol * |objective|`` for
         ``n_iter_no_change`` epochs (auto = ``fit_sgd``'s default, 1e-4; None = run ``max_iter``
-        epochs). lbfgs: stop when the largest gradient component (each scaled by the root weighted
+        epochs); that counts as convergence only if the full-batch gradient is then small
+        (``fastwlr._sgd.STALL_GRADIENT_TOL``), else ``converged_`` is False with a ConvergenceWarning. lbfgs: stop when the largest gradient component (each scaled by the root weighted
         mean square of its feature) is below ``tol`` (auto = 1e-8, tight: it is the ground truth).
     n_iter_no_change : int, default=2
     weighting : {"iwa", "gradient", "resample"}, default="iwa"
@@ -366,7 +390,13 @@ class WeightedLogisticRegression(_Params):
                             n_threads=n_threads)
         # the SGD state keeps the uncorrected intercept, so warm starts and partial_fit continue it
         self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
-        if not res.converged and tol is not None:
+        if res.stalled_gradient is not None:
+            from ._sgd import STALL_GRADIENT_TOL
+            warnings.warn(f"sgd's objective stopped improving (tol={tol:g}) but not at an optimum: the "
+                          f"scaled gradient is {res.stalled_gradient:.3g} > {STALL_GRADIENT_TOL:g}; "
+                          f"standardise the features, keep weighting='iwa' and learning_rate='auto', or "
+                          f"use solver='lbfgs'.", ConvergenceWarning, stacklevel=2)
+        elif not res.converged and tol is not None:
             warnings.warn(f"sgd stopped after max_iter={max_iter} epochs before the objective settled "
                           f"(tol={tol:g}); increase max_iter or use solver='lbfgs'.",
                           ConvergenceWarning, stacklevel=2)
@@ -378,6 +408,8 @@ class WeightedLogisticRegression(_Params):
         # ours divided by mean(w), so its penalties are ours times the mean weight of the first fit.
         # fit_sgd divides them by that mean again for its kernels. The round trip stays: a * m / m is
         # not always a in floating point, and dropping it would change the fitted bits.
+        if state is None:
+            _weights.check_sgd_weight_scale(w, alpha, self._weights_name)
         mean_w = state.mean_weight if state is not None else _weights.mean_weight(w)
         params = _sgd.SGDParams(
             weighting=self.weighting, optimizer=self.optimizer,
@@ -405,11 +437,14 @@ class WeightedLogisticRegression(_Params):
         return self._partial_rng
 
     @_only_for_sgd
+    @_serialised
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One SGD epoch over this chunk, continuing from the previous call (streaming training).
 
         The first call fixes ``classes_`` (pass ``classes`` if the first chunk might hold only one
         label) and the weight normalisation (the first chunk's mean weight). Needs ``solver="sgd"``.
+        Thread-safe: concurrent calls on one estimator take turns (a lock per estimator), each one
+        a whole epoch; their order is whichever thread gets the lock first.
         """
         if self.solver != "sgd":
             raise ValueError(f"partial_fit needs solver='sgd' (streaming epochs), got solver={self.solver!r}")
@@ -527,6 +562,7 @@ class WeightedLogisticRegression(_Params):
         """
         from .topk import score_topk
         self._check_fitted()
+        X = _numeric_X(X)  # the input conventions of predict: object arrays of numbers, no complex
         d = _n_columns(X)
         if d is not None and d != self.n_features_in_:
             raise ValueError(f"X has {d} features, but {type(self).__name__} is expecting "
@@ -540,6 +576,7 @@ class WeightedLogisticRegression(_Params):
         _io.save(self, path)
 
     _state_parts = ()  # entries of _get_state's info holding nested estimators (see fastwlr._io)
+    _weights_name = "sample_weight"  # what the training weights are, for error messages
 
     def _get_state(self):
         """The fitted model as (arrays, info) for ``fastwlr._io``: float64 (and label) arrays, and
@@ -568,41 +605,125 @@ class WeightedLogisticRegression(_Params):
         return arrays, info
 
     @classmethod
+    def _array_shapes(cls, info):
+        return _saved_shapes(info, cls._estimator_type == "classifier")
+
+    @classmethod
     def _from_state(cls, arrays, info):
-        """The fitted estimator that ``_get_state`` described (``fastwlr._io`` reads the file)."""
+        """The fitted estimator that ``_get_state`` described (``fastwlr._io`` reads the file).
+
+        Everything is checked here, against what ``fit`` could have produced, so that a damaged or
+        hand-edited file fails at load with a ValueError naming the entry, not later (at predict or
+        partial_fit) or silently (a complex intercept read as its real part)."""
+        params, fitted = info["params"], info["fitted"]
+        if not isinstance(params, dict) or not isinstance(fitted, dict):
+            raise ValueError("the header's 'params' and 'fitted' entries must be JSON objects")
         try:
-            est = cls(**info["params"])
-            fitted = info["fitted"]
-            d = int(fitted["n_features_in_"])
-        except TypeError as exc:
-            raise ValueError(f"the saved parameters do not fit {cls.__name__} ({exc})") from exc
+            est = cls(**params)
+            alpha, l1_ratio, _, _ = est._check_params()
+            resolve_n_threads(est.n_threads)
+            if est.solver == "sgd":
+                from ._sgd import SGDParams
+                SGDParams(weighting=est.weighting, optimizer=est.optimizer, l2=alpha * (1.0 - l1_ratio),
+                          l1=alpha * l1_ratio, eta0=est.eta0, learning_rate=est.learning_rate,
+                          power_t=est.power_t, average=est.average,
+                          fit_intercept=bool(est.fit_intercept)).validate()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the saved parameters are not valid for {cls.__name__} ({exc})") from exc
+        d = _saved_count(fitted["n_features_in_"], "fitted.n_features_in_")
+        n_iter = _saved_count(fitted["n_iter_"], "fitted.n_iter_")
+        converged = fitted["converged_"]
+        if not isinstance(converged, bool):
+            raise ValueError(f"fitted.converged_ must be true or false, got {converged!r}")
         coef = arrays["coef"]
         intercept = arrays["intercept"]
         labels = arrays["classes"] if cls._estimator_type == "classifier" else None
-        if coef.dtype != np.float64 or coef.shape != (d,) or intercept.shape != (1,) or (
-                labels is not None and labels.shape != (2,)):
-            raise ValueError(f"inconsistent arrays (coef {coef.dtype} {coef.shape}, intercept "
-                             f"{intercept.shape}, classes {getattr(labels, 'shape', None)}) for n_features_in_ = {d}")
+        if coef.dtype != np.float64 or coef.shape != (d,) or intercept.dtype != np.float64 or \
+                intercept.shape != (1,) or (labels is not None and labels.shape != (2,)):
+            raise ValueError(f"inconsistent arrays (coef {coef.dtype} {coef.shape}, intercept {intercept.dtype} "
+                             f"{intercept.shape}, classes {getattr(labels, 'shape', None)}) for n_features_in_ = {d}"
+                             " (coef and intercept must be float64)")
         if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
             raise ValueError("the saved coefficients are not finite")
+        if labels is not None:
+            if labels.dtype.kind not in "biufU":
+                raise ValueError(f"classes must be numbers or strings, got dtype {labels.dtype}")
+            if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+                raise ValueError(f"classes must be finite, got {labels.tolist()}")
+            if labels[0] == labels[1]:
+                raise ValueError(f"classes must be two distinct labels, got {labels.tolist()}")
         est.coef_ = coef.reshape(1, d).copy()
-        est.intercept_ = intercept.astype(np.float64).copy()
+        est.intercept_ = intercept.copy()
         if labels is not None:
             est.classes_ = labels.copy()
         est.n_features_in_ = d
-        est.n_iter_ = int(fitted["n_iter_"])
-        est.converged_ = bool(fitted["converged_"])
+        est.n_iter_ = n_iter
+        est.converged_ = converged
         est._sgd_state = None
         sgd = info.get("sgd_state")
         if sgd is not None:
-            from ._sgd import SGDState
-            try:
-                state_arrays = {name: arrays[f"sgd/{name}"].astype(np.float64) for name in _SGD_ARRAYS}
-            except KeyError as exc:
-                raise ValueError(f"incomplete SGD state, missing {exc}") from exc
-            est._sgd_state = SGDState(optimizer=sgd["optimizer"], average=bool(sgd["average"]),
-                                      mean_weight=float(sgd["mean_weight"]), **state_arrays)
+            est._sgd_state = _saved_sgd_state(est, sgd, arrays, d)
         return est
+
+
+def _saved_shapes(info, classifier):
+    """{array name: shape} of the arrays a saved header implies (``fastwlr._io`` checks that they
+    are present, and their declared shapes, before reading them)."""
+    fitted = info.get("fitted")
+    if not isinstance(fitted, dict):
+        raise ValueError("the header's 'fitted' entry must be a JSON object")
+    d = _saved_count(fitted.get("n_features_in_"), "fitted.n_features_in_")
+    shapes = {"coef": (d,), "intercept": (1,)}
+    if classifier:
+        shapes["classes"] = (2,)
+    sgd = info.get("sgd_state")
+    if isinstance(sgd, dict):
+        from ._sgd import OPTIMIZERS, SGDState
+        optimizer, average = sgd.get("optimizer"), sgd.get("average")
+        if isinstance(optimizer, str) and optimizer in OPTIMIZERS and isinstance(average, bool):
+            template = SGDState.new(d, optimizer, average)
+            shapes.update({f"sgd/{name}": getattr(template, name).shape for name in _SGD_ARRAYS})
+        else:  # _from_state names the bad entry; the arrays must not be read meanwhile
+            shapes.update({f"sgd/{name}": (-1,) for name in _SGD_ARRAYS})
+    return shapes
+
+
+def _saved_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _saved_sgd_state(est, sgd, arrays, d):
+    """The saved SGDState, checked: what partial_fit continues from must be what a fit leaves."""
+    from ._sgd import OPTIMIZERS, SGDState
+    if not isinstance(sgd, dict):
+        raise ValueError(f"sgd_state must be a JSON object or null, got {type(sgd).__name__}")
+    if est.solver != "sgd":
+        raise ValueError(f"an SGD state was saved with solver={est.solver!r}")
+    optimizer, average, mean_w = sgd.get("optimizer"), sgd.get("average"), sgd.get("mean_weight")
+    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
+        raise ValueError(f"sgd_state.optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if optimizer != est.optimizer:
+        raise ValueError(f"sgd_state.optimizer {optimizer!r} differs from the parameter optimizer={est.optimizer!r}")
+    if not isinstance(average, bool):
+        raise ValueError(f"sgd_state.average must be true or false, got {average!r}")
+    if isinstance(mean_w, bool) or not isinstance(mean_w, (int, float)) or not (0 < mean_w < math.inf):
+        raise ValueError(f"sgd_state.mean_weight must be a finite number > 0, got {mean_w!r}")
+    template = SGDState.new(d, optimizer, average)
+    state_arrays = {}
+    for name in _SGD_ARRAYS:
+        try:
+            a = arrays[f"sgd/{name}"]
+        except KeyError as exc:
+            raise ValueError(f"incomplete SGD state, missing {exc}") from exc
+        expected = getattr(template, name).shape
+        if a.dtype != np.float64 or a.shape != expected:
+            raise ValueError(f"sgd/{name} must be float64 of shape {expected}, got {a.dtype} {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"sgd/{name} is not finite")
+        state_arrays[name] = np.ascontiguousarray(a).copy()
+    return SGDState(optimizer=optimizer, average=average, mean_weight=float(mean_w), **state_arrays)
 
 
 @_io.register
@@ -695,6 +816,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
                              "(1 class), so e^z has no finite optimum")
 
     @_only_for_sgd
+    @_serialised
     def partial_fit(self, X, watch_time, sample_weight=None):
         """One SGD epoch over this chunk of impressions (see ``WeightedLogisticRegression.partial_fit``)."""
         first = self._partial_fit_first()
@@ -705,6 +827,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
         return self
 
     _state_parts = ("click_model",)
+    _weights_name = "the weights (watch_time of the clicked rows, times sample_weight)"
 
     def _get_state(self):
         arrays, info = super()._get_state()

@@ -18,3 +18,10 @@ class NotFittedError(ValueError, AttributeError):
 
 class DataConversionWarning(UserWarning):
     """Input was converted to the expected shape (e.g. a column-vector y flattened)."""
+
+
+class ModelFileError(ValueError):
+    """``fastwlr.load`` was given a file that is not a valid fastwlr model: not a zip of ``.npy``
+    arrays, truncated, corrupt, of another format or a newer version, or with entries that are
+    missing or inconsistent. Every malformed file raises this (and nothing else); the message
+    names the file and what is wrong."""

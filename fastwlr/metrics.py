@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _validation as v
 from .backends._math import softplus
-from ._weights import check_watch_time, recipe, watch_time_targets
+from ._weights import check_watch_time, recipe, sum_safe, watch_time_targets
 
 __all__ = ["log_loss", "weighted_log_loss", "auc", "weighted_auc", "weighted_per_user_loss", "grouped_auc",
            "xauc", "ndcg", "mae", "rmse", "CalibrationTable", "calibration_table", "GroupCalibrationTable",
@@ -109,7 +109,7 @@ def _n(a, name):
 
 
 def _optional_weights(sample_weight, n):
-    return None if sample_weight is None else v.check_sample_weight(sample_weight, n)
+    return None if sample_weight is None else sum_safe(v.check_sample_weight(sample_weight, n))
 
 
 def _ranking_inputs(watch_time, y_score, sample_weight, offsets):
@@ -144,7 +144,7 @@ def log_loss(y_true, log_odds, *, sample_weight=None):
     n = _n(y_true, "y_true")
     y = v.check_binary_y(y_true, n)
     z = v.check_vector(log_odds, n, "log_odds")
-    w = v.check_sample_weight(sample_weight, n)
+    w = sum_safe(v.check_sample_weight(sample_weight, n))  # a ratio: scale-free, so never overflowing
     total = float(w.sum())
     if not total > 0:
         raise ValueError("sample_weight sums to 0 (or there are no samples): the loss is undefined")
@@ -206,7 +206,7 @@ def auc(y_true, y_score, *, sample_weight=None, offsets=None):
     n = _n(y_true, "y_true")
     y = v.check_binary_y(y_true, n)
     s = v.check_ranking_scores(y_score, n)
-    w = v.check_sample_weight(sample_weight, n)
+    w = sum_safe(v.check_sample_weight(sample_weight, n))  # pair products of 1e200 weights overflow
     off = v.check_offsets(offsets, n)
     correct, tied, wrong = _pair_sums(y, s, w, off)
     total = correct + tied + wrong
@@ -388,7 +388,7 @@ def grouped_auc(y_true, y_score, offsets, *, sample_weight=None, average="impres
     n = _n(y_true, "y_true")
     y = v.check_binary_y(y_true, n)
     s = v.check_ranking_scores(y_score, n)
-    w = v.check_sample_weight(sample_weight, n)
+    w = sum_safe(v.check_sample_weight(sample_weight, n))
     off = v.check_offsets(offsets, n)
     _check_choice(average, "average", ("impressions", "clicks", "requests", None))
     return_skipped = _check_flag(return_skipped, "return_skipped")
@@ -724,7 +724,7 @@ def _errors(watch_time, predicted, sample_weight, name):
     t = check_watch_time(watch_time)
     n = t.shape[0]
     p = v.check_vector(predicted, n, "predicted")
-    w = v.check_sample_weight(sample_weight, n)
+    w = sum_safe(v.check_sample_weight(sample_weight, n))
     total = float(w.sum())
     if not total > 0:
         raise ValueError(f"{name} is undefined: no rows, or sample_weight sums to 0")
@@ -786,11 +786,15 @@ class _ObservedVsPredicted:
 
 def _means_by(idx, k, w, predicted, observed):
     """Rows, weight and weighted means of predicted and observed for each of k bins / levels."""
+    if not (w > 0).any():
+        raise ValueError("sample_weight is zero everywhere (it sums to 0): the weighted means are undefined")
     count = np.bincount(idx, minlength=k).astype(np.int64)
     weight = np.bincount(idx, weights=w, minlength=k)
+    ws = sum_safe(w)  # the means are ratios: scaled weights give them without overflow
+    wsum = weight if ws is w else np.bincount(idx, weights=ws, minlength=k)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_pred = np.bincount(idx, weights=w * predicted, minlength=k) / weight
-        mean_obs = np.bincount(idx, weights=w * observed, minlength=k) / weight
+        mean_pred = np.bincount(idx, weights=ws * predicted, minlength=k) / wsum
+        mean_obs = np.bincount(idx, weights=ws * observed, minlength=k) / wsum
     return count, weight, mean_pred, mean_obs
 
 

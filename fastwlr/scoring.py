@@ -45,6 +45,7 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     out : ndarray of shape (n_samples,), optional
         Filled in place and returned; its dtype (float32 or float64) sets the result's dtype. If X
         holds inf, the ValueError may come after ``out`` was written (its content is then undefined).
+        ``out`` must not share memory with X or coef (ValueError): the kernels read them while writing it.
     dtype : float32 or float64, optional
         Result dtype when ``out`` is not given; default: see ``result_dtype``.
     backend : {"auto", "cython", "numba", "reference"}, optional
@@ -56,7 +57,7 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     output = v.check_output(output)
     features = _features(X, None, n_threads)
     coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
-    out = _output_buffer(features, output, out, dtype)
+    out = _output_buffer(features, output, out, dtype, coef)
     return Kernels(backend, n_threads).score(features, coef, intercept, output, out)
 
 
@@ -71,15 +72,18 @@ def _features(X, n_features, n_threads):
     return features
 
 
-def _output_buffer(features, output, out, dtype):
-    """``out`` checked, or a new array of the documented dtype."""
+def _output_buffer(features, output, out, dtype, coef):
+    """``out`` checked (it must not share memory with what the kernel reads), or a new array of
+    the documented dtype."""
     if out is None:
         return np.empty(features.n_rows, dtype=result_dtype(features.dtype, output, dtype))
-    if dtype is not None and np.dtype(dtype) != getattr(out, "dtype", None):
-        raise TypeError(f"dtype={np.dtype(dtype)} conflicts with out.dtype={getattr(out, 'dtype', type(out).__name__)}")
     if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
         raise TypeError(f"out must be a float32 or float64 numpy array, got {getattr(out, 'dtype', type(out).__name__)}")
-    return v.check_out(out, features.n_rows, out.dtype)
+    if dtype is not None and np.dtype(dtype) != out.dtype:
+        raise TypeError(f"dtype={np.dtype(dtype)} conflicts with out.dtype={out.dtype}")
+    return v.check_out(out, features.n_rows, out.dtype,
+                       inputs=[(features.X, "X"), (features.data, "X.data"), (features.indices, "X.indices"),
+                               (features.indptr, "X.indptr"), (coef, "coef")])
 
 
 class Scorer:
@@ -120,7 +124,7 @@ class Scorer:
     def __call__(self, X, *, out=None):
         """Score X (as ``fastwlr.score``); ``out`` as there."""
         features = _features(X, self.coef.shape[0], self._kernels.n_threads)
-        out = _output_buffer(features, self.output, out, self.dtype)
+        out = _output_buffer(features, self.output, out, self.dtype, self.coef)
         return self._kernels.score(features, self.coef, self.intercept, self.output, out)
 
     def __repr__(self):

@@ -29,7 +29,8 @@ def topk(scores, k, *, offsets=None, n_threads=None, backend=None):
         float32 and float64 are kept; integer and bool scores become float64. NaN raises
         ``ValueError`` naming its index (a NaN has no place in a ranking).
     k : int
-        Candidates kept per group (>= 1). Groups smaller than k are padded.
+        Candidates kept per group (>= 1). Groups smaller than k are padded; a k above the largest
+        group whose output would exceed 2**28 entries of padding raises ValueError.
     offsets : array-like of int, shape (n_groups + 1,), optional
         Group g is ``scores[offsets[g]:offsets[g + 1]]``; non-decreasing, from 0 to n (empty groups
         are allowed). None: one group of all n scores.
@@ -55,6 +56,7 @@ def topk(scores, k, *, offsets=None, n_threads=None, backend=None):
     scores = v.check_topk_scores(scores)
     k = v.check_k(k)
     offsets = _offsets(offsets, scores.shape[0])
+    k = v.check_k(k, offsets)
     return Kernels(backend, n_threads).topk(scores, offsets, k)
 
 
@@ -119,6 +121,7 @@ def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", e
     features = v.check_features(X, allow_nan=True, defer_inf_check=True, n_threads=n_threads)
     coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
     offsets = _offsets(offsets, features.n_rows)
+    k = v.check_k(k, offsets)
     exclude = v.check_exclude(exclude, features.n_rows)
     out_dtype = result_dtype(features.dtype, output)
     return Kernels(backend, n_threads).score_topk(features, coef, intercept, offsets, k, output, exclude, out_dtype)

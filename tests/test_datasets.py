@@ -286,3 +286,29 @@ def test_demo_runs(capsys):
     # columns: decile rows e^z e^z(1-p) E[T] observed; e^z >= exact = true, and increasing by decile
     ez, exact, true = (np.array([float(r[k]) for r in lines]) for k in (2, 3, 4))
     assert np.all(ez >= exact) and np.allclose(exact, true, rtol=1e-3) and np.all(np.diff(ez) > 0)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(n_samples=10, n_features=64, click_signal=1000.0, watch_signal=1000.0, random_state=44),
+    dict(n_samples=200, n_features=8, click_signal=300.0, watch_signal=800.0, random_state=1),
+    dict(n_samples=200, n_features=8, click_signal=50.0, watch_signal=500.0, click_rate=0.5,
+         watch_time_distribution="gamma", watch_time_shape=1e-3, random_state=2),
+    dict(n_samples=200, n_features=8, watch_signal=20.0, watch_time_shape=40.0, random_state=3),
+    dict(n_samples=50, n_features=16, click_signal=1000.0, watch_signal=1000.0, random_state=1),
+    dict(n_samples=50, n_features=16, click_signal=1000.0, watch_signal=1000.0, watch_time_distribution="gamma",
+         watch_time_shape=1e-3, random_state=4),
+])
+def test_ground_truth_stays_finite_under_extreme_settings(kwargs):
+    # strong signals made sum p e^(c.x) underflow: c0 = inf, inf log-odds, NaN expected watch time;
+    # extreme draws gave clicked rows a watch time of 0 (or inf)
+    import warnings
+    from fastwlr.datasets import make_watch_time
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        d = make_watch_time(**kwargs)
+    assert np.isfinite(d.log_odds).all() and np.isfinite(d.click_log_odds).all()
+    assert np.isfinite(d.expected_watch_time).all() and (d.expected_watch_time >= 0).all()
+    assert np.isfinite(d.watch_intercept)
+    assert np.all(d.watch_time[d.clicked] > 0) and np.isfinite(d.watch_time).all()
+    assert np.all(d.watch_time[~d.clicked] == 0)
+    assert np.isfinite(d.params["expected_watch_time_given_click"])

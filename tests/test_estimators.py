@@ -407,3 +407,113 @@ def test_rank_is_the_top_k_of_predict(rng, sparse):
         ranker.rank(X[:, :3], 2)
     with pytest.raises(NotFittedError):
         WatchTimeRanker().rank(X, 2)
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e-320])
+@pytest.mark.parametrize("solver", ["lbfgs"])
+def test_fit_with_extreme_weights_equals_unit_weights(scale, solver):
+    # weights of 1e308 summed to inf and L-BFGS fitted all-zero coefficients silently; subnormal
+    # weights normalised to inf and raised a DivergenceError blaming "too large" weights. The
+    # objective averages over the weights, so their scale must not matter.
+    import warnings
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((200, 3))
+    y = (rng.random(200) < 1.0 / (1.0 + np.exp(-X @ [1.0, -0.5, 0.25]))).astype(float)
+    ref = WeightedLogisticRegression(solver=solver, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = WeightedLogisticRegression(solver=solver, random_state=0).fit(X, y, sample_weight=np.full(200, scale))
+    assert np.abs(got.coef_).max() > 0.1
+    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("scale, kwargs", [
+    (1e6, {}),
+    (1e6, {"weighting": "gradient"}),
+    (1.0, {"optimizer": "sgd", "learning_rate": "constant", "weighting": "gradient"}),
+])
+def test_sgd_stalled_far_from_optimum_is_not_converged(scale, kwargs):
+    # the objective settling for n_iter_no_change epochs was reported as convergence although it
+    # settled far from the optimum (0.4997, 1726 and 13.6 vs 0.386): converged_ must be False,
+    # with a ConvergenceWarning saying what to do
+    d = make_watch_time(5000, 8, dtype=np.float64, random_state=0)
+    est = WeightedLogisticRegression(alpha=1e-4, random_state=0, **kwargs)
+    with pytest.warns(ConvergenceWarning, match="not at an optimum.*standardise"):
+        est.fit(d.X * scale, d.y, sample_weight=d.sample_weight)
+    assert est.converged_ is False
+
+
+def test_sgd_converged_near_the_optimum_stays_converged():
+    d = make_watch_time(5000, 8, dtype=np.float64, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = WeightedLogisticRegression(alpha=1e-4, random_state=0).fit(d.X, d.y, sample_weight=d.sample_weight)
+    assert est.converged_
+
+
+def test_sgd_with_overflowing_weights_names_the_weights():
+    # "l2 must be a finite number >= 0, got inf" (or "the objective is inf: standardise the
+    # features") named neither the weights nor what to do
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = (rng.random(200) < 0.4).astype(float)
+    with pytest.raises(ValueError, match="sample_weight is too large for solver='sgd'.*divide them"):
+        WeightedLogisticRegression().fit(X, y, sample_weight=np.full(200, 1e308))
+    with pytest.raises(ValueError, match="watch_time.*too large for solver='sgd'"):
+        WatchTimeRanker(alpha=1e10).fit(X, np.where(y > 0, 1e300, 0.0))
+    with pytest.raises(ValueError, match="watch_time.*too large for solver='sgd'"):
+        WatchTimeRanker().fit(X, np.where(y > 0, 1e308, 0.0))
+
+
+def test_rank_accepts_the_inputs_predict_accepts():
+    # an object array of numbers was accepted by predict but rejected by rank
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 3))
+    y = (rng.random(30) < 0.5).astype(int)
+    est = WeightedLogisticRegression(solver="lbfgs").fit(X, y)
+    Xo = X.astype(object)
+    np.testing.assert_array_equal(est.predict_proba(Xo), est.predict_proba(X))
+    idx, val = est.rank(Xo, 3, offsets=[0, 10, 30])
+    idx2, val2 = est.rank(X, 3, offsets=[0, 10, 30])
+    np.testing.assert_array_equal(idx, idx2)
+    np.testing.assert_array_equal(val, val2)
+
+
+def test_partial_fit_from_several_threads_takes_turns():
+    # threads calling partial_fit on one estimator raced silently (lost epochs, mixed states);
+    # calls are serialised by a per-estimator lock, so every epoch counts
+    import threading
+    from fastwlr.backends._contract import S_T
+    d = make_watch_time(4000, 16, dtype=np.float64, random_state=0)
+    est = WeightedLogisticRegression(random_state=0)
+    est.partial_fit(d.X[:100], d.y[:100], classes=[0.0, 1.0])
+    chunks = [(d.X[i:i + 50], d.y[i:i + 50]) for i in range(0, 4000, 50)]
+    errors = []
+
+    def work():
+        try:
+            for X, y in chunks:
+                est.partial_fit(X, y)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert est.n_iter_ == 1 + 4 * len(chunks)
+    assert est._sgd_state.scalars[S_T] == 100 + 4 * 4000  # one step per row of every epoch
+    pickle.loads(pickle.dumps(est))  # the lock is not part of the estimator
+
+
+def test_sgd_with_subnormal_weights_names_the_weights():
+    # weights of 1e-320 made the SGD normalisation and its penalty subnormal: the fit silently used
+    # a different regularisation (alpha * 1e-320 rounds to 0) and did not converge
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    y = (rng.random(200) < 0.4).astype(float)
+    with pytest.raises(ValueError, match="sample_weight is too small for solver='sgd'.*multiply them"):
+        WeightedLogisticRegression().fit(X, y, sample_weight=np.full(200, 1e-320))
+    WeightedLogisticRegression(solver="lbfgs").fit(X, y, sample_weight=np.full(200, 1e-320))  # fine there

@@ -317,3 +317,148 @@ def test_io_does_not_import_the_estimators():
     assert not {m for m in imported if m and "estimators" in m}
     assert all(not (isinstance(node, ast.ImportFrom) and node.level and node.module is None)
                for node in ast.walk(tree)), "_io imports the package fastwlr (which imports it)"
+
+
+def _saved_sgd_classifier(tmp_path, data):
+    X, T = data
+    path = tmp_path / "c.npz"
+    WeightedLogisticRegression(random_state=0).fit(X, (T > 0).astype(int)).save(path)
+    return path
+
+
+def _header_edit(section, key, value):
+    def mutate(arrays):
+        header = json.loads(str(arrays["header"][()]))
+        if section is None:
+            header[key] = value
+        else:
+            header[section][key] = value
+        arrays["header"] = np.array(json.dumps(header))
+    return mutate
+
+
+def _array_edit(name, value):
+    def mutate(arrays):
+        arrays[name] = value
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_array_edit("intercept", np.array([0.5 + 2j])), "intercept"),
+    (_array_edit("classes", np.array([1, 1])), "distinct"),
+    (_array_edit("classes", np.array([0.0, np.nan])), "finite"),
+    (_header_edit(None, "version", True), "version"),
+    (_header_edit("fitted", "n_iter_", -3), "n_iter_"),
+    (_header_edit("fitted", "n_features_in_", True), "n_features_in_"),
+    (_header_edit("fitted", "converged_", "yes"), "converged_"),
+    (_header_edit("params", "alpha", -1), "alpha"),
+    (_header_edit("params", "n_threads", 0), "n_threads"),
+    (_header_edit("params", "weighting", "bogus"), "weighting"),
+    (_header_edit("sgd_state", "mean_weight", 0), "mean_weight"),
+    (_header_edit("sgd_state", "optimizer", "bogus"), "optimizer"),
+    (_header_edit("sgd_state", "average", 3), "average"),
+    (_array_edit("sgd/scalars", np.zeros(4)), "sgd/scalars"),
+    (_array_edit("sgd/acc", np.zeros(2)), "sgd/acc"),
+    (_array_edit("sgd/coef", np.array([np.inf, 0, 0, 0])), "sgd/coef"),
+])
+def test_invalid_model_files_fail_at_load_naming_the_entry(tmp_path, data, mutate, message):
+    # these loaded silently wrong (a complex intercept as its real part, duplicated classes) or
+    # failed late (ZeroDivisionError / IndexError at partial_fit): every entry is checked at load
+    path = _saved_sgd_classifier(tmp_path, data)
+    _rewrite(path, mutate)
+    with pytest.raises(ValueError, match=message):
+        load(path)
+
+
+def test_a_valid_sgd_model_still_loads_and_continues(tmp_path, data):
+    X, T = data
+    path = _saved_sgd_classifier(tmp_path, data)
+    est = load(path)
+    est.partial_fit(X, (T > 0).astype(int))
+    assert np.isfinite(est.coef_).all()
+
+
+def _add_member(path, name, payload_bytes):
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, payload_bytes)
+
+
+def test_load_reads_only_known_members(tmp_path, data, monkeypatch):
+    # an extra all-zero member (2 GB in the report; 64 MB here) was decompressed by np.load
+    path = _saved(tmp_path, data)
+    expected = load(path)
+    _add_member(path, "junk.npy", bytes(64 << 20))
+    read = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        read.append(getattr(name, "filename", name))
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    got = load(path)
+    assert "junk.npy" not in read
+    np.testing.assert_array_equal(got.coef_, expected.coef_)
+
+
+def test_declared_shape_is_checked_before_reading(tmp_path, data):
+    # a member whose .npy header claims shape (1e12,) raised a raw MemoryError
+    path = _saved(tmp_path, data)
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10 ** 12,)}
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(bytes(64))
+
+    def mutate(arrays):
+        del arrays["coef"]
+    _rewrite(path, mutate)
+    _add_member(path, "coef.npy", buf.getvalue())
+    with pytest.raises(ValueError, match="coef"):
+        load(path)
+
+
+def _fuzz_models(tmp_path, data):
+    X, T = data
+    sgd = tmp_path / "sgd.npz"
+    WeightedLogisticRegression(random_state=0).fit(X, (T > 0).astype(int)).save(sgd)
+    ranker = tmp_path / "ranker.npz"
+    WatchTimeRanker(solver="lbfgs", fit_click_model=True).fit(X, T).save(ranker)
+    return [sgd, ranker]
+
+
+def test_damaged_files_raise_only_model_file_error(tmp_path, data):
+    # corrupted files raised NotImplementedError, tokenize.TokenError, RuntimeError, AttributeError,
+    # KeyError, OverflowError, TypeError...: every malformed file must raise ModelFileError, and a
+    # file that still loads must give the model that was saved
+    from fastwlr.exceptions import ModelFileError
+    X, _ = data
+    rng = np.random.default_rng(2024)
+    target = tmp_path / "damaged.npz"
+    for path in _fuzz_models(tmp_path, data):
+        original = load(path)
+        expected = original.predict(X)
+        raw = path.read_bytes()
+        for trial in range(150):
+            buf = bytearray(raw)
+            if trial % 3 == 0:
+                buf = buf[:int(rng.integers(0, len(buf)))]
+            else:
+                for pos in rng.integers(0, len(buf), size=int(rng.integers(1, 4))):
+                    buf[pos] = int(rng.integers(0, 256))
+            target.write_bytes(bytes(buf))
+            try:
+                got = load(target)
+            except ModelFileError:
+                continue
+            np.testing.assert_array_equal(got.predict(X), expected)
+
+
+@pytest.mark.parametrize("header", ["[" * 100_000, '{"format": "fastwlr-model", "version": 1e999}',
+                                    '{"format": "fastwlr-model", "version": 1, "estimator": []}', "\ud800"])
+def test_malformed_headers_raise_model_file_error(tmp_path, data, header):
+    from fastwlr.exceptions import ModelFileError
+    path = _saved(tmp_path, data)
+    _rewrite(path, lambda a: a.update(header=np.array(header)))
+    with pytest.raises(ModelFileError):
+        load(path)

@@ -344,3 +344,36 @@ def test_empty_inputs_raise_clearly():
         m.ndcg(e, e)
     with pytest.raises(ValueError, match="at least one row"):
         m.calibration_table(e, e)
+
+
+@pytest.mark.parametrize("scale", [1e308, 1e200, 1e-200, 5e-324])
+def test_metrics_with_extreme_weights_equal_the_unit_weight_values(scale):
+    # sums of 1e308 weights overflowed (log_loss 0.0 instead of 0.693), pair products of 1e200
+    # weights too (AUC NaN), and subnormal weights underflowed: the metrics are ratios of weighted
+    # sums and must not depend on the weights' scale
+    import warnings
+    from fastwlr import metrics
+    rng = np.random.default_rng(5)
+    n = 50
+    y = (rng.random(n) < 0.4).astype(float)
+    s = rng.standard_normal(n)
+    T = np.where(y > 0, rng.exponential(30.0, n), 0.0)
+    w = np.full(n, scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert metrics.log_loss([0, 1], [0, 0], sample_weight=[scale] * 2) == pytest.approx(np.log(2.0), rel=1e-12)
+        assert metrics.log_loss(y, s, sample_weight=w) == pytest.approx(metrics.log_loss(y, s), rel=1e-12)
+        assert metrics.auc(y, s, sample_weight=w) == pytest.approx(metrics.auc(y, s), rel=1e-12)
+        assert metrics.mae(T, s, sample_weight=w) == pytest.approx(metrics.mae(T, s), rel=1e-12)
+        got = metrics.calibration_table(T, np.exp(s), n_bins=4, sample_weight=w)
+        ref = metrics.calibration_table(T, np.exp(s), n_bins=4)
+        np.testing.assert_allclose(got.mean_predicted, ref.mean_predicted, rtol=1e-12)
+        np.testing.assert_allclose(got.mean_observed, ref.mean_observed, rtol=1e-12)
+
+
+def test_calibration_with_all_zero_weights_raises_naming_them():
+    from fastwlr import metrics
+    with pytest.raises(ValueError, match="sample_weight"):
+        metrics.calibration_table([1.0, 0.0, 2.0], [1.0, 2.0, 3.0], n_bins=2, sample_weight=[0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="sample_weight"):
+        metrics.calibration_by_group([1.0, 0.0, 2.0], [1.0, 2.0, 3.0], [0, 1, 0], sample_weight=[0.0, 0.0, 0.0])

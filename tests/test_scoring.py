@@ -400,3 +400,92 @@ def test_score_and_fused_topk_agree_bitwise(compiled_backend_name, sparse, rng):
     offsets = np.arange(0, n + 1, 10)
     idx, val = score_topk(X, coef, 0.3, 10, offsets=offsets, output="log_odds", backend=compiled_backend_name)
     np.testing.assert_array_equal(val.ravel().view(np.uint64), z[idx.ravel()].view(np.uint64))
+
+
+@pytest.mark.parametrize("which", ["coef", "X_tail", "X_csr_data"])
+def test_out_overlapping_an_input_is_rejected(backend_name, which):
+    # the kernels read X and coef while writing out: an out that shares memory with either gave
+    # silently wrong results that depended on the thread count
+    rng = np.random.default_rng(3)
+    n = d = 64
+    X = rng.standard_normal((n, d))
+    c = rng.standard_normal(d)
+    if which == "coef":
+        args, out = (X, c), c
+    elif which == "X_tail":
+        args, out = (X, c), X.reshape(-1)[-n:]
+    else:
+        Xs = sp.csr_matrix(X)
+        args, out = (Xs, c), Xs.data[:n]
+    before = [a.copy() for a in args]
+    with pytest.raises(ValueError, match="out shares memory with"):
+        score(*args, output="log_odds", out=out, backend=backend_name)
+    for a, b in zip(args, before):
+        np.testing.assert_array_equal(a.toarray() if sp.issparse(a) else a, b.toarray() if sp.issparse(b) else b)
+    # a separate buffer is fine, and so is one that overlaps only a copy validation made
+    fresh = np.empty(n)
+    np.testing.assert_array_equal(score(*before, output="log_odds", out=fresh, backend=backend_name),
+                                  score(*before, output="log_odds", backend=backend_name))
+
+
+def test_score_argument_errors_name_the_argument():
+    # out=[0.]*4 with dtype= raised AttributeError ('list' has no dtype); an intercept of 10**400
+    # raised OverflowError from float()
+    X = np.ones((4, 1))
+    with pytest.raises(TypeError, match="out must be a float32 or float64 numpy array, got list"):
+        score(X, [1.0], out=[0.0] * 4, dtype=np.float64)
+    with pytest.raises(ValueError, match="intercept must be a finite float64"):
+        score(X, [1.0], 10**400)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_overflowing_dot_product_is_named_not_silent(backend_name, sparse):
+    # 1e308 * 10 - 1e308 * 10 = inf - inf: score returned NaN silently and score_topk blamed "a NaN
+    # feature" that does not exist
+    # (8 columns: every backend sums the two products in different partial sums, inf + -inf)
+    X = np.array([[1.0] * 8, [1e308] * 8])
+    coef = [10.0, -10.0] + [0.0] * 6
+    Xin = sp.csr_matrix(X) if sparse else X
+    with pytest.raises(ValueError, match="row 1 of X has NaN log-odds although its features are finite: "
+                                         "x . coef overflows"):
+        score(Xin, coef, output="log_odds", backend=backend_name)
+    with pytest.raises(ValueError, match="row 1 of X .*overflows"):
+        fastwlr.score_topk(Xin, coef, 0.0, 1, backend=backend_name)
+    # a NaN feature still scores NaN (score) and is named as such (score_topk)
+    Xn = np.array([[1.0, np.nan], [1.0, 2.0]])
+    Xn_in = sp.csr_matrix(Xn) if sparse else Xn
+    assert np.isnan(score(Xn_in, [10.0, -10.0], output="log_odds", backend=backend_name)[0])
+    with pytest.raises(ValueError, match="a NaN feature"):
+        fastwlr.score_topk(Xn_in, [10.0, -10.0], 0.0, 1, backend=backend_name)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_big_endian_float32_keeps_float32(backend_name, sparse):
+    # ">f4" was widened to float64, against "float32 in, float32 out"
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((20, 3)).astype(np.float32)
+    Xb = X.astype(">f4")
+    if sparse:
+        X, Xb = sp.csr_matrix(X), sp.csr_matrix(X)
+        Xb.data = Xb.data.astype(">f4")  # scipy builds no big-endian matrix, but holds one
+    coef = rng.standard_normal(3)
+    got = score(Xb, coef, output="log_odds", backend=backend_name)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, score(X, coef, output="log_odds", backend=backend_name))
+    idx, val = fastwlr.score_topk(Xb, coef, 0.0, 2, output="proba", backend=backend_name)
+    assert val.dtype == np.float32
+    assert fastwlr.topk(np.arange(4.0, dtype=">f4"), 2, backend=backend_name)[1].dtype == np.float32
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_reference_scoring_raises_no_floating_point_warning(sparse):
+    # the reference backend emitted "RuntimeWarning: overflow encountered in matmul" for an
+    # overflowing (legitimately inf) score, although the README promises no floating-point warnings
+    import warnings
+    X = np.array([[1e308, 1.0], [1.0, 2.0]])
+    Xin = sp.csr_matrix(X) if sparse else X
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        z = score(Xin, [10.0, 1.0], output="log_odds", backend="reference")
+        fastwlr.score_topk(Xin, [10.0, 1.0], 0.0, 1, backend="reference")
+    assert z[0] == np.inf and z[1] == 12.0

@@ -435,3 +435,37 @@ def test_ranker_workflow_on_generated_requests():
     assert idx.shape == (30, 5) and (idx // 100 == np.arange(30)[:, None]).all()
     np.testing.assert_allclose(odds, np.exp(z[idx]), rtol=1e-12)
     assert (np.diff(odds, axis=1) <= 0).all()
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("d", [2, 12, 67])
+def test_fused_csr_log_odds_bitwise_equal_score(compiled_backend_name, rng, index_dtype, d):
+    # the fused CSR kernel must sum each row in score()'s order for either index type: the
+    # compiler contracted multiply-adds differently in the int64 specialisation, so ~half the
+    # rows of score_topk differed by an ulp from score() and the two could rank differently
+    offsets = ragged_offsets(rng, 80, 40)
+    X = sp.random(int(offsets[-1]), d, density=0.5, format="csr", random_state=7, dtype=np.float64)
+    X.data = rng.standard_normal(X.nnz)
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    coef = rng.standard_normal(d)
+    z = score(X, coef, 0.25, output="log_odds", dtype=np.float64, backend=compiled_backend_name)
+    every = np.arange(X.shape[0] + 1)
+    idx, val = score_topk(X, coef, 0.25, 1, offsets=every, output="log_odds", backend=compiled_backend_name)
+    np.testing.assert_array_equal(val[:, 0], z)
+    idx, val = score_topk(X, coef, 0.25, 3, offsets=offsets, output="log_odds", backend=compiled_backend_name)
+    real = idx >= 0
+    np.testing.assert_array_equal(val[real], z[idx[real]])
+    np.testing.assert_array_equal(idx, topk(z, 3, offsets=offsets, backend="reference")[0])
+
+
+@pytest.mark.parametrize("k", [2**40, 2**63, 10**30])
+def test_topk_absurd_k_raises_naming_k(backend_name, k):
+    # k had no upper bound: 2**40 raised MemoryError, 2**63 OverflowError. A k above the largest
+    # group that asks for more than 2**28 padded entries is rejected (not clamped: the output
+    # shape stays (n_groups, k) for every accepted k)
+    s = np.arange(5.0)
+    with pytest.raises(ValueError, match=r"k=\d+ is larger than the largest group \(3 rows\)"):
+        topk(s, k, offsets=[0, 2, 5], backend=backend_name)
+    with pytest.raises(ValueError, match=r"k=\d+ is larger than the largest group"):
+        score_topk(s[:, None], [1.0], 0.0, k, offsets=[0, 2, 5], backend=backend_name)

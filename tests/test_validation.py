@@ -420,3 +420,16 @@ def test_nonfinite_scan_uses_the_callers_threads(monkeypatch):
     fastwlr.score(X, np.ones(3), 0.0, n_threads=1)
     K.check_no_inf(v.check_features(X, n_threads=1), n_threads=1)
     assert all(t == 1 for _, t in seen), seen
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_csr_non_finite_error_names_row_and_column(index_dtype):
+    # the error said "first at index (1,)": a position in X.data, not in X
+    from fastwlr import WeightedLogisticRegression
+    X = sp.csr_matrix(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [2.0, 0.0, 3.0]]))
+    X.indices, X.indptr = X.indices.astype(index_dtype), X.indptr.astype(index_dtype)
+    X.data[2] = np.nan  # the entry at row 2, column 2
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first: NaN at row 2, column 2"):
+        v.check_features(X)
+    with pytest.raises(ValueError, match=r"first: NaN at row 2, column 2"):
+        WeightedLogisticRegression(solver="lbfgs").fit(X, [0, 1, 1])

@@ -12,7 +12,7 @@ from libc.math cimport fabs, INFINITY
 from cython.parallel cimport prange
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
-                     dot_dense, dot_csr)
+                     dot_dense, dot_csr, madd)
 
 
 # Below this many multiply-adds, starting threads costs more than it saves.
@@ -52,11 +52,11 @@ cdef inline double dot_csr_prefetch(const feature_t* data, const index_t* indice
         if p + PREFETCH_AHEAD + 1 < nnz:
             prefetch(&w[indices[p + PREFETCH_AHEAD]])
             prefetch(&w[indices[p + PREFETCH_AHEAD + 1]])
-        s0 += <double>data[p] * w[indices[p]]
-        s1 += <double>data[p + 1] * w[indices[p + 1]]
+        s0 = madd(s0, <double>data[p], w[indices[p]])
+        s1 = madd(s1, <double>data[p + 1], w[indices[p + 1]])
         p += 2
     if p < stop:
-        s0 += <double>data[p] * w[indices[p]]
+        s0 = madd(s0, <double>data[p], w[indices[p]])
     return s0 + s1
 
 
