@@ -78,16 +78,51 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     -------
     LbfgsResult
     """
-    from scipy.optimize import minimize
+    problem = _InMemory(features, y, normalised_weights(sample_weight), alpha, Kernels(backend, n_threads))
+    return minimize(problem, fit_intercept=fit_intercept, coef_init=coef_init, intercept_init=intercept_init,
+                    tol=tol, max_iter=max_iter, callback=callback, precondition=precondition)
 
-    d = features.n_features
-    kernels = Kernels(backend, n_threads)
-    w_norm = normalised_weights(sample_weight)
+
+class _InMemory:
+    """The objective of validated in-memory data as ``minimize`` asks for it: penalised evaluations,
+    the starting intercept, the preconditioner and the scale of the gradient's rounding noise.
+    (``fastwlr.dask`` gives the same interface over partitions on a cluster.)"""
+
+    def __init__(self, features, y, w_norm, alpha, kernels):
+        self.features, self.y, self.w_norm, self.alpha, self.kernels = features, y, w_norm, alpha, kernels
+        self.n_rows, self.n_features, self.sparse = features.n_rows, features.n_features, features.is_sparse
+
+    def evaluate(self, coef, b):
+        """(loss, grad_coef, grad_b) of the weighted-mean objective, the penalty included."""
+        return self.kernels.objective_grad(self.features, self.y, self.w_norm, coef, b, self.alpha)
+
+    def first_evaluation(self, coef, b):
+        """``evaluate`` plus sum_i w_i x_ij^2 per column from the same read of X, or None when the
+        backend has no such fused kernel (then ``column_scale`` gives the preconditioner)."""
+        return self.kernels.objective_grad_colsq(self.features, self.y, self.w_norm, coef, b, self.alpha)
+
+    def column_scale(self):
+        return _column_scale(self.features, self.w_norm, self.kernels)
+
+    def base_log_odds(self):
+        return _base_log_odds(self.y, self.w_norm)
+
+    def noise_scale(self):
+        return _feature_scale(self.features)
+
+
+def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0, tol=DEFAULT_TOL,
+             max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto", name="lbfgs"):
+    """L-BFGS-B over ``problem`` (``_InMemory``, or the distributed objective of ``fastwlr.dask``):
+    the start, the diagonal preconditioner, scipy's options and the stopping rule of ``fit_lbfgs``."""
+    from scipy.optimize import minimize as scipy_minimize
+
+    d = problem.n_features
     theta0 = np.zeros(d + 1, dtype=np.float64)
     if coef_init is not None:
         theta0[:d] = coef_init
     if fit_intercept:
-        theta0[d] = intercept_init if coef_init is not None else _base_log_odds(y, w_norm)
+        theta0[d] = intercept_init if coef_init is not None else problem.base_log_odds()
 
     # Diagonal preconditioning: L-BFGS runs on u = coef / scale with scale_j = 1 / sqrt(weighted mean
     # of x_j^2) (the Hessian's diagonal at the start, up to a constant). The optimum is the same, only
@@ -97,25 +132,25 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     # intercept). Hence "auto": dense only.
     scale = np.ones(d + 1)
     if precondition == "auto":
-        precondition = not features.is_sparse
+        precondition = not problem.sparse
     first = []  # [u0 bytes, (loss, grad, grad_b)]: an evaluation at the start already done
     coef0 = np.ascontiguousarray(theta0[:d])
     b0 = float(theta0[d]) if fit_intercept else 0.0
-    first_eval = kernels.objective_grad_colsq(features, y, w_norm, coef0, b0, alpha) if precondition else None
+    first_eval = problem.first_evaluation(coef0, b0) if precondition else None
     if first_eval is not None:
         # The first evaluation and the preconditioner's column sums in one read of X (all rows,
         # where the separate pass below samples 2^18 of them); scipy's first call is then answered
         # from it. Only when u0 * scale gives back theta0 exactly (always from the default start:
         # coef 0), so the answer is the one ``fun`` would compute.
         loss0, g0, gb0, sq = first_eval
-        scale[:d] = _scale_from_sq(sq, features.n_rows)
+        scale[:d] = _scale_from_sq(sq, problem.n_rows)
         u0 = theta0 / scale
         if np.array_equal(u0 * scale, theta0):
             first = [u0.tobytes(), (loss0, g0, gb0)]
         theta0 = u0
     else:
         if precondition:
-            scale[:d] = _column_scale(features, w_norm, kernels)
+            scale[:d] = problem.column_scale()
         theta0 = theta0 / scale
 
     def split(u):
@@ -130,7 +165,7 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
             loss, g, gb = first[1]
         else:
             coef, b = split(theta)
-            loss, g, gb = kernels.objective_grad(features, y, w_norm, coef, b, alpha)
+            loss, g, gb = problem.evaluate(coef, b)
         grad = np.empty(d + 1)
         grad[:d] = g
         grad[d] = gb if fit_intercept else 0.0  # a fixed intercept: zero gradient keeps it at 0
@@ -143,13 +178,14 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     def cb(theta):
         callback(*split(theta))
 
-    res = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=cb if callback is not None else None,
-                   options={"maxiter": int(max_iter), "gtol": float(tol),
-                            # ftol = 0: stop on the gradient (or a failed line search), never on a stalled loss
-                            "ftol": 0.0, "maxls": 50,
-                            # memory: 20 pairs help on small d; scipy's L-BFGS-B step costs O(m^2 d)
-                            # (31 ms an iteration at d = 16k, m = 20), so large d keeps its default 10
-                            "maxcor": 20 if d <= 4096 else 10})
+    res = scipy_minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=cb if callback is not None else None,
+                         options={"maxiter": int(max_iter), "gtol": float(tol),
+                                  # ftol = 0: stop on the gradient (or a failed line search), never on a
+                                  # stalled loss
+                                  "ftol": 0.0, "maxls": 50,
+                                  # memory: 20 pairs help on small d; scipy's L-BFGS-B step costs O(m^2 d)
+                                  # (31 ms an iteration at d = 16k, m = 20), so large d keeps its default 10
+                                  "maxcor": 20 if d <= 4096 else 10})
     coef, b = split(res.x)
     if res.x.tobytes() not in last:
         fun(res.x)
@@ -158,16 +194,16 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     if not (np.isfinite(coef).all() and np.isfinite(b) and np.isfinite(loss)):
         raise _diverged(res.x * scale, loss)
     converged = bool(grad_max <= tol)
-    if not converged and res.status == 2 and grad_max <= tol * _feature_scale(features):
+    if not converged and res.status == 2 and grad_max <= tol * problem.noise_scale():
         # The line search cannot lower the loss any more in float64 (scipy's ABNORMAL / relative
         # reduction <= 0): the gradient is as small as its rounding noise, which grows with |x|.
         converged = True
     if not converged:
         warnings.warn(
-            f"lbfgs stopped after {res.nit} iterations with max |gradient| = {grad_max:.3g} > tol = {tol:g} "
+            f"{name} stopped after {res.nit} iterations with max |gradient| = {grad_max:.3g} > tol = {tol:g} "
             f"({_message(res)}). Increase max_iter, scale the features (e.g. to unit variance), "
             "or increase alpha (separable data has no finite optimum without regularisation).",
-            ConvergenceWarning, stacklevel=3)
+            ConvergenceWarning, stacklevel=4)
     return LbfgsResult(coef=coef, intercept=b, loss=float(loss), n_iter=int(res.nit),
                        converged=converged, n_fev=int(res.nfev), grad_max=grad_max, message=_message(res))
 

@@ -24,7 +24,6 @@ scipy's L-BFGS-B on the client. docs/dask.md has the details and measurements.
 This module imports dask; ``import fastwlr`` never imports it (the ``dask`` extra).
 """
 import math
-import warnings
 
 import numpy as np
 
@@ -34,8 +33,8 @@ import dask.array as da
 from . import _validation as v, _weights
 from . import estimators as _est
 from ._kernels import Kernels
-from ._lbfgs import DEFAULT_MAX_ITER, DEFAULT_TOL, LbfgsResult, _diverged, _message, _scale_from_sq
-from .exceptions import ConvergenceWarning
+from . import _lbfgs
+from ._lbfgs import DEFAULT_MAX_ITER, DEFAULT_TOL
 from .scoring import result_dtype
 
 __all__ = ["score", "score_topk", "WeightedLogisticRegression", "WatchTimeRanker",
@@ -449,75 +448,40 @@ def _is_sparse_meta(X):
     return sp.issparse(getattr(X, "_meta", None))
 
 
+class _Objective:
+    """A ``_Distributed`` as ``fastwlr._lbfgs.minimize`` asks for it: the same interface as the
+    in-memory objective, the penalty added on the client (each partition returns its unpenalised
+    sums; the penalty belongs to the total once)."""
+
+    def __init__(self, data, alpha, fit_intercept):
+        self.data, self.alpha, self.fit_intercept = data, alpha, fit_intercept
+        self.n_rows, self.n_features, self.sparse = data.n, data.n_features, data.sparse
+
+    def _penalised(self, coef, loss, g, *rest):
+        return (loss + 0.5 * self.alpha * float(coef @ coef), g + self.alpha * coef) + rest
+
+    def evaluate(self, coef, b):
+        return self._penalised(coef, *self.data.evaluate(coef, b, self.fit_intercept))
+
+    def first_evaluation(self, coef, b):
+        # the column sums come from the same distributed pass, for dense and CSR partitions alike
+        return self._penalised(coef, *self.data.evaluate(coef, b, self.fit_intercept, colsq=True))
+
+    def base_log_odds(self):
+        pos, neg = self.data.positive_weight, self.data.total_weight - self.data.positive_weight
+        return math.log(pos / neg) if pos > 0 and neg > 0 else 0.0
+
+    def noise_scale(self):
+        return max(1.0, self.data.max_abs)
+
+
 def fit_lbfgs(data, *, alpha, fit_intercept=True, coef_init=None, intercept_init=0.0, tol=DEFAULT_TOL,
               max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto"):
-    """``fastwlr._lbfgs.fit_lbfgs`` over a ``_Distributed``: the same objective, start, diagonal
-    preconditioner (dense: from all rows, in the first pass), scipy options and stopping rule."""
-    from scipy.optimize import minimize
-    d = data.n_features
-    theta0 = np.zeros(d + 1)
-    if coef_init is not None:
-        theta0[:d] = coef_init
-    if fit_intercept:
-        if coef_init is not None:
-            theta0[d] = intercept_init
-        else:
-            pos, neg = data.positive_weight, data.total_weight - data.positive_weight
-            theta0[d] = math.log(pos / neg) if pos > 0 and neg > 0 else 0.0
-    if precondition == "auto":
-        precondition = not data.sparse
-    scale = np.ones(d + 1)
-    coef0 = np.ascontiguousarray(theta0[:d])
-    b0 = float(theta0[d]) if fit_intercept else 0.0
-    first = []
-    if precondition:
-        loss0, g0, gb0, sq = data.evaluate(coef0, b0, fit_intercept, colsq=True)
-        scale[:d] = _scale_from_sq(sq, data.n)
-        u0 = theta0 / scale
-        if np.array_equal(u0 * scale, theta0):
-            first = [u0.tobytes(), (loss0, g0, gb0)]
-        theta0 = u0
-
-    def split(u):
-        theta = u * scale
-        return np.ascontiguousarray(theta[:d]), (float(theta[d]) if fit_intercept else 0.0)
-
-    last = {}
-
-    def fun(u):
-        coef, b = split(u)
-        if first and u.tobytes() == first[0]:
-            loss, g, gb = first[1]
-        else:
-            loss, g, gb = data.evaluate(coef, b, fit_intercept)
-        loss = loss + 0.5 * alpha * float(coef @ coef)
-        grad = np.empty(d + 1)
-        grad[:d] = g + alpha * coef
-        grad[d] = gb if fit_intercept else 0.0
-        if not (np.isfinite(loss) and np.isfinite(grad).all()):
-            raise _diverged(u * scale, loss)
-        last.clear()
-        last[u.tobytes()] = (loss, grad.copy())
-        return loss, grad * scale
-
-    res = minimize(fun, theta0, method="L-BFGS-B", jac=True,
-                   callback=(lambda u: callback(*split(u))) if callback is not None else None,
-                   options={"maxiter": int(max_iter), "gtol": float(tol), "ftol": 0.0, "maxls": 50,
-                            "maxcor": 20 if d <= 4096 else 10})
-    coef, b = split(res.x)
-    if res.x.tobytes() not in last:
-        fun(res.x)
-    loss, grad = last[res.x.tobytes()]
-    grad_max = float(np.abs(grad * scale).max())
-    converged = bool(grad_max <= tol)
-    if not converged and res.status == 2 and grad_max <= tol * max(1.0, data.max_abs):
-        converged = True
-    if not converged:
-        warnings.warn(f"distributed lbfgs stopped after {res.nit} iterations with max |gradient| = "
-                      f"{grad_max:.3g} > tol = {tol:g} ({_message(res)}). Increase max_iter, scale the "
-                      "features, or increase alpha.", ConvergenceWarning, stacklevel=3)
-    return LbfgsResult(coef=coef, intercept=b, loss=float(loss), n_iter=int(res.nit), converged=converged,
-                       n_fev=int(res.nfev), grad_max=grad_max, message=_message(res))
+    """``fastwlr._lbfgs.fit_lbfgs`` over a ``_Distributed``: the same driver (objective, start,
+    diagonal preconditioner from all rows in the first pass, scipy options, stopping rule)."""
+    return _lbfgs.minimize(_Objective(data, alpha, fit_intercept), fit_intercept=fit_intercept,
+                           coef_init=coef_init, intercept_init=intercept_init, tol=tol, max_iter=max_iter,
+                           callback=callback, precondition=precondition, name="distributed lbfgs")
 
 
 # ----------------------------------------------------------------------------------- estimators
