@@ -178,7 +178,7 @@ def check_sgd_weight_scale(w, alpha, name="sample_weight"):
                          f"The fit does not depend on the weights' scale: multiply them by a constant, or use "
                          f"solver='lbfgs'")
     total = total_weight(w)
-    if total > _SGD_MAX_TOTAL or not math.isfinite(alpha * mean_weight(w)):
+    if total > _SGD_MAX_TOTAL or not math.isfinite(alpha * mean):
         raise ValueError(f"{name} is too large for solver='sgd': the weights sum to {total:.3g} (largest "
                          f"{float(np.max(w)):.3g}), so the objective or the penalty alpha * mean weight "
                          f"overflows float64. The fit does not depend on the weights' scale: divide them by a "
