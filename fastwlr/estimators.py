@@ -402,6 +402,15 @@ class WeightedLogisticRegression(_Params):
                           ConvergenceWarning, stacklevel=2)
         return self
 
+    def _sgd_params(self, alpha, l1_ratio, mean_w):
+        """The SGD options of these parameters; the penalties in the raw weights' units (times the
+        mean weight ``mean_w``: fit_sgd divides them by it again, see _run_sgd)."""
+        from ._sgd import SGDParams
+        return SGDParams(weighting=self.weighting, optimizer=self.optimizer,
+                         l2=alpha * (1.0 - l1_ratio) * mean_w, l1=alpha * l1_ratio * mean_w,
+                         eta0=self.eta0, learning_rate=self.learning_rate, power_t=self.power_t,
+                         average=self.average, fit_intercept=bool(self.fit_intercept))
+
     def _run_sgd(self, features, y01, w, alpha, l1_ratio, max_iter, tol, state, partial, n_threads):
         from . import _sgd
         # fit_sgd's objective is (1/n) sum w_i l_i + l2/2 ||coef||^2 + l1 ||coef||_1 on the raw weights:
@@ -411,11 +420,7 @@ class WeightedLogisticRegression(_Params):
         if state is None:
             _weights.check_sgd_weight_scale(w, alpha, self._weights_name)
         mean_w = state.mean_weight if state is not None else _weights.mean_weight(w)
-        params = _sgd.SGDParams(
-            weighting=self.weighting, optimizer=self.optimizer,
-            l2=alpha * (1.0 - l1_ratio) * mean_w, l1=alpha * l1_ratio * mean_w,
-            eta0=self.eta0, learning_rate=self.learning_rate, power_t=self.power_t,
-            average=self.average, fit_intercept=bool(self.fit_intercept))
+        params = self._sgd_params(alpha, l1_ratio, mean_w)
         try:
             res = _sgd.fit_sgd(features, y01, w, params, max_iter=max_iter, tol=tol,
                                n_iter_no_change=int(self.n_iter_no_change),
@@ -623,11 +628,7 @@ class WeightedLogisticRegression(_Params):
             alpha, l1_ratio, _, _ = est._check_params()
             resolve_n_threads(est.n_threads)
             if est.solver == "sgd":
-                from ._sgd import SGDParams
-                SGDParams(weighting=est.weighting, optimizer=est.optimizer, l2=alpha * (1.0 - l1_ratio),
-                          l1=alpha * l1_ratio, eta0=est.eta0, learning_rate=est.learning_rate,
-                          power_t=est.power_t, average=est.average,
-                          fit_intercept=bool(est.fit_intercept)).validate()
+                est._sgd_params(alpha, l1_ratio, 1.0).validate()
         except (TypeError, ValueError) as exc:
             raise ValueError(f"the saved parameters are not valid for {cls.__name__} ({exc})") from exc
         d = _saved_count(fitted["n_features_in_"], "fitted.n_features_in_")
