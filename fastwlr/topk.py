@@ -66,7 +66,7 @@ def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", e
 
     Each row's log-odds z = x.coef + intercept is computed in float64 and offered to its request's
     selection; only the k winners per request are transformed to ``output``. Equivalent to
-    ``topk(score(X, coef, intercept, output="log_odds"), k, offsets=offsets)`` with ``output``
+    ``topk(score(X, coef, intercept, output="log_odds", dtype=np.float64), k, offsets=offsets)`` with ``output``
     applied to the values afterwards, but one pass over X and no n-sized temporary.
 
     Parameters

@@ -377,3 +377,13 @@ def test_calibration_with_all_zero_weights_raises_naming_them():
         metrics.calibration_table([1.0, 0.0, 2.0], [1.0, 2.0, 3.0], n_bins=2, sample_weight=[0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="sample_weight"):
         metrics.calibration_by_group([1.0, 0.0, 2.0], [1.0, 2.0, 3.0], [0, 1, 0], sample_weight=[0.0, 0.0, 0.0])
+
+
+def test_log_loss_of_confident_right_answers_is_not_cancelled():
+    # found by the fuzz suite: softplus(z) - z rounds to 0 for z = 105, so a positive predicted at
+    # z = 105 contributed nothing and the mean came out 8x too small (1.13e-47 instead of 9.49e-47)
+    from fastwlr.backends._math import softplus
+    y, z = np.array([1, 0, 0]), np.array([105.0, -1264.0, -107.0])
+    want = (softplus(-105.0) + softplus(-1264.0) + softplus(-107.0)) / 3
+    assert np.isclose(m.log_loss(y, z, sample_weight=np.full(3, 1e200)), want, rtol=1e-14)
+    assert np.isclose(m.log_loss(y, z), want, rtol=1e-14)
