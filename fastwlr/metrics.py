@@ -27,6 +27,8 @@ weighted sums exact up to floating-point round-off.
 """
 from dataclasses import dataclass, fields
 
+import math
+
 import numpy as np
 
 from . import _validation as v
@@ -730,7 +732,12 @@ def _errors(watch_time, predicted, sample_weight, name):
     total = float(w.sum())
     if not total > 0:
         raise ValueError(f"{name} is undefined: no rows, or sample_weight sums to 0")
-    return t - p, w, total
+    # T - pred and its square overflow for values beyond ~1e154 (found by the fuzz suite: an RMSE
+    # of inf for one error of 6.4e299): errors are returned divided by 2**e, exact, with the e
+    # to multiply back; e = 0 (the plain computation) for everything of ordinary size
+    big = max(float(np.max(np.abs(t), initial=0.0)), float(np.max(np.abs(p), initial=0.0)))
+    e = math.frexp(big)[1] if big > 2.0 ** 500 else 0
+    return np.ldexp(t, -e) - np.ldexp(p, -e), w, total, e
 
 
 def mae(watch_time, predicted, *, sample_weight=None):
@@ -755,8 +762,8 @@ def mae(watch_time, predicted, *, sample_weight=None):
     -------
     float
     """
-    err, w, total = _errors(watch_time, predicted, sample_weight, "MAE")
-    return float(np.dot(w, np.abs(err)) / total)
+    err, w, total, e = _errors(watch_time, predicted, sample_weight, "MAE")
+    return _ldexp(float(np.dot(w, np.abs(err)) / total), e)
 
 
 def rmse(watch_time, predicted, *, sample_weight=None):
@@ -766,8 +773,15 @@ def rmse(watch_time, predicted, *, sample_weight=None):
     make it dominated by the longest watches (compare models on the same rows only). Parameters
     and return value as ``mae``.
     """
-    err, w, total = _errors(watch_time, predicted, sample_weight, "RMSE")
-    return float(np.sqrt(np.dot(w, err * err) / total))
+    err, w, total, e = _errors(watch_time, predicted, sample_weight, "RMSE")
+    return _ldexp(float(np.sqrt(np.dot(w, err * err) / total)), e)
+
+
+def _ldexp(x, e):
+    try:
+        return math.ldexp(x, e)
+    except OverflowError:  # the mean of finite errors beyond float64 (errors of 1.7e308 each)
+        return math.inf
 
 
 # ---------------------------------------------------------------------------------------------

@@ -387,3 +387,13 @@ def test_log_loss_of_confident_right_answers_is_not_cancelled():
     want = (softplus(-105.0) + softplus(-1264.0) + softplus(-107.0)) / 3
     assert np.isclose(m.log_loss(y, z, sample_weight=np.full(3, 1e200)), want, rtol=1e-14)
     assert np.isclose(m.log_loss(y, z), want, rtol=1e-14)
+
+
+def test_mae_and_rmse_do_not_overflow_for_huge_errors():
+    # found by the fuzz suite: rmse([0], [6.4e299]) was inf (the square overflowed), and
+    # T - pred overflows for T = 1e308, pred = -1e308
+    assert m.rmse([0.0], [6.4042265e299]) == 6.4042265e299
+    assert m.mae([0.0, 0.0], [1e308, 1e308]) == 1e308
+    assert m.rmse([1e308, 0.0], [0.0, 1e308], sample_weight=[1.0, 3.0]) == 1e308
+    assert m.rmse([1e308], [-1e308]) == np.inf   # 2e308 is beyond float64
+    assert m.rmse([3.0, 0.0], [0.0, 4.0]) == np.sqrt(12.5)   # ordinary sizes: the plain computation
