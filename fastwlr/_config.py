@@ -150,7 +150,7 @@ def get_backend(name=None):
                     warnings.warn(_auto_fallback_message(candidate), RuntimeWarning, stacklevel=3)
                 return module
         raise ImportError(f"no fastwlr backend imports: {_load_errors}")
-    _check_name(name)
+    check_backend_name(name)
     module = _load(name)
     if module is None:
         raise ImportError(f"fastwlr backend {name!r} is not available{origin}: {_load_errors[name]}")
@@ -169,7 +169,8 @@ def _origin(name):
     return ""
 
 
-def _check_name(name):
+def check_backend_name(name):
+    """A valid backend name ("auto" or one of BACKENDS), whether or not it imports here."""
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string, got {type(name).__name__}")
     if name != "auto" and name not in BACKENDS:
@@ -207,7 +208,7 @@ def set_backend(name):
     argument of a function or estimator overrides both. Initial value: the ``FASTWLR_BACKEND``
     environment variable, else "auto".
     """
-    _check_name(name)
+    check_backend_name(name)
     if name != "auto":
         get_backend(name)  # ImportError now, naming why, rather than at the first call
     previous = _state["backend"]
@@ -230,7 +231,7 @@ def use_backend(name):
     ...     fastwlr.score(np.ones((2, 3)), np.zeros(3), output="log_odds").tolist()
     [0.0, 0.0]
     """
-    _check_name(name)
+    check_backend_name(name)
     if name != "auto":
         get_backend(name)
     token = _context_backend.set(name)

@@ -35,7 +35,7 @@ import weakref
 import numpy as np
 
 from . import _io, _validation as v, _weights
-from ._config import resolve_n_threads
+from ._config import check_backend_name, resolve_n_threads
 from ._kernels import Kernels
 from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
 from .backends._math import sigmoid, softplus
@@ -294,6 +294,8 @@ class WeightedLogisticRegression(_Params):
         else:
             tol = v.check_scalar(self.tol, "tol", low=0.0)
         v.check_scalar(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
+        if self.backend is not None:  # a name only: a model saved with backend="numba" loads where Numba is absent
+            check_backend_name(self.backend)
         return alpha, l1_ratio, max_iter, tol
 
     def _check_sampling(self):

@@ -84,8 +84,8 @@ def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", e
         for every output: where odds saturate to +inf (z > 709.78) or probabilities round to 1.0,
         the winners stay in log-odds order even though their values tie.
     exclude : array-like of bool, shape (n,), optional
-        True marks rows to skip (e.g. already watched). Skipped rows are not even scored, so a NaN
-        in them is not reported. A request left with fewer than k rows is padded.
+        True marks rows to skip (e.g. already watched). Skipped rows are not even read, so a NaN
+        or an inf in them is not reported. A request left with fewer than k rows is padded.
     n_threads : int, optional
         OpenMP threads (None or -1: all cores); results do not depend on it.
     backend : {"auto", "cython", "numba", "reference"}, optional

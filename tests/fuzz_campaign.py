@@ -49,11 +49,11 @@ def worker(entry, cases, out, seed):
             os.abort()
         try:
             fuzzing.run(entry, case)
-        except fuzzing.Finding as exc:
+        except Exception as exc:  # noqa: BLE001 - a Finding, or the oracle itself failing: both are recorded
             counts["findings"] += 1
             path = os.path.join(out, f"{entry}-{seed}-{counts['cases']}.pkl")
             with open(path, "wb") as fh:
-                pickle.dump({"entry": entry, "case": case, "message": str(exc),
+                pickle.dump({"entry": entry, "case": case, "message": f"{'' if isinstance(exc, fuzzing.Finding) else type(exc).__name__ + ': '}{exc}",
                              "traceback": traceback.format_exc()}, fh)
     one()
     os.remove(current)

@@ -462,3 +462,18 @@ def test_malformed_headers_raise_model_file_error(tmp_path, data, header):
     _rewrite(path, lambda a: a.update(header=np.array(header)))
     with pytest.raises(ModelFileError):
         load(path)
+
+
+@pytest.mark.parametrize("backend", ["", "fortran", 3])
+def test_a_saved_backend_that_does_not_exist_fails_at_load(tmp_path, data, backend):
+    # found by the fuzz campaign: params.backend = "" loaded, and predict then failed
+    from fastwlr.exceptions import ModelFileError
+    path = _saved(tmp_path, data)
+
+    def mutate(arrays):
+        header = json.loads(str(arrays["header"][()]))
+        header["params"]["backend"] = backend
+        arrays["header"] = np.array(json.dumps(header))
+    _rewrite(path, mutate)
+    with pytest.raises(ModelFileError, match="backend"):
+        load(path)
