@@ -282,6 +282,11 @@ def sparse_features(draw, n=None, d=None, allow_defects=True):
         must_fail = "float indices"
     if must_fail is None and cls in ("csc", "coo"):
         X = X.tocsc() if cls == "csc" else X.tocoo()
+        # documented: other formats are converted to CSR, by scipy, which sums duplicates in the
+        # data's dtype (True + True is True): the reference starts from that CSR
+        csr = X.tocsr()
+        rows = np.repeat(np.arange(n), np.diff(csr.indptr))
+        cols, stored = csr.indices, csr.data
     float_dtype = _float_of(data_dtype)
     values = None
     if must_fail is None:
