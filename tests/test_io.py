@@ -477,3 +477,18 @@ def test_a_saved_backend_that_does_not_exist_fails_at_load(tmp_path, data, backe
     _rewrite(path, mutate)
     with pytest.raises(ModelFileError, match="backend"):
         load(path)
+
+
+def test_a_model_whose_accumulators_overflowed_saves_and_loads(tmp_path):
+    # found by the fuzz campaign: SGD on a feature of -1e308 overflows AdaGrad's squared-gradient
+    # sum to +inf (that coordinate's rate becomes 0, the coefficients stay finite); the model saved,
+    # then load rejected the file ("sgd/acc is not finite")
+    X = np.array([[3.4e-2, 1.36, 1.22], [-0.51, -0.30, -1e308], [0.57, 5e-324, 0.75], [-1.85, 1.57, -0.096],
+                  [0.68, -0.14, -0.37]])
+    T = np.array([0.0, 5.0, 30.6, 0.0, 0.0])
+    est = WatchTimeRanker(weighting="gradient", random_state=0).fit(X, T)
+    assert not np.isfinite(est._sgd_state.acc).all()
+    est.save(tmp_path / "m.npz")
+    again = load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(again.predict(X), est.predict(X))
+    again.partial_fit(X, T)   # and continues
