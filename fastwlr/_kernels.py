@@ -7,11 +7,11 @@ a NaN, a position where SGD diverged) into exceptions with advice. Backends are 
 plain arrays and the names of ``fastwlr.backends._contract`` (docs/kernels.md), never this layer.
 
 A ``Kernels`` is resolved once per public call or fit: the backend (a name, None for the current
-setting) and the thread count (None or -1: all cores).
+setting) and the thread count (None: the idle cores, counted at each call; -1: all cores).
 """
 import numpy as np
 
-from ._config import get_backend, resolve_n_threads
+from ._config import default_n_threads, get_backend, resolve_n_threads
 
 FLOAT_DTYPES = (np.float32, np.float64)
 NAN, INF = 1, 2   # bits of nonfinite_flags
@@ -20,11 +20,17 @@ NAN, INF = 1, 2   # bits of nonfinite_flags
 class Kernels:
     """One backend and one thread count, resolved."""
 
-    __slots__ = ("backend", "n_threads")
+    __slots__ = ("backend", "_n_threads")
 
     def __init__(self, backend=None, n_threads=None):
         self.backend = get_backend(backend)
-        self.n_threads = resolve_n_threads(n_threads)
+        # None stays None: the idle cores are counted again at each kernel call (a Scorer or a
+        # fit lives through changes of load); an explicit count is resolved (and checked) once
+        self._n_threads = None if n_threads is None else resolve_n_threads(n_threads)
+
+    @property
+    def n_threads(self):
+        return default_n_threads() if self._n_threads is None else self._n_threads
 
     @property
     def name(self):

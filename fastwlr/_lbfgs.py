@@ -66,7 +66,7 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
         feature (see ``DEFAULT_TOL``), is <= tol.
     max_iter : int
     n_threads : int or None
-        Threads for the kernel (None or -1: all cores). The result does not depend on it.
+        Threads for the kernel (None: the idle cores; -1: all cores). The result does not depend on it.
     backend : str, optional
         As the public functions' ``backend=`` (None: the current setting).
     callback : callable(coef, intercept), optional

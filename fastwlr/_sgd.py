@@ -277,7 +277,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
     n_iter_no_change : int
     random_state : None, int or numpy Generator
         Seeds the row order (and resampling).
-    n_threads : int
+    n_threads : int or None (None: the idle cores, counted again at each kernel call)
         Threads for the objective evaluations; the epochs are sequential.
     backend : str, optional
         As the public functions' ``backend=`` (None: the current setting); resolved once.

@@ -155,7 +155,7 @@ def main(argv=None):
     parser.add_argument("--click-rate", type=float, default=0.05)
     parser.add_argument("--mean-watch-time", type=float, default=60.0, help="seconds per click")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-threads", type=int, default=None, help="default: all cores")
+    parser.add_argument("--n-threads", type=int, default=None, help="default: the idle cores")
     parser.add_argument("--backend", default=None, help="auto, cython, numba or reference")
     parser.add_argument("--solver", default="sgd", choices=["sgd", "lbfgs"], help="WatchTimeRanker solver")
     parser.add_argument("--no-train", action="store_true", help="skip training a WatchTimeRanker")

@@ -203,7 +203,8 @@ class WeightedLogisticRegression(_Params):
     random_state : None, int or numpy Generator
         Seeds the sgd row order. Same seed, same data, one thread: bit-identical coefficients.
     n_threads : int or None, default=None
-        OpenMP threads for the compiled kernels (None: all cores). lbfgs results do not depend on it.
+        OpenMP threads for the compiled kernels (None: the cores other work leaves idle, counted
+        at each kernel call; -1: all cores). lbfgs results do not depend on it.
     backend : {"auto", "cython", "numba", "reference"} or None
     negative_sampling_rate : float in (0, 1], default=1.0
         The training rows are logs whose negatives (``classes_[0]``; for ``WatchTimeRanker`` the
@@ -378,7 +379,8 @@ class WeightedLogisticRegression(_Params):
         _weights.total_weight(w)
         warm = self.warm_start and getattr(self, "coef_", None) is not None \
             and self.coef_.shape[1] == features.n_features
-        n_threads = resolve_n_threads(self.n_threads)
+        resolve_n_threads(self.n_threads)  # checked now; None stays None (idle cores, per kernel call)
+        n_threads = self.n_threads
         if self.solver == "lbfgs":
             res = fit_lbfgs(features, y01, w, alpha=alpha, fit_intercept=bool(self.fit_intercept),
                             coef_init=self.coef_[0] if warm else None,
@@ -482,7 +484,7 @@ class WeightedLogisticRegression(_Params):
             _weights.total_weight(w, "the first partial_fit chunk has sample_weight summing to 0")
         state = None if first else self._sgd_state
         res = self._run_sgd(features, y01, w, alpha, l1_ratio, 1, None, state, partial=True,
-                            n_threads=resolve_n_threads(self.n_threads))
+                            n_threads=self.n_threads)
         n_iter = (0 if first else self.n_iter_) + 1
         self._set_solution(res.coef, res.intercept + shift, features.n_features, n_iter, False)
         return self

@@ -41,7 +41,8 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
         ``"proba"`` is sigma(z). Computed in float64 and stable for any finite z: odds are exactly 0.0
         for z < -745.13 and +inf for z > 709.78, with no floating-point warning.
     n_threads : int, optional
-        OpenMP threads (None or -1: all cores). Results do not depend on it.
+        OpenMP threads (None: the cores other work leaves idle; -1: all cores). Results do not
+        depend on it.
     out : ndarray of shape (n_samples,), optional
         Filled in place and returned; its dtype (float32 or float64) sets the result's dtype. If X
         holds inf, the ValueError may come after ``out`` was written (its content is then undefined).

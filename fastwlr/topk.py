@@ -35,7 +35,7 @@ def topk(scores, k, *, offsets=None, n_threads=None, backend=None):
         Group g is ``scores[offsets[g]:offsets[g + 1]]``; non-decreasing, from 0 to n (empty groups
         are allowed). None: one group of all n scores.
     n_threads : int, optional
-        OpenMP threads (None or -1: all cores). Results do not depend on it. One very large group is
+        OpenMP threads (None: the idle cores; -1: all cores). Results do not depend on it. One very large group is
         split across threads.
     backend : {"auto", "cython", "numba", "reference"}, optional
 
@@ -87,7 +87,7 @@ def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", e
         True marks rows to skip (e.g. already watched). Skipped rows are not even read, so a NaN
         or an inf in them is not reported. A request left with fewer than k rows is padded.
     n_threads : int, optional
-        OpenMP threads (None or -1: all cores); results do not depend on it.
+        OpenMP threads (None: the idle cores; -1: all cores); results do not depend on it.
     backend : {"auto", "cython", "numba", "reference"}, optional
 
     Returns

@@ -274,3 +274,64 @@ def test_numba_thread_count_is_capped_and_restored(rng):
     np.testing.assert_array_equal(fastwlr.score(X, coef, backend="numba", n_threads=10_000), expected)
     assert numba.get_num_threads() == before
     assert numba_jit.warmup(dtypes=(np.float64,), index_dtypes=(np.int64,)) >= 0.0
+
+
+# ------------------------------------------------------------------------- default threads
+
+@pytest.fixture
+def fresh_reading(monkeypatch):
+    """default_n_threads without its cached reading; returns a setter for what /proc says."""
+    import fastwlr._config as config
+    monkeypatch.setattr(config, "_busy", [-1.0, config._N_CPU])
+    seen = {"others": 0}
+    monkeypatch.setattr(config, "_running_elsewhere", lambda: seen["others"])
+
+    def set_others(value):
+        seen["others"] = value
+        config._busy[0] = -1.0   # expire the reading
+    return config, set_others
+
+
+def test_default_threads_are_the_idle_cores(fresh_reading, monkeypatch):
+    config, set_others = fresh_reading
+    monkeypatch.setattr(config, "_N_CPU", 8)
+    for others, expected in [(0, 8), (3, 5), (7, 1), (8, 1), (30, 1), (33, 8), (None, 8)]:
+        set_others(others)   # 33 > 4 x 8: a host's count seen from a container, ignored
+        assert config.default_n_threads() == expected, others
+        assert config.resolve_n_threads(None) == expected
+    set_others(7)
+    assert config.resolve_n_threads(-1) == 8 and config.resolve_n_threads(3) == 3  # explicit counts ignore load
+
+
+def test_default_threads_are_read_again_after_50_ms_and_by_a_live_scorer(fresh_reading, monkeypatch):
+    config, set_others = fresh_reading
+    monkeypatch.setattr(config, "_N_CPU", 4)
+    set_others(0)
+    scorer = fastwlr.Scorer([1.0, 2.0], 0.0)
+    assert scorer._kernels.n_threads == 4
+    config._running_elsewhere = lambda: 3      # cached: not read again within 50 ms
+    assert scorer._kernels.n_threads == 4
+    config._busy[0] = -1.0
+    assert scorer._kernels.n_threads == 1
+    assert fastwlr.Scorer([1.0], 0.0, n_threads=2)._kernels.n_threads == 2
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="counts running tasks from /proc (Linux)")
+def test_default_threads_see_busy_processes():
+    import subprocess
+    import sys
+    import time
+    import fastwlr._config as config
+    n_cpu = config._N_CPU
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n_cpu)]
+    try:
+        time.sleep(0.3)
+        config._busy[0] = -1.0
+        others = config._running_elsewhere()
+        assert others is not None and others >= n_cpu - 1   # the OS may be between two of them
+        assert n_cpu == 1 or config.default_n_threads() < n_cpu   # not every core while they are busy
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    config._busy[0] = -1.0

@@ -19,6 +19,7 @@ SCRIPTS = sorted(p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswi
 # What a script's output must contain (a table it prints), where known.
 EXPECT = {
     "batch_sweep.py": "lowest Scorer ratio",
+    "busy_threads.py": "worst median ratio with busy processes",
     "dask_scaling.py": "| fixed cost of a pass |",
     "exact_correction.py": "| click rate |",
     "glm_study.py": "| Tweedie 1.9 |",
