@@ -504,9 +504,8 @@ def run_score(case):
         return
     expect(out is None or got is out, "out= given, but the result is another array")
     z, scale, nan_row = reference_scores(f.values, _coef64(case["coef"]), _intercept64(case["intercept"]))
-    overflow = np.isnan(z) & ~nan_row
-    expect(not overflow.any(), f"returned a result although the log-odds of rows {np.flatnonzero(overflow)[:3]} "
-                               "overflow to NaN (inf - inf); that must be an error")
+    # a row whose terms overflow (inf - inf: a NaN reference) must be an error or a number, never a
+    # NaN (check_scores); which, depends on rounding: with fused multiply-adds -1.8e308 + inf is inf
     check_scores(got, z, scale, nan_row, case["output"], out_dtype if out is None else out.dtype)
     if case["n_threads"] not in (1,) and case["out_kind"] == "none":  # the thread count never changes a bit
         again = fastwlr.score(f.X, case["coef"], case["intercept"], **dict(_kw(case, None), n_threads=1))
