@@ -534,6 +534,7 @@ def run_scorer(case):
 
 def brute_topk(scores, offsets, k, exclude=None):
     """Each group sorted by (-score, index); -1 / -inf padding."""
+    scores = np.asarray(scores)
     G = len(offsets) - 1
     idx = np.full((G, k), -1, dtype=np.int64)
     val = np.full((G, k), -np.inf, dtype=scores.dtype)

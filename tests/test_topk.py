@@ -9,25 +9,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fastwlr
 from fastwlr import score, score_topk, topk
+from fuzzing import brute_topk  # noqa: E402  (the specification in a few lines: sort each group by (-score, index))
 ref = importlib.import_module("fastwlr.backends.reference.topk")  # the module (the package re-exports the function)
 
 # the backend fixture is a plain string: sharing it across examples is safe
 settings.register_profile("fastwlr_topk", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def brute_topk(scores, offsets, k, exclude=None):
-    """The specification in a few lines: sort each group by (-score, index)."""
-    scores = np.asarray(scores)
-    G = len(offsets) - 1
-    idx = np.full((G, k), -1, dtype=np.int64)
-    val = np.full((G, k), -np.inf, dtype=scores.dtype)
-    for g in range(G):
-        pos = [i for i in range(offsets[g], offsets[g + 1]) if exclude is None or not exclude[i]]
-        best = sorted(pos, key=lambda i: (-scores[i], i))[:k]
-        idx[g, :len(best)] = best
-        val[g, :len(best)] = scores[best]
-    return idx, val
 
 
 def assert_same(got, expected, exact=True):
