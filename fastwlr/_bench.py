@@ -58,18 +58,35 @@ def write_files(directory, rows, nnz, formats, seed=0, block=100_000):
     return paths
 
 
-def _child(cmd):
-    """(seconds, peak RSS in MB) of ``cmd`` run in a subprocess."""
+# The child reports its own peak RSS (VmHWM of /proc/self/status, which is the memory of the process
+# after exec): ru_maxrss from wait4 would also count the pages this parent had at fork time.
+_WRAP = """
+import sys
+from fastwlr.cli import main
+code = main(sys.argv[2:])
+peak = 0
+try:
+    with open("/proc/self/status") as f:
+        peak = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+open(sys.argv[1], "w").write(str(peak))
+sys.exit(code)
+"""
+
+
+def _child(args, directory):
+    """(seconds, peak RSS in MB) of ``fastwlr args`` run in a subprocess."""
+    report = os.path.join(directory, "peak_rss.txt")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", _WRAP, report, *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t0
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip()}")
-    return seconds, usage.ru_maxrss / 1024.0
+        raise RuntimeError(f"fastwlr {' '.join(args)} failed: {proc.stderr.strip()}")
+    with open(report) as f:
+        return seconds, int(f.read()) / 1024.0
 
 
 def _parse_rate(path, fmt, max_rows=None, parser="auto"):
@@ -140,14 +157,13 @@ def run(args):
         score(X, est.coef_[0], float(est.intercept_[0]))
         row(fmt, "score, one chunk in memory", chunk.n_rows, time.perf_counter() - t1)
         model = os.path.join(directory, f"bench_{fmt}.npz")
-        base = [sys.executable, "-m", "fastwlr"]
         bits = ["-b", "20"] if fmt == "vw" else ["--n-features", str(1 << 20)]
-        sec, rss = _child(base + ["train", path, "-f", model, "--chunk-size", str(args.chunk_size), "--quiet",
-                                  "--random-state", "0", *bits])
+        sec, rss = _child(["train", path, "-f", model, "--chunk-size", str(args.chunk_size), "--quiet",
+                           "--random-state", "0", *bits], directory)
         row(fmt, f"fastwlr train --chunk-size {args.chunk_size} (parse + train)", args.rows, sec, size_mb, rss)
         preds = os.path.join(directory, f"bench_{fmt}_pred.npy")
-        sec, rss = _child(base + ["score", path, "-i", model, "-p", preds, "--chunk-size", str(args.chunk_size),
-                                  "--quiet", *(["-b", "20"] if fmt == "vw" else [])])
+        sec, rss = _child(["score", path, "-i", model, "-p", preds, "--chunk-size", str(args.chunk_size),
+                           "--quiet", *(["-b", "20"] if fmt == "vw" else [])], directory)
         row(fmt, "fastwlr score (parse + score + write .npy)", args.rows, sec, size_mb, rss)
         print(f"{fmt}: {path} ({size_mb:.0f} MB)")
     print("\n".join(lines))

@@ -267,10 +267,28 @@ def main(argv=None):
         args = parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
-    return _run(lambda: args.func(args), args.parser)
+    return _run(lambda: args.func(args), args.parser, quiet=args.quiet if hasattr(args, "quiet") else False)
 
 
-def _run(job, parser):
+def _run(job, parser, quiet=False):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        # fastwlr's warnings (a ConvergenceWarning, "auto" running Numba because the core is not
+        # built) as one line each, not Python's two-line format; --quiet drops them
+        warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", category=ResourceWarning)
+        code = _run_job(job, parser)
+    if not quiet:
+        seen = set()
+        for w in caught:
+            text = f"{PROG}: warning: {_one_line(w.message)}"
+            if text not in seen:
+                seen.add(text)
+                print(text, file=sys.stderr)
+    return code
+
+
+def _run_job(job, parser):
     try:
         return job() or 0
     except UsageError as exc:
@@ -518,7 +536,6 @@ def _make_estimator(args, mode, initial):
 
 
 def cmd_train(args):
-    import warnings
     initial = args.initial_model
     n_features = None
     if initial is not None:
@@ -528,18 +545,13 @@ def cmd_train(args):
     out = fm._AtomicFile(args.final_model)  # an unwritable -f fails now, not after the training
     out.abort()
     t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if args.chunk_size is not None:
-            n_rows, loss = _train_streaming(args, src, est, initial is not None)
-        else:
-            if args.passes != 1:
-                raise UsageError("--passes needs --chunk-size (in memory, --max-iter sets the epochs)")
-            n_rows, loss = _train_in_memory(args, src, est, initial is not None)
+    if args.chunk_size is not None:
+        n_rows, loss = _train_streaming(args, src, est, initial is not None)
+    else:
+        if args.passes != 1:
+            raise UsageError("--passes needs --chunk-size (in memory, --max-iter sets the epochs)")
+        n_rows, loss = _train_in_memory(args, src, est, initial is not None)
     seconds = time.perf_counter() - t0
-    for w in caught:
-        if issubclass(w.category, UserWarning):  # ConvergenceWarning and the like, not ResourceWarnings
-            _say(args, f"{PROG}: warning: {_one_line(w.message)}")
     est.save(args.final_model)
     _report_bad(args, src)
     extra = f", average loss {loss:.6g} (progressive)" if loss is not None else ""
@@ -568,10 +580,11 @@ def _train_in_memory(args, src, est, warm):
 
 
 def _train_streaming(args, src, est, warm):
-    if est.solver != "sgd":
-        raise UsageError("streaming training (--chunk-size) runs partial_fit, which needs --solver sgd; "
-                         "the exact solver over chunked passes is not available yet: leave out --chunk-size "
-                         "to fit in memory")
+    if est.solver == "lbfgs":
+        if args.passes != 1:
+            raise UsageError("--passes is for SGD; --solver lbfgs makes as many passes as L-BFGS needs "
+                             "(one per objective evaluation; --max-iter bounds the iterations)")
+        return _train_lbfgs_chunked(args, src, est, warm)
     n_features = src.scan_n_features()
     if n_features <= 0:
         raise _no_rows(src)
@@ -607,6 +620,107 @@ def _train_streaming(args, src, est, warm):
     bar.close()
     src.bad.count = src.bad.limit if args.passes >= 1 else src.bad.count
     return n_rows, (loss_sum / weight_sum if weight_sum else None)
+
+
+class _ChunkedObjective:
+    """The exact objective of ``est`` on a file, evaluated chunk by chunk (one pass over the file per
+    evaluation, memory bounded by the chunk size): the interface ``fastwlr._lbfgs.minimize`` asks of
+    a problem, as ``fastwlr.dask``'s distributed objective gives it.
+
+    The loss is sum_i w_i l_i / sum_i w_i + (alpha / 2) ||coef||^2, the in-memory solver's: each
+    chunk's kernel call gets the weights w_i * n_c / W (W the file's total weight), so that its
+    (1/n_c)-mean is the chunk's share of the whole sum. The sums run in another order than one
+    in-memory pass, so the optimum agrees to the solver's tolerance, not bit for bit."""
+
+    def __init__(self, src, est, chunk_rows, alpha, kernels):
+        from ._validation import check_features
+        self.src, self.est, self.chunk_rows, self.alpha, self.kernels = src, est, chunk_rows, alpha, kernels
+        self._check = check_features
+        self.n_features = src.scan_n_features()
+        if self.n_features <= 0:
+            raise _no_rows(src)
+        # the first pass: rows, total weight, the weighted positive share, max |x|, sum_i w_i x_ij^2
+        n = 0
+        total = pos = 0.0
+        top = 0.0
+        sq = np.zeros(self.n_features)
+        self.sparse = None
+        for feats, y01, w in self._chunks():
+            n += feats.n_rows
+            total += float(w.sum())
+            pos += float(np.dot(w, y01))
+            values = feats.data if feats.is_sparse else feats.X
+            top = max(top, float(np.abs(values).max(initial=0.0)))
+            self.sparse = feats.is_sparse if self.sparse is None else self.sparse
+            if not feats.is_sparse:
+                sq += np.einsum("i,ij,ij->j", w, feats.X, feats.X)
+        if n == 0:
+            raise _no_rows(src)
+        if not total > 0:
+            raise JobError(f"{src.path}: the weights sum to 0: nothing to fit")
+        self.n_rows, self.total, self.pos, self.top, self.sq = n, total, pos, top, sq
+        src.bad.limit, src.bad.count = src.bad.count, 0  # later passes meet the same bad lines
+        self.passes = 1
+
+    def _chunks(self):
+        if self.src.weights is not None:
+            self.src.weights = _WeightsFile(self.src.weights.path)
+        self.src.bad.count = 0
+        for rows in fm.chunks(self.src.blocks(), self.chunk_rows):
+            y, w = _targets(self.src, rows)
+            feats = self._check(rows.matrix(self.n_features))
+            if self.src.label_mode == "watch_time":
+                from ._weights import recipe
+                y01, w = recipe(y, w)
+            else:
+                y01, w = y, (np.ones(rows.n_rows) if w is None else w)
+            w, _ = self.est._sampling_weights(y01, w)
+            yield feats, y01, np.asarray(w, dtype=np.float64)
+
+    def evaluate(self, coef, b):
+        loss, grad, grad_b = 0.0, np.zeros(self.n_features), 0.0
+        for feats, y01, w in self._chunks():
+            l, g, gb = self.kernels.objective_grad(feats, y01, w * (feats.n_rows / self.total), coef, b, 0.0)
+            loss, grad, grad_b = loss + l, grad + g, grad_b + gb
+        self.passes += 1
+        return loss + 0.5 * self.alpha * float(np.dot(coef, coef)), grad + self.alpha * coef, grad_b
+
+    def first_evaluation(self, coef, b):
+        return None
+
+    def column_scale(self):
+        from ._lbfgs import _scale_from_sq
+        return _scale_from_sq(self.sq / (self.total / self.n_rows), self.n_rows)
+
+    def base_log_odds(self):
+        neg = self.total - self.pos
+        return float(np.log(self.pos / neg)) if self.pos > 0 and neg > 0 else 0.0
+
+    def noise_scale(self):
+        return max(1.0, self.top)
+
+
+def _train_lbfgs_chunked(args, src, est, warm):
+    from ._kernels import Kernels
+    from ._lbfgs import minimize
+    from ._config import resolve_n_threads
+    if getattr(est, "fit_click_model", False):
+        raise UsageError("--fit-click-model with --chunk-size --solver lbfgs is not available: fit in memory")
+    alpha, _, max_iter, tol = est._check_params()
+    _, shift = est._check_sampling()
+    problem = _ChunkedObjective(src, est, args.chunk_size, alpha,
+                                Kernels(est.backend, resolve_n_threads(est.n_threads)))
+    start = {}
+    if warm and getattr(est, "coef_", None) is not None and est.coef_.shape[1] == problem.n_features:
+        start = {"coef_init": est.coef_[0], "intercept_init": float(est.intercept_[0]) - shift}
+    res = minimize(problem, fit_intercept=bool(est.fit_intercept), tol=tol, max_iter=max_iter, **start)
+    est._sgd_state = None
+    est._set_solution(res.coef, res.intercept + shift, problem.n_features, res.n_iter, res.converged)
+    if src.label_mode == "binary":
+        est.classes_ = np.array([0.0, 1.0])
+    src.bad.count = src.bad.limit
+    _say(args, f"{PROG}: L-BFGS: {res.n_iter} iterations, {problem.passes} passes over {src.path}")
+    return problem.n_rows, None
 
 
 def _chunk_loss(est, X, y, w, mode):
