@@ -525,3 +525,108 @@ def test_readme_batch_job_runs(tmp_path, monkeypatch, capsys):
     top = np.loadtxt("top10.csv", delimiter=",", skiprows=1)
     assert top.shape[1] == 4 and top[:, 1].max() == 10
     assert "weighted per-user loss" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- the rest of the commands
+def test_import_fastwlr_needs_no_optional_package():
+    code = ("import sys, fastwlr, fastwlr.cli, fastwlr._formats; "
+            "print(sorted(m for m in ('tqdm', 'pyarrow', 'matplotlib', 'sklearn') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_progress_bar_only_on_a_terminal(files, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("tqdm")
+    from fastwlr import cli
+
+    class Tty:
+        def __init__(self, real):
+            self.real = real
+
+        def isatty(self):
+            return True
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    args = ["train", str(files / "d.svm"), "-f", str(tmp_path / "m.npz"), "--chunk-size", "100"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == 1  # not a terminal: no bar, the one summary line
+    monkeypatch.setattr(sys, "stderr", Tty(sys.stderr))
+    bar = cli._Progress(type("A", (), {"quiet": False})(), "train")
+    assert bar.bar is not None
+    bar.update(10, loss="0.5")
+    bar.close()
+    assert cli._Progress(type("A", (), {"quiet": True})(), "train").bar is None
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # tqdm missing: no bar, the job still runs
+    assert cli._Progress(type("A", (), {"quiet": False})(), "train").bar is None
+    assert main(args + ["--quiet"]) == 0
+
+
+def test_score_expected_uses_the_click_model(files, data, tmp_path):
+    X, T, _, _ = data
+    m = str(tmp_path / "m.npz")
+    assert main(["train", str(files / "d.csv"), "-f", m, "--fit-click-model", "--quiet", *SEED]) == 0
+    assert main(["score", str(files / "d.csv"), "-i", m, "-p", str(tmp_path / "e.npy"), "--output", "expected",
+                 "--quiet"]) == 0
+    model = fastwlr.load(m)
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), model.predict(X))
+    assert not np.array_equal(np.load(tmp_path / "e.npy"), model.predict_odds(X))
+    plain = str(tmp_path / "p.npz")
+    assert main(["train", str(files / "d.csv"), "-f", plain, "--quiet", "--max-iter", "2"]) == 0
+    assert main(["score", str(files / "d.csv"), "-i", plain, "-p", str(tmp_path / "e.npy"), "--output",
+                 "expected"]) == 2
+
+
+def test_categorical_columns_are_hashed_after_the_numeric_ones(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("watch_time,city,x\n0,paris,1.5\n3.5,rome,2\n0,paris,-1\n")
+    src = fm.Source(p, roles=fm.Roles(target="watch_time", categorical=("city",)), bits=4)
+    rows = fm.concat(list(src.blocks()))
+    assert src.n_features == 1 + 16
+    X = rows.matrix(src.n_features).toarray()
+    np.testing.assert_array_equal(X[:, 0], [1.5, 2, -1])
+    col = {c: 1 + (fm.murmur3_32(f"city={c}", 0) & 15) for c in ("paris", "rome")}
+    assert X[0, col["paris"]] == X[2, col["paris"]] == X[1, col["rome"]] == 1.0
+    assert X[:, 1:].sum() == 3
+
+
+def test_rank_needs_request_ids(files, data, tmp_path, capsys):
+    X, T, _, _ = data
+    p = tmp_path / "noqid.svm"
+    with open(p, "wb") as f:
+        fm.write_svmlight(f, X, T)
+    m = tmp_path / "m.npz"
+    WatchTimeRanker(max_iter=2, tol=None).fit(X, T).save(m)
+    assert main(["rank", str(p), "-i", str(m), "-p", str(tmp_path / "r.csv")]) == 1
+    assert capsys.readouterr().err.strip() == f"fastwlr: error: {p}:1: expected qid:ID after the label: rank groups rows by request"
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_evaluate_binary_labels_and_plot(files, tmp_path, capsys):
+    m = str(tmp_path / "m.npz")
+    assert main(["train", str(files / "d.vw"), "-f", m, "--quiet", "-b", "10"]) == 0
+    capsys.readouterr()
+    args = ["evaluate", str(files / "d.vw"), "-i", m, "-b", "10"]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--plot", str(tmp_path / "c.png")]
+    except ImportError:
+        pass
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "log-loss" in out and "per-request AUC" in out and "| bin |" in out
+    assert "--plot" not in args or (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["evaluate", str(files / "d.vw"), "-i", m]) == 1  # -b 18 hashes into other columns
+    assert "train and score with the same -b" in capsys.readouterr().err
+
+
+def test_demo_and_bench_run(tmp_path, capsys):
+    assert main(["demo", "--n-samples", "2000", "--no-train"]) == 0
+    assert "impressions" in capsys.readouterr().out
+    assert main(["bench", "--rows", "3000", "--nnz", "4", "--chunk-size", "1000", "--formats", "svmlight",
+                 "--no-sklearn", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| svmlight | fastwlr train --chunk-size 1000 (parse + train) | 3,000 |" in out
