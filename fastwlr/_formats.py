@@ -10,11 +10,13 @@ Formats (``fastwlr --help`` and README "Batch jobs on files"):
 * **Vowpal Wabbit text** ``label [importance] ['tag]|namespace feature[:value] ... |other ...``:
   each feature is hashed into 2^bits columns by MurmurHash3 (32-bit, x86 variant)::
 
-      h_ns   = murmur3_32(namespace name as UTF-8, seed)       (the name "" for "| f ...")
+      h_ns   = murmur3_32(namespace name as UTF-8, seed)       (the name "" for "| f ...": 0 for seed 0)
       column = murmur3_32(feature name as UTF-8, h_ns) & (2^bits - 1)
+               (an all-digit name: (int(name) + h_ns) & (2^bits - 1))
 
-  so the same feature name in two namespaces lands in different columns (namespaces kept apart),
-  as in VW; the indices are not claimed to be vw's own (vw treats all-digit names differently).
+  so the same feature name in two namespaces lands in different columns (namespaces kept apart).
+  These are vw's own feature indices (``--hash strings``, ``--hash_seed``; checked against the
+  vowpalwabbit package); vw's constant feature is not added (the model has an intercept).
   ``|ns:2.5`` scales the namespace's values. The tag is the request id. Lines without a label
   are allowed where no label is needed (``score``, ``rank``).
 * **CSV/TSV** with a header line: columns by role (the target, a weight, a request id, columns
@@ -341,8 +343,16 @@ class _Hasher:
         if c is None:
             if len(self.feat) > 1 << 20:
                 self.feat.clear()
-            c = self.feat[key] = murmur3_32(name, h_ns) & self.mask
+            c = self.feat[key] = vw_column(name, h_ns, self.mask)
         return c
+
+
+def vw_column(name, h_ns, mask):
+    """vw's own rule (``hashstring``): an all-digit name is the number plus the namespace hash
+    (wrapping at 2^64), any other name is murmur3_32(name, h_ns); then ``& mask``."""
+    if name.isdigit() and name.isascii():
+        return (int(name) + h_ns) & mask
+    return murmur3_32(name, h_ns) & mask
 
 
 def parse_vw_py(block, first_line, on_error, hasher):
@@ -389,7 +399,7 @@ def parse_vw_py(block, first_line, on_error, hasher):
                     name = b""
                 h_ns = hasher.namespace(name)
                 for col, tok in stoks:
-                    fname, sep, val_s = tok.rpartition(b":") if b":" in tok else (tok, b"", b"")
+                    fname, sep, val_s = tok.partition(b":")  # vw splits at the first ':'
                     if not fname:
                         raise _Bad(lineno, col, "a feature name before ':'", tok)
                     val = _number(val_s, lineno, col + len(fname) + 1, "a feature value (a number)") if sep else 1.0
@@ -545,15 +555,27 @@ def parse_csv_block(block, first_line, schema, delimiter, bad):
 
 # ---------------------------------------------------------------------------- outputs
 class _AtomicFile:
-    """Written under a temporary name next to ``path`` and renamed at ``close``: a failed job never
-    leaves a partial output (nor replaces a good one). Opening checks that ``path`` is writable."""
+    """Written under a temporary name next to ``path`` and renamed at ``commit``: a failed job never
+    leaves a partial output (nor replaces a good one). Opening checks that ``path`` is writable.
+    ``-`` is standard output, and a path that exists but is not a regular file (/dev/stdout, a
+    FIFO) is written in place: renaming onto it would replace the device."""
 
     def __init__(self, path, mode="wb"):
         import tempfile
         self.path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(self.path))
+        self.tmp = None
+        if self.path == "-":
+            import sys
+            self.f = sys.stdout.buffer if "b" in mode else sys.stdout
+            self.close_f = False
+            return
+        self.close_f = True
         if os.path.isdir(self.path):
             raise IsADirectoryError(21, "Is a directory", self.path)
+        if os.path.exists(self.path) and not os.path.isfile(self.path):
+            self.f = open(self.path, mode)
+            return
+        directory = os.path.dirname(os.path.abspath(self.path))
         try:
             fd, self.tmp = tempfile.mkstemp(prefix=".fastwlr-", suffix=".part", dir=directory)
         except OSError as exc:
@@ -561,27 +583,32 @@ class _AtomicFile:
         self.f = os.fdopen(fd, mode)
 
     def commit(self):
-        self.f.close()
-        os.replace(self.tmp, self.path)
+        if self.close_f:
+            self.f.close()
+        else:
+            self.f.flush()
+        if self.tmp is not None:
+            os.replace(self.tmp, self.path)
 
     def abort(self):
-        self.f.close()
-        if os.path.exists(self.tmp):
+        if self.close_f:
+            self.f.close()
+        if self.tmp is not None and os.path.exists(self.tmp):
             os.unlink(self.tmp)
 
 
 class NpyWriter:
     """A 1-D (or structured) .npy written chunk by chunk: the header's row count is filled in at the
-    end (a fixed-size header, so the data never move)."""
+    end (the header is sized for any count up front, so the data never move)."""
 
     def __init__(self, path, dtype):
         self.out, self.dtype, self.n = _AtomicFile(path), np.dtype(dtype), 0
         self.header_len = len(self._header(10 ** 18))
         self.out.f.write(b"\0" * self.header_len)
 
-    def _header(self, n):
+    def _header(self, n, total=None):
         d = "{'descr': %r, 'fortran_order': False, 'shape': (%d,), }" % (np.lib.format.dtype_to_descr(self.dtype), n)
-        total = -(-(len(d) + 11) // 64) * 64
+        total = total or -(-(len(d) + 11) // 64) * 64  # magic + version + length + dict + "\n", 64-aligned
         body = d.ljust(total - 11) + "\n"
         return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
 
@@ -597,8 +624,7 @@ class NpyWriter:
         self.n += a.shape[0]
 
     def close(self):
-        h = self._header(self.n)
-        h = h[:-1].ljust(self.header_len - 1) + b"\n" if len(h) < self.header_len else h
+        h = self._header(self.n, self.header_len)
         self.out.f.seek(0)
         self.out.f.write(h)
         self.out.commit()
@@ -665,7 +691,7 @@ def _pyarrow(what):
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError("parquet", None, None, f"pyarrow to {what} (pip install \"fastwlr[parquet]\")") from None
+        raise ImportError(f"to {what}, install pyarrow: pip install \"fastwlr[parquet]\"") from None
     return pq
 
 

@@ -188,7 +188,7 @@ def build_parser():
     p = subs.add_parser("score", help="model + data -> predictions", description="Score every row.")
     _add_data_flags(p)
     _add_model_in(p)
-    p.add_argument("-p", "--predictions", metavar="PATH", required=True, help="output: .npy, .csv, .tsv or .parquet")
+    p.add_argument("-p", "--predictions", metavar="PATH", required=True, help="output: .npy, .csv, .tsv or .parquet (by extension; '-': CSV on standard output)")
     p.add_argument("--output", choices=("log_odds", "odds", "proba", "expected"), default="odds",
                    help="log-odds z, odds e^z (the served watch time), sigma(z), or the corrected E[T] = "
                         "e^z(1-p) (a model trained with --fit-click-model)")
@@ -200,7 +200,7 @@ def build_parser():
                                     "request column). Output rows: request, rank, row, score.")
     _add_data_flags(p)
     _add_model_in(p)
-    p.add_argument("-p", "--predictions", metavar="PATH", required=True, help="output: .npy, .csv, .tsv or .parquet")
+    p.add_argument("-p", "--predictions", metavar="PATH", required=True, help="output: .npy, .csv, .tsv or .parquet (by extension; '-': CSV on standard output)")
     p.add_argument("-k", type=_typed(int), default=10, help="rows kept per request")
     p.add_argument("--output", choices=("log_odds", "odds", "proba"), default="odds", help="the score column")
     _add_threads(p)
@@ -221,8 +221,8 @@ def build_parser():
     p = subs.add_parser("convert", help="between formats", description="Convert a data file (output format from "
                         "the -p file name: .svm, .vw, .csv, .tsv, .parquet).")
     _add_data_flags(p)
-    p.add_argument("-p", "--predictions", "-o", "--output", dest="predictions", metavar="PATH", required=True,
-                   help="the converted file")
+    p.add_argument("-p", "--predictions", dest="predictions", metavar="PATH", required=True,
+                   help="the converted file (.gz: compressed)")
     p.add_argument("--to", choices=("vw", "svmlight", "csv", "tsv", "parquet"), default=None,
                    help="output format (default: from the output file name)")
     p.set_defaults(func=cmd_convert)
@@ -490,7 +490,7 @@ def _report_bad(args, src):
     if src.bad.count:
         first = src.bad.first
         print(f"{PROG}: skipped {src.bad.count} bad line{'s' if src.bad.count > 1 else ''} of {src.path} "
-              f"(--skip-bad-lines {src.bad.limit}); first: {first}", file=sys.stderr)
+              f"(--skip-bad-lines {args.skip_bad_lines}); first: {first}", file=sys.stderr)
 
 
 def _load_model(path):
@@ -616,9 +616,10 @@ def _train_streaming(args, src, est, warm):
         else:
             src.bad.count = 0
         if src.weights is not None and p + 1 < args.passes:
+            src.weights.f.close()
             src.weights = _WeightsFile(src.weights.path)
     bar.close()
-    src.bad.count = src.bad.limit if args.passes >= 1 else src.bad.count
+    src.bad.count = src.bad.limit  # the first pass's count (every pass met the same lines)
     return n_rows, (loss_sum / weight_sum if weight_sum else None)
 
 
@@ -663,7 +664,8 @@ class _ChunkedObjective:
         self.passes = 1
 
     def _chunks(self):
-        if self.src.weights is not None:
+        if self.src.weights is not None:  # each pass reads the side file from its start
+            self.src.weights.f.close()
             self.src.weights = _WeightsFile(self.src.weights.path)
         self.src.bad.count = 0
         for rows in fm.chunks(self.src.blocks(), self.chunk_rows):

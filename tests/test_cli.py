@@ -67,9 +67,10 @@ def _coef(path):
 
 
 def _vw_matrix(X, bits=18, seed=0):
-    """X with column j hashed as VW feature "j" of the default namespace (the documented hash)."""
+    """X with column j as VW feature "j" of the default namespace: vw's rule for an all-digit name,
+    (j + namespace hash) & mask, the namespace hash murmur3("", seed)."""
     h_ns = fm.murmur3_32(b"", seed)
-    cols = np.array([fm.murmur3_32(str(j), h_ns) & ((1 << bits) - 1) for j in range(X.shape[1])])
+    cols = np.array([(j + h_ns) & ((1 << bits) - 1) for j in range(X.shape[1])])
     csr = sp.csr_matrix(X)
     return sp.csr_matrix((csr.data, cols[csr.indices], csr.indptr), shape=(X.shape[0], 1 << bits))
 
@@ -323,6 +324,28 @@ def test_vw_namespaces_are_kept_apart_and_values_scaled(tmp_path):
     assert rows.indices[rows.indptr[1]] == first[0]  # x of namespace a: the same column in both rows
     mask = (1 << 18) - 1
     assert first[0] == fm.murmur3_32("x", fm.murmur3_32("a", 0)) & mask
+
+
+def test_vw_columns_are_vws_own_feature_indices(tmp_path):
+    pyvw = pytest.importorskip("vowpalwabbit.pyvw", exc_type=ImportError)
+    lines = ["1 |a x y:2 123 |ab x |b:0.5 é 7:3", "-1 'q | x 7 0012 word", "1 |sport ronaldo messi:0.25"]
+    for bits, seed in ((18, 0), (10, 7)):
+        p = tmp_path / "v.vw"
+        p.write_text("\n".join(lines) + "\n")
+        rows = fm.concat(list(fm.Source(p, bits=bits, hash_seed=seed).blocks()))
+        vw = pyvw.Workspace(f"--quiet -b {bits} --hash_seed {seed}")
+        for r, line in enumerate(lines):
+            ex = vw.example(line)
+            theirs = []
+            for i in range(ex.num_namespaces()):
+                ns = pyvw.NamespaceId(ex, i)
+                if ns.ns == chr(128):  # vw's constant feature: our intercept
+                    continue
+                theirs += [(ex.feature(ns, j) & ((1 << bits) - 1), ex.feature_weight(ns, j))
+                           for j in range(ex.num_features_in(ns))]
+            lo, hi = rows.indptr[r], rows.indptr[r + 1]
+            assert list(zip(rows.indices[lo:hi].tolist(), rows.data[lo:hi].tolist())) == theirs, line
+        vw.finish()
 
 
 @pytest.mark.parametrize("text, fmt, expected", [
@@ -630,3 +653,24 @@ def test_demo_and_bench_run(tmp_path, capsys):
                  "--no-sklearn", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| svmlight | fastwlr train --chunk-size 1000 (parse + train) | 3,000 |" in out
+
+
+def test_predictions_to_standard_output(files, data, tmp_path):
+    X, T, _, _ = data
+    WatchTimeRanker(max_iter=2, tol=None).fit(X, T).save(tmp_path / "m.npz")
+    r = run("score", "d.csv", "-i", tmp_path / "m.npz", "-p", "-", "--output", "log_odds", "--quiet", cwd=files)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "log_odds" and len(lines) == 601
+    np.testing.assert_array_equal(np.array(lines[1:], dtype=float), fastwlr.load(tmp_path / "m.npz").decision_function(X))
+
+
+def test_npy_header_is_valid_for_any_row_count(tmp_path):
+    for n in (0, 1, 12345):
+        for dtype in (np.dtype(np.float64), np.dtype([("request", "U64"), ("rank", np.int64)])):
+            w = fm.NpyWriter(tmp_path / "a.npy", dtype)
+            a = np.zeros(n, dtype=dtype)
+            w.write({name: a[name] for name in dtype.names} if dtype.names else {"x": a})
+            w.close()
+            got = np.load(tmp_path / "a.npy")
+            assert got.shape == (n,) and got.dtype == dtype

@@ -101,6 +101,18 @@ cdef uint32_t murmur3(const unsigned char* data, Py_ssize_t n, uint32_t seed) no
     return h
 
 
+cdef uint64_t feature_hash(const unsigned char* s, Py_ssize_t n, uint32_t h_ns) noexcept nogil:
+    """vw's hashstring: an all-digit name is its value plus the namespace hash (mod 2^64), any
+    other name murmur3 seeded with the namespace hash."""
+    cdef uint64_t v = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not is_digit(s[i]):
+            return murmur3(s, n, h_ns)
+        v = v * 10 + (s[i] - 48)
+    return v + h_ns
+
+
 def murmur3_32(data, uint32_t seed=0):
     """MurmurHash3 x86 32-bit of bytes (str as UTF-8)."""
     if isinstance(data, str):
@@ -361,10 +373,10 @@ def parse_vw(bytes block, int64_t first_line, on_error, int bits, uint32_t seed)
             i = skip_space(s, i, seg_end)
             while i < seg_end:
                 t = token_end(s, i, seg_end)
-                k = t - 1  # the last ':' splits name and value
-                while k >= i and s[k] != 58:
-                    k -= 1
-                if k < i:
+                k = i  # the first ':' splits name and value (as vw)
+                while k < t and s[k] != 58:
+                    k += 1
+                if k == t:
                     x = 1.0
                     name_end = t
                 else:
@@ -379,7 +391,7 @@ def parse_vw(bytes block, int64_t first_line, on_error, int bits, uint32_t seed)
                     if not isfinite(x):
                         err = (k + 1 - pos + 1, "a feature value (a number) (finite)", block[k + 1:t])
                         break
-                out.idx[out.nnz] = <int32_t>(murmur3(s + i, name_end - i, h_ns) & mask)
+                out.idx[out.nnz] = <int32_t>(feature_hash(s + i, name_end - i, h_ns) & mask)
                 out.val[out.nnz] = x * scale
                 out.nnz += 1
                 i = skip_space(s, t, seg_end)
