@@ -674,3 +674,14 @@ def test_npy_header_is_valid_for_any_row_count(tmp_path):
             w.close()
             got = np.load(tmp_path / "a.npy")
             assert got.shape == (n,) and got.dtype == dtype
+
+
+def test_parquet_without_pyarrow_is_one_clear_line(files, tmp_path, monkeypatch, capsys):
+    (tmp_path / "d.parquet").write_bytes(b"PAR1")
+    for name in ("pyarrow", "pyarrow.parquet"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert main(["train", str(tmp_path / "d.parquet"), "-f", str(tmp_path / "m.npz")]) == 1
+    assert capsys.readouterr().err.strip() == ('fastwlr: error: to read Parquet input, install pyarrow: '
+                                               'pip install "fastwlr[parquet]"')
+    assert main(["convert", str(files / "d.svm"), "-p", str(tmp_path / "x.parquet")]) == 1
+    assert "install pyarrow" in capsys.readouterr().err
