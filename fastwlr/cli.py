@@ -3,6 +3,7 @@ Vowpal Wabbit's core flags (``-d``, ``-f``, ``-i``, ``-p``, ``-k``, ``-b``).
 
 Exit codes: 0 done, 1 a runtime error (bad data, a missing or unreadable file, a model of another
 version, an output that cannot be written: one line on stderr), 2 a usage error.
+``FASTWLR_DEBUG=1`` lets runtime errors through with their traceback.
 """
 import argparse
 import difflib
@@ -289,6 +290,8 @@ def _run(job, parser, quiet=False):
 
 
 def _run_job(job, parser):
+    if os.environ.get("FASTWLR_DEBUG"):  # a bug report wants the traceback, not the one line
+        return job() or 0
     try:
         return job() or 0
     except UsageError as exc:

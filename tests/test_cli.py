@@ -392,6 +392,12 @@ def test_chunks_never_split_a_request():
     assert [c.n_rows for c in fm.chunks(iter(blocks), 4)] == [4, 4, 2]
 
 
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTWLR_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        main(["train", str(tmp_path / "missing.svm"), "-f", str(tmp_path / "m.npz")])
+
+
 def test_usage_errors_exit_2(files, capsys):
     assert main(["train", "-f", "m.npz"]) == 2
     assert "no data file" in capsys.readouterr().err
