@@ -545,6 +545,8 @@ def cmd_train(args):
         n_features = _load_model(initial).n_features_in_
     src = _open_source(args, need_target=True, n_features=n_features)
     est = _make_estimator(args, src.label_mode, initial)
+    if initial is not None:
+        _check_columns(src, est, initial)
     out = fm._AtomicFile(args.final_model)  # an unwritable -f fails now, not after the training
     out.abort()
     t0 = time.perf_counter()
@@ -555,6 +557,8 @@ def cmd_train(args):
             raise UsageError("--passes needs --chunk-size (in memory, --max-iter sets the epochs)")
         n_rows, loss = _train_in_memory(args, src, est, initial is not None)
     seconds = time.perf_counter() - t0
+    if src.schema is not None:  # scoring a table later checks it has these columns, in this order
+        est.input_columns_ = {"numeric": list(src.schema.numeric), "categorical": list(src.schema.categorical)}
     est.save(args.final_model)
     _report_bad(args, src)
     extra = f", average loss {loss:.6g} (progressive)" if loss is not None else ""
@@ -740,8 +744,25 @@ def _chunk_loss(est, X, y, w, mode):
 
 
 # ---------------------------------------------------------------------------- score / rank
+def _check_columns(src, model, model_path):
+    """A table scored (or trained further) with a model from a table must have the model's feature
+    columns in the model's order: the same count in another order would score silently wrong."""
+    want = getattr(model, "input_columns_", None)
+    if want is None or src.schema is None:
+        return
+    got = {"numeric": list(src.schema.numeric), "categorical": list(src.schema.categorical)}
+    for kind in ("numeric", "categorical"):
+        if got[kind] != want[kind]:
+            first = next((i for i, (a, b) in enumerate(zip(got[kind], want[kind])) if a != b),
+                         min(len(got[kind]), len(want[kind])))
+            raise JobError(f"{src.path}: its {kind} feature columns {got[kind]} are not the model's {want[kind]} "
+                           f"({model_path} was trained on them in that order; the first difference is at "
+                           f"position {first})")
+
+
 def _scoring_source(args, model):
     src = _open_source(args, need_target=False, n_features=model.n_features_in_)
+    _check_columns(src, model, args.initial_model)
     if src.n_features != model.n_features_in_:
         raise JobError(f"{src.path} has {src.n_features} feature columns but the model {args.initial_model} has "
                        f"{model.n_features_in_}" + (" (VW: train and score with the same -b)" if src.fmt == "vw" else ""))

@@ -598,6 +598,10 @@ class WeightedLogisticRegression(_Params):
                        "converged_": bool(getattr(self, "converged_", False))},
             "sgd_state": None,
         }
+        columns = getattr(self, "input_columns_", None)
+        if columns is not None:  # the table columns a model trained from a file read (the command line)
+            info["fitted"]["input_columns"] = {"numeric": list(columns["numeric"]),
+                                               "categorical": list(columns["categorical"])}
         arrays = {"coef": np.ascontiguousarray(self.coef_[0], dtype=np.float64),
                   "intercept": np.asarray(self.intercept_, dtype=np.float64).reshape(1)}
         if hasattr(self, "classes_"):  # classifiers only; a WatchTimeRanker is a regressor
@@ -637,6 +641,7 @@ class WeightedLogisticRegression(_Params):
             raise ValueError(f"the saved parameters are not valid for {cls.__name__} ({exc})") from exc
         d = _saved_count(fitted["n_features_in_"], "fitted.n_features_in_")
         n_iter = _saved_count(fitted["n_iter_"], "fitted.n_iter_")
+        columns = _saved_input_columns(fitted.get("input_columns"), d)
         converged = fitted["converged_"]
         if not isinstance(converged, bool):
             raise ValueError(f"fitted.converged_ must be true or false, got {converged!r}")
@@ -664,6 +669,8 @@ class WeightedLogisticRegression(_Params):
         est.n_features_in_ = d
         est.n_iter_ = n_iter
         est.converged_ = converged
+        if columns is not None:
+            est.input_columns_ = columns
         est._sgd_state = None
         sgd = info.get("sgd_state")
         if sgd is not None:
@@ -728,6 +735,22 @@ def _saved_sgd_state(est, sgd, arrays, d):
         _check_saved_state_array(name, a)
         state_arrays[name] = np.ascontiguousarray(a).copy()
     return SGDState(optimizer=optimizer, average=average, mean_weight=float(mean_w), **state_arrays)
+
+
+def _saved_input_columns(columns, d):
+    """fitted.input_columns: absent, or {"numeric": [names], "categorical": [names]} of distinct
+    strings, no more numeric columns than features."""
+    if columns is None:
+        return None
+    if not isinstance(columns, dict) or set(columns) != {"numeric", "categorical"}:
+        raise ValueError("fitted.input_columns must be an object with the lists 'numeric' and 'categorical'")
+    names = [*columns["numeric"], *columns["categorical"]] if all(
+        isinstance(columns[k], list) for k in columns) else None
+    if names is None or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ValueError("fitted.input_columns must list distinct column names (strings)")
+    if len(columns["numeric"]) > d:
+        raise ValueError(f"fitted.input_columns names {len(columns['numeric'])} numeric columns for {d} features")
+    return columns
 
 
 def _check_saved_state_array(name, a):

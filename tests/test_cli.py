@@ -691,3 +691,26 @@ def test_parquet_without_pyarrow_is_one_clear_line(files, tmp_path, monkeypatch,
                                                'pip install "fastwlr[parquet]"')
     assert main(["convert", str(files / "d.svm"), "-p", str(tmp_path / "x.parquet")]) == 1
     assert "install pyarrow" in capsys.readouterr().err
+
+
+def test_a_table_with_the_model_columns_in_another_order_is_refused(files, data, tmp_path):
+    # the same number of columns in another order scored silently wrong: the model remembers the
+    # table's feature columns, and score/rank/train -i compare them (one line, exit 1)
+    X, T, req, _ = data
+    m = tmp_path / "m.npz"
+    assert main(["train", str(files / "d.csv"), "-f", str(m), "--quiet", *SEED]) == 0
+    assert fastwlr.load(m).input_columns_ == {"numeric": [f"x{j}" for j in range(X.shape[1])], "categorical": []}
+    swapped = tmp_path / "swapped.csv"
+    lines = (files / "d.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    header[2], header[3] = header[3], header[2]           # x0 <-> x1, values unchanged: the columns are renamed
+    swapped.write_text("\n".join([",".join(header)] + lines[1:]) + "\n")
+    for cmd in (["score", swapped, "-i", m, "-p", tmp_path / "s.npy"], ["rank", swapped, "-i", m, "-p", tmp_path / "r.csv"],
+                ["train", swapped, "-i", m, "-f", tmp_path / "m2.npz"]):
+        r = run(*cmd, cwd=tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert "are not the model's" in r.stderr and "position 0" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = run("score", files / "d.csv", "-i", m, "-p", tmp_path / "ok.npy", cwd=tmp_path)  # same columns: fine
+    assert r.returncode == 0, r.stderr
+    # the Python API round-trips the attribute, and a model from arrays has none (nothing to check)
+    assert not hasattr(WatchTimeRanker(random_state=0).fit(X, T), "input_columns_")

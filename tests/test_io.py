@@ -492,3 +492,27 @@ def test_a_model_whose_accumulators_overflowed_saves_and_loads(tmp_path):
     again = load(tmp_path / "m.npz")
     np.testing.assert_array_equal(again.predict(X), est.predict(X))
     again.partial_fit(X, T)   # and continues
+
+
+@pytest.mark.parametrize("columns", [[], {"numeric": ["a"]}, {"numeric": ["a", "a"], "categorical": []},
+                                     {"numeric": [1], "categorical": []}, {"numeric": list("abcdefgh"), "categorical": []},
+                                     {"numeric": "a", "categorical": []}])
+def test_saved_input_columns_are_checked(tmp_path, data, columns):
+    from fastwlr.exceptions import ModelFileError
+    path = _saved(tmp_path, data)
+
+    def mutate(arrays):
+        header = json.loads(str(arrays["header"][()]))
+        header["fitted"]["input_columns"] = columns
+        arrays["header"] = np.array(json.dumps(header))
+    _rewrite(path, mutate)
+    with pytest.raises(ModelFileError, match="input_columns"):
+        load(path)
+
+
+def test_input_columns_round_trip(tmp_path, data):
+    X, T = data
+    est = WatchTimeRanker(solver="lbfgs").fit(X, T)
+    est.input_columns_ = {"numeric": ["a", "b", "c"], "categorical": ["d"]}
+    est.save(tmp_path / "m.npz")
+    assert load(tmp_path / "m.npz").input_columns_ == est.input_columns_
