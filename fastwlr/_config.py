@@ -83,8 +83,32 @@ def _running_elsewhere():
     return max(0, running - max(own, 1))
 
 
-def default_n_threads():
-    """Threads for ``n_threads=None``: the cores not busy with other work now (at least 1)."""
+# Two more measured rules (benchmarks/experiments/busy_threads.py, 2-core VM):
+# * big work (>= BIG_WORK element operations, ~5 ms on one core) uses every core even when they are
+#   busy: each thread gets its share of the CPU, so 2 threads beside 2 busy processes scored 1M x 64
+#   in 42 ms against 71 ms on one; the wait at the end of the region is small beside the work.
+# * threads that have been idle for COLD_AFTER seconds are asleep (on a VM, so is their CPU), and
+#   waking them cost ~7 ms: after a 0.2 s pause 10,000 x 64 took 7.8 ms on 2 threads, 0.8 ms on one.
+#   Work below BIG_WORK then runs on one thread.
+BIG_WORK = 8_000_000
+COLD_AFTER = 0.02
+_last_parallel = [-1.0]  # monotonic time a kernel last ran on several threads
+
+
+def note_parallel_call():
+    """The adapter says a kernel just ran on several threads (they are awake for a while)."""
+    _last_parallel[0] = _monotonic()
+
+
+def default_n_threads(work=None):
+    """Threads for ``n_threads=None``: the cores not busy with other work now (at least 1); for
+    ``work`` (element operations of the call) every core if it is big, one if it is small and the
+    threads are asleep."""
+    if work is not None:
+        if work >= BIG_WORK:
+            return _N_CPU
+        if _monotonic() - _last_parallel[0] > COLD_AFTER:
+            return 1
     busy = _busy
     if _monotonic() < busy[0]:
         return busy[1]

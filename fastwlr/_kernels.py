@@ -11,7 +11,7 @@ setting) and the thread count (None: the idle cores, counted at each call; -1: a
 """
 import numpy as np
 
-from ._config import default_n_threads, get_backend, resolve_n_threads
+from ._config import default_n_threads, get_backend, note_parallel_call, resolve_n_threads
 
 FLOAT_DTYPES = (np.float32, np.float64)
 NAN, INF = 1, 2   # bits of nonfinite_flags
@@ -32,6 +32,14 @@ class Kernels:
     def n_threads(self):
         return default_n_threads() if self._n_threads is None else self._n_threads
 
+    def _threads(self, work):
+        """Threads for a kernel call of ``work`` element operations (``default_n_threads``'s rules
+        when the caller left n_threads=None); a call on several threads is noted (they stay awake)."""
+        n = default_n_threads(work) if self._n_threads is None else self._n_threads
+        if n > 1:
+            note_parallel_call()
+        return n
+
     @property
     def name(self):
         return self.backend.name
@@ -44,11 +52,12 @@ class Kernels:
         counts = getattr(self.backend, "SCORE_COUNTS_NONFINITE", False)
         if not counts:
             check_no_inf(features, self.n_threads)
+        nt = self._threads(_work(features))
         if features.is_sparse:
             n_nonfinite = self.backend.score_csr(features.data, features.indices, features.indptr, coef,
-                                                 intercept, output, out, self.n_threads)
+                                                 intercept, output, out, nt)
         else:
-            n_nonfinite = self.backend.score_dense(features.X, coef, intercept, output, out, self.n_threads)
+            n_nonfinite = self.backend.score_dense(features.X, coef, intercept, output, out, nt)
         if counts and n_nonfinite:  # NaN features or an overflowing sum land here too: look for inf
             check_no_inf(features, self.n_threads)
         if n_nonfinite or not counts:
@@ -60,31 +69,32 @@ class Kernels:
 
     # -------------------------------------------------------------------------------- top-k
     def topk(self, scores, offsets, k):
-        indices, values, nan_at = self.backend.topk(scores, offsets, k, self.n_threads)
+        indices, values, nan_at = self.backend.topk(scores, offsets, k, self._threads(scores.shape[0]))
         if nan_at >= 0:
             raise ValueError(f"scores[{nan_at}] is NaN; top-k needs comparable scores (drop or fill NaN first)")
         return indices, values
 
     def score_topk(self, features, coef, intercept, offsets, k, output, exclude, out_dtype):
+        nt = self._threads(_work(features))
         if features.is_sparse:
             indices, values, nan_row, n_inf = self.backend.score_topk_csr(
                 features.data, features.indices, features.indptr, coef, intercept, offsets, k, output,
-                exclude, out_dtype, self.n_threads)
+                exclude, out_dtype, nt)
         else:
             indices, values, nan_row, n_inf = self.backend.score_topk_dense(
-                features.X, coef, intercept, offsets, k, output, exclude, out_dtype, self.n_threads)
+                features.X, coef, intercept, offsets, k, output, exclude, out_dtype, nt)
         check_nonfinite_log_odds(features, nan_row, n_inf > 0)
         return indices, values
 
     # ---------------------------------------------------------------------------- objective
     def objective_grad(self, features, y, sample_weight, coef, intercept, l2):
         """(loss, grad_coef, grad_intercept) of (1/n) sum_i w_i l_i + (l2/2) ||coef||^2."""
+        nt = self._threads(_work(features))
         if features.is_sparse:
             return self.backend.objective_grad_csr(features.data, features.indices, features.indptr,
                                                    features.n_features, y, sample_weight, coef, intercept,
-                                                   l2, self.n_threads)
-        return self.backend.objective_grad_dense(features.X, y, sample_weight, coef, intercept, l2,
-                                                 self.n_threads)
+                                                   l2, nt)
+        return self.backend.objective_grad_dense(features.X, y, sample_weight, coef, intercept, l2, nt)
 
     def objective_grad_colsq(self, features, y, sample_weight, coef, intercept, l2):
         """``objective_grad`` plus sum_i w_i x_ij^2 per column from the same pass, or None when the
@@ -92,7 +102,7 @@ class Kernels:
         fused = None if features.is_sparse else getattr(self.backend, "objective_grad_colsq_dense", None)
         if fused is None:
             return None
-        return fused(features.X, y, sample_weight, coef, intercept, l2, self.n_threads)
+        return fused(features.X, y, sample_weight, coef, intercept, l2, self._threads(_work(features)))
 
     def weighted_column_sq(self, features, sample_weight, row_step=1):
         """sum_i w_i x_ij^2 over the rows of X[::row_step] (dense), float64 (d,). The backend's kernel
@@ -120,6 +130,13 @@ class Kernels:
             return self.backend.sgd_epoch_csr(features.data, features.indices, features.indptr, y,
                                               sample_weight, order, state, params)
         return self.backend.sgd_epoch_dense(features.X, y, sample_weight, order, state, params)
+
+
+def _work(features):
+    """Element operations of one pass over the features (what decides whether threads pay)."""
+    if features.is_sparse:
+        return features.data.shape[0] + features.n_rows
+    return features.n_rows * (features.n_features + 1)
 
 
 # ------------------------------------------------------------------------------------------------

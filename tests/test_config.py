@@ -293,6 +293,7 @@ def fresh_reading(monkeypatch):
 
 
 def test_default_threads_are_the_idle_cores(fresh_reading, monkeypatch):
+    # (no work given: the idle-core rule alone)
     config, set_others = fresh_reading
     monkeypatch.setattr(config, "_N_CPU", 8)
     for others, expected in [(0, 8), (3, 5), (7, 1), (8, 1), (30, 1), (33, 8), (None, 8)]:
@@ -335,3 +336,25 @@ def test_default_threads_see_busy_processes():
             p.kill()
             p.wait()
     config._busy[0] = -1.0
+
+
+def test_default_threads_by_work_big_every_core_small_and_cold_one(fresh_reading, monkeypatch):
+    config, set_others = fresh_reading
+    monkeypatch.setattr(config, "_N_CPU", 4)
+    monkeypatch.setattr(config, "_last_parallel", [-1.0])
+    set_others(3)                                           # three busy tasks elsewhere: 1 idle core
+    assert config.default_n_threads(config.BIG_WORK) == 4   # big work: every core (each thread gets its share)
+    set_others(0)
+    assert config.default_n_threads(10_000) == 1            # small work, threads asleep: one
+    config.note_parallel_call()
+    assert config.default_n_threads(10_000) == 4            # just ran on threads: they are awake
+    set_others(2)
+    assert config.default_n_threads(10_000) == 2
+
+
+def test_kernels_note_their_parallel_calls(monkeypatch):
+    import fastwlr._config as config
+    monkeypatch.setattr(config, "_last_parallel", [-1.0])
+    X = np.ones((config.BIG_WORK // 8, 7), dtype=np.float32)   # big: every core, and noted if several
+    fastwlr.score(X, np.ones(7), 0.0)
+    assert (config._last_parallel[0] > 0) == (config._N_CPU > 1)
