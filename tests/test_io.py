@@ -467,17 +467,21 @@ def test_malformed_headers_raise_model_file_error(tmp_path, data, header):
         load(path)
 
 
+def _edit_json_header(path, edit):
+    """Rewrite the file with edit(header dict) applied to its JSON header."""
+    def mutate(arrays):
+        header = json.loads(str(arrays["header"][()]))
+        edit(header)
+        arrays["header"] = np.array(json.dumps(header))
+    _rewrite(path, mutate)
+
+
 @pytest.mark.parametrize("backend", ["", "fortran", 3])
 def test_a_saved_backend_that_does_not_exist_fails_at_load(tmp_path, data, backend):
     # found by the fuzz campaign: params.backend = "" loaded, and predict then failed
     from fastwlr.exceptions import ModelFileError
     path = _saved(tmp_path, data)
-
-    def mutate(arrays):
-        header = json.loads(str(arrays["header"][()]))
-        header["params"]["backend"] = backend
-        arrays["header"] = np.array(json.dumps(header))
-    _rewrite(path, mutate)
+    _edit_json_header(path, lambda header: header["params"].update(backend=backend))
     with pytest.raises(ModelFileError, match="backend"):
         load(path)
 
@@ -503,12 +507,7 @@ def test_a_model_whose_accumulators_overflowed_saves_and_loads(tmp_path):
 def test_saved_input_columns_are_checked(tmp_path, data, columns):
     from fastwlr.exceptions import ModelFileError
     path = _saved(tmp_path, data)
-
-    def mutate(arrays):
-        header = json.loads(str(arrays["header"][()]))
-        header["fitted"]["input_columns"] = columns
-        arrays["header"] = np.array(json.dumps(header))
-    _rewrite(path, mutate)
+    _edit_json_header(path, lambda header: header["fitted"].update(input_columns=columns))
     with pytest.raises(ModelFileError, match="input_columns"):
         load(path)
 
