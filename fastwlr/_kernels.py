@@ -67,6 +67,24 @@ class Kernels:
                 check_nan_log_odds_from_features(features, nan_rows)
         return out
 
+    def dense_scorer(self, coef, intercept, output, out_dtype):
+        """The backend's compiled scorer of a prepared model (``Scorer``), or None if it has none:
+        ``f(X)`` returns the scores of a C-contiguous native float ndarray of coef's width, exactly
+        as ``score`` would, and None for any other X or when a log-odds is not finite (the caller
+        then takes the full path, which checks and reports). Threads as ``_threads``."""
+        make = getattr(self.backend, "dense_scorer", None)
+        if make is None:
+            return None
+        return make(coef, intercept, output, out_dtype, self._threads)
+
+    def score_fast(self, X, coef, intercept, output):
+        """``score(X, coef, intercept, output=output)`` by the backend's compiled path for the
+        common case (X a C-contiguous native float ndarray, coef a finite float64 vector of its
+        width, a finite float intercept), or None: for anything else, for a non-finite log-odds,
+        and when the backend has no such path (the caller then takes the full path)."""
+        fast = getattr(self.backend, "score_fast", None)
+        return None if fast is None else fast(X, coef, intercept, output, self._threads)
+
     # -------------------------------------------------------------------------------- top-k
     def topk(self, scores, offsets, k):
         indices, values, nan_at = self.backend.topk(scores, offsets, k, self._threads(scores.shape[0]))

@@ -3,6 +3,7 @@ import numpy as np
 
 from . import _validation as v
 from ._kernels import Kernels
+from .backends._contract import OUTPUTS
 
 
 def result_dtype(feature_dtype, output, dtype=None):
@@ -55,6 +56,11 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     -------
     ndarray of shape (n_samples,)
     """
+    if out is None and dtype is None and n_threads is None and output in OUTPUTS:
+        kernels = Kernels(backend)
+        scores = kernels.score_fast(X, coef, intercept, output)  # the common case, checked in compiled code
+        if scores is not None:
+            return scores
     output = v.check_output(output)
     features = _features(X, None, n_threads)
     coef, intercept = v.check_coef(coef, intercept, n_features=features.n_features)
@@ -108,7 +114,7 @@ class Scorer:
     [1.5]
     """
 
-    __slots__ = ("coef", "intercept", "output", "dtype", "_kernels")
+    __slots__ = ("coef", "intercept", "output", "dtype", "_kernels", "_fast")
 
     def __init__(self, coef, intercept=0.0, *, output="odds", dtype=None, n_threads=None, backend=None):
         self.output = v.check_output(output)
@@ -117,6 +123,8 @@ class Scorer:
         self.coef.flags.writeable = False
         self.dtype = None if dtype is None else result_dtype(np.float64, self.output, dtype)
         self._kernels = Kernels(backend, n_threads)
+        # the backend's compiled path for the common case (None: every call takes the full path)
+        self._fast = self._kernels.dense_scorer(self.coef, self.intercept, self.output, self.dtype)
 
     @property
     def n_features(self):
@@ -124,6 +132,10 @@ class Scorer:
 
     def __call__(self, X, *, out=None):
         """Score X (as ``fastwlr.score``); ``out`` as there."""
+        if out is None and self._fast is not None:
+            scores = self._fast(X)
+            if scores is not None:
+                return scores
         features = _features(X, self.coef.shape[0], self._kernels.n_threads)
         out = _output_buffer(features, self.output, out, self.dtype, self.coef)
         return self._kernels.score(features, self.coef, self.intercept, self.output, out)

@@ -2,7 +2,6 @@
 import ast
 import importlib.util
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -193,13 +192,11 @@ def _v1_script():
 
 
 def _exact_or_close(actual, desired):
-    """Bit-equal on the backend that wrote the files (Cython built with the project's flags), within
-    round-off on the others and on an instrumented build (tests/sanitizers/run_asan.sh: the compiler
-    contracts other multiply-adds into FMAs there, 1 ulp apart)."""
-    if fastwlr.get_backend().__name__.endswith("cython_core") and not os.environ.get("FASTWLR_SANITIZED"):
-        np.testing.assert_array_equal(actual, desired)
-    else:
-        np.testing.assert_allclose(actual, desired, rtol=1e-9, atol=1e-12)
+    """Within a few ulps of what fastwlr 0.1.0 computed: SGD continued from a restored state repeats
+    the same updates, and only the rounding of the dot products has changed since (they use explicit
+    fused multiply-adds now, where 0.1.0 left the choice to the compiler). A state restored wrongly
+    (a lost accumulator, a reset step count) moves the coefficients by far more than 1e-12."""
+    np.testing.assert_allclose(actual, desired, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("name", V1_MODELS)

@@ -489,3 +489,79 @@ def test_reference_scoring_raises_no_floating_point_warning(sparse):
         z = score(Xin, [10.0, 1.0], output="log_odds", backend="reference")
         fastwlr.score_topk(Xin, [10.0, 1.0], 0.0, 1, backend="reference")
     assert z[0] == np.inf and z[1] == 12.0
+
+
+# ------------------------------------------------ the vectorised transform and the fast paths
+
+def test_vectorised_exp_and_sigmoid_across_the_range(compiled_backend_name, rng):
+    """The compiled kernels' branch-free exp (blocks of four) and its scalar twin: within 1 ulp of
+    libm over the whole range, the documented limits outside it, identical for any row position."""
+    z = np.concatenate([np.linspace(-760.0, 720.0, 100_003), rng.uniform(-40, 40, 20_000),
+                        np.nextafter(-708.0, [-np.inf, np.inf]), np.nextafter(709.0, [-np.inf, np.inf]),
+                        [-708.0, 709.0, EXP_OVERFLOW_Z, EXP_UNDERFLOW_Z, -0.0, 1e-300, -1e-300, np.nan]])
+    X, coef, b = _z_column(z)
+    with np.errstate(all="raise"):
+        odds = score(X, coef, b, output="odds", backend=compiled_backend_name)
+        proba = score(X, coef, b, output="proba", backend=compiled_backend_name)
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(odds, safe_exp(z), rtol=2.3e-16, atol=0)   # ~1 ulp
+        np.testing.assert_allclose(proba, sigmoid(z), rtol=4.5e-16, atol=0)
+    # a single row (the scalar twin) gives the bits of the same z inside a block
+    for i in rng.choice(z.shape[0], 200, replace=False):
+        one = score(X[i:i + 1], coef, b, output="odds", backend=compiled_backend_name)
+        np.testing.assert_array_equal(one, odds[i:i + 1])
+
+
+@st.composite
+def fast_path_problem(draw):
+    n = draw(st.sampled_from([0, 1, 2, 3, 4, 5, 7, 8, 9, 255, 256, 257, 300, 513]))
+    d = draw(st.integers(0, 40))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((n, d)) * draw(st.sampled_from([1.0, 30.0, 1e3]))).astype(dtype)
+    if n and d and draw(st.booleans()):
+        X[rng.integers(0, n, 1 + n // 50), rng.integers(0, d, 1 + n // 50)] = np.nan
+    coef = rng.standard_normal(d) * draw(st.sampled_from([0.1, 1.0, 10.0]))
+    intercept = draw(st.one_of(st.floats(-800, 800, allow_nan=False), st.integers(-5, 5)))
+    return X, coef, intercept
+
+
+@HYP
+@given(problem=fast_path_problem(), output=st.sampled_from(OUTPUTS), n_threads=st.sampled_from([None, 1, 2]))
+def test_fast_paths_give_the_full_paths_bits(compiled_backend_name, problem, output, n_threads):
+    """fastwlr.score's and Scorer's compiled paths for the common case return what the full path
+    (taken whenever out= is given) returns, to the bit, NaN rows included."""
+    X, coef, intercept = problem
+    dtype = fastwlr.scoring.result_dtype(X.dtype, output)
+    full = score(X, coef, intercept, output=output, backend=compiled_backend_name, n_threads=n_threads,
+                 out=np.empty(X.shape[0], dtype))
+    with fastwlr.use_backend(compiled_backend_name):
+        fast = score(X, coef, intercept, output=output)
+    prepared = fastwlr.Scorer(coef, intercept, output=output, n_threads=n_threads, backend=compiled_backend_name)(X)
+    for got in (fast, prepared):
+        assert got.dtype == dtype and got.shape == full.shape
+        np.testing.assert_array_equal(got, full)
+
+
+def test_fast_path_declines_what_it_does_not_check(compiled_backend_name):
+    """Inputs outside the common case reach the full path and its errors (the fast path decides no
+    error message): a subclass, a wrong width, a non-finite coefficient or intercept, a bool."""
+    X = np.ones((3, 2))
+    with fastwlr.use_backend(compiled_backend_name):
+        with pytest.raises(ValueError, match="coef"):
+            score(X, np.array([1.0, np.nan]))
+        with pytest.raises(ValueError, match="coef"):
+            score(X, np.array([1.0, np.inf]))
+        with pytest.raises(ValueError, match="intercept"):
+            score(X, np.ones(2), np.inf)
+        with pytest.raises(ValueError, match="features|coef"):
+            score(X, np.ones(3))
+        with pytest.raises(ValueError, match="inf"):
+            score(np.array([[np.inf, 1.0]]), np.ones(2))
+        np.testing.assert_array_equal(score(np.ma.masked_array(X), np.ones(2), 1, output="log_odds"), [3.0] * 3)
+        scorer = fastwlr.Scorer(np.ones(2), 0.0)
+        with pytest.raises(ValueError, match="feature"):
+            scorer(np.ones((3, 3)))
+        with pytest.raises(ValueError, match="inf"):
+            scorer(np.array([[np.inf, 1.0]]))

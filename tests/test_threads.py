@@ -165,21 +165,26 @@ def _longest_pause(fn):
     """Run fn() in another thread; meanwhile this thread loops in Python and records the longest
     interval between two of its iterations. A kernel that holds the GIL stops this loop for its
     whole duration; one that releases it lets it go on."""
-    started, done = threading.Event(), threading.Event()
+    started, go, done = threading.Event(), threading.Event(), threading.Event()
 
     def work():
         started.set()
+        go.wait()
         fn()
         done.set()
     t = threading.Thread(target=work)
     t.start()
     started.wait()
+    # the clock starts before fn may start, and the last interval counts too: under load fn may
+    # run in full between go.set() and this thread's next bytecode, or finish while it waits
     last = time.perf_counter()
     longest = 0.0
+    go.set()
     while not done.is_set():
         now = time.perf_counter()
         longest = max(longest, now - last)
         last = now
+    longest = max(longest, time.perf_counter() - last)
     t.join()
     return longest
 

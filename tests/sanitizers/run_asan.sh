@@ -34,6 +34,5 @@ print(f"ok: {len(so)} modules linked against libasan")
 PY
 echo "== pytest under ASan ($preload preloaded)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
-export FASTWLR_SANITIZED=1   # tests that compare bits with files written by the normal build allow 1 ulp
 export FASTWLR_REQUIRE_BACKENDS="${FASTWLR_REQUIRE_BACKENDS:-cython,reference}"
 LD_PRELOAD="$preload" python -m pytest -q -p no:cacheprovider "${@:-tests}"

@@ -54,34 +54,6 @@ cdef inline double softplus(double z) noexcept nogil:
     return fmax(z, 0.0) + log1p(exp(-fabs(z)))
 
 
-cdef inline double apply_output(double z, int output) noexcept nogil:
-    if output == ODDS:
-        return safe_exp(z)
-    if output == PROBA:
-        return sigmoid(z)
-    return z
-
-
-cdef inline double dot_dense(const feature_t* x, const double* w, Py_ssize_t d) noexcept nogil:
-    # Eight independent accumulators: a single running sum is bound by the FP-add latency
-    # (~4 cycles a term); eight let the compiler keep a vector of partial sums. The order of
-    # summation depends only on d, so results do not depend on the thread count.
-    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0
-    cdef Py_ssize_t j, d8 = d - d % 8
-    for j in range(0, d8, 8):
-        s0 += <double>x[j] * w[j]
-        s1 += <double>x[j + 1] * w[j + 1]
-        s2 += <double>x[j + 2] * w[j + 2]
-        s3 += <double>x[j + 3] * w[j + 3]
-        s4 += <double>x[j + 4] * w[j + 4]
-        s5 += <double>x[j + 5] * w[j + 5]
-        s6 += <double>x[j + 6] * w[j + 6]
-        s7 += <double>x[j + 7] * w[j + 7]
-    for j in range(d8, d):
-        s0 += <double>x[j] * w[j]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-
-
 # One multiply-add of a CSR dot product, s + x * w, rounded the same way in every kernel. Left to
 # itself the compiler contracts "s += x * w" into an FMA in some inlined copies and not in others
 # (it did so differently for int32 and int64 indices, so score_topk and score disagreed by an ulp):
@@ -226,3 +198,236 @@ cdef extern from *:
     double log1p_series "fastwlr_log1p_series"(double x) noexcept nogil
     double log1p_nonneg "fastwlr_log1p_nonneg"(double x) noexcept nogil
     double LOG1P_SERIES_MAX "FASTWLR_LOG1P_SERIES_MAX"
+
+
+# ------------------------------------------------------------------------------ scoring kernels
+# The dense dot product and the output transforms of score() and the top-k kernels, in C so that
+# they are SIMD from end to end (AVX2 + FMA where the build targets it, portable C otherwise).
+#
+# Dot product: eight partial sums, lane l summing x[j] w[j] for j = l (mod 8) by fused
+# multiply-adds, the tail (d mod 8 terms) into lane 0, then ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)).
+# The order depends only on d, so the bits do not depend on the thread count, on the row's
+# position in a block, or on whether one row or four are computed at once.
+#
+# exp: x = n ln2 + r (Cody-Waite), e^r by its Taylor series to r^13 (truncation < 5e-18), times
+# 2^n built in the exponent bits; within ~1 ulp of libm. Only for x in [-708, 709], where 2^n is a
+# normal double; outside it (and for NaN) libm's exp with the documented limits: exactly 0.0 below
+# -745.13, +inf above 709.78. The vector and the scalar versions perform the same operations in the
+# same order, so a block of scores and a single score agree to the bit.
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    #include <string.h>
+    #if defined(__AVX2__) && defined(__FMA__)
+    #include <immintrin.h>
+    #define FASTWLR_SIMD 1
+    #else
+    #define FASTWLR_SIMD 0
+    #endif
+    #if FASTWLR_SIMD || defined(FP_FAST_FMA)
+    #define FASTWLR_FMA(a, b, c) fma((a), (b), (c))
+    #else
+    #define FASTWLR_FMA(a, b, c) ((a) * (b) + (c))
+    #endif
+
+    #define FASTWLR_EXP_MID_LO (-708.0)
+    #define FASTWLR_EXP_MID_HI 709.0
+    static const double fastwlr_exp_c[14] = {
+        1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+        1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+    #define FASTWLR_EXP_SHIFT 0x1.8p52
+    #define FASTWLR_LOG2E 1.4426950408889634
+    #define FASTWLR_LN2_HI 6.93147180369123816490e-01
+    #define FASTWLR_LN2_LO 1.90821492927058770002e-10
+
+    /* e^x for x in [-708, 709] (scalar twin of fastwlr_exp_mid4) */
+    static inline double fastwlr_exp_mid(double x) {
+        double kd = FASTWLR_FMA(x, FASTWLR_LOG2E, FASTWLR_EXP_SHIFT);   /* n = round(x / ln2) in the low bits */
+        uint64_t ki, bits;
+        memcpy(&ki, &kd, sizeof ki);
+        kd -= FASTWLR_EXP_SHIFT;
+        double r = FASTWLR_FMA(-kd, FASTWLR_LN2_HI, x);                  /* exact: ln2_hi has 32 bits */
+        r = FASTWLR_FMA(-kd, FASTWLR_LN2_LO, r);
+        double p = fastwlr_exp_c[0];
+        for (int c = 1; c < 14; c++) p = FASTWLR_FMA(p, r, fastwlr_exp_c[c]);
+        bits = (ki + 1023) << 52;       /* the low bits of ki hold 2^51 + n: 2^n, n in [-1022, 1023] */
+        double scale;
+        memcpy(&scale, &bits, sizeof scale);
+        return p * scale;
+    }
+
+    static inline double fastwlr_exp_edge(double x) {
+        if (x > 709.782712893384) return INFINITY;
+        if (x < -745.1332191019412) return 0.0;
+        return exp(x);                  /* NaN propagates */
+    }
+
+    static inline double fastwlr_score_exp(double x) {
+        return (x >= FASTWLR_EXP_MID_LO && x <= FASTWLR_EXP_MID_HI) ? fastwlr_exp_mid(x) : fastwlr_exp_edge(x);
+    }
+
+    /* sigma(z) = 1/(1+e^-z) for z >= 0, e^z/(1+e^z) below: exp only sees -|z| */
+    static inline double fastwlr_score_sigmoid(double z) {
+        double e = fastwlr_score_exp(-fabs(z));
+        return (z >= 0 ? 1.0 : e) / (1.0 + e);
+    }
+
+    #if FASTWLR_SIMD
+    static inline __m256d fastwlr_exp_mid4(__m256d x) {
+        __m256d shift = _mm256_set1_pd(FASTWLR_EXP_SHIFT);
+        __m256d kd = _mm256_fmadd_pd(x, _mm256_set1_pd(FASTWLR_LOG2E), shift);
+        __m256i ki = _mm256_castpd_si256(kd);
+        kd = _mm256_sub_pd(kd, shift);
+        __m256d r = _mm256_fnmadd_pd(kd, _mm256_set1_pd(FASTWLR_LN2_HI), x);
+        r = _mm256_fnmadd_pd(kd, _mm256_set1_pd(FASTWLR_LN2_LO), r);
+        __m256d p = _mm256_set1_pd(fastwlr_exp_c[0]);
+        for (int c = 1; c < 14; c++) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(fastwlr_exp_c[c]));
+        __m256i bits = _mm256_slli_epi64(_mm256_add_epi64(ki, _mm256_set1_epi64x(1023)), 52);
+        return _mm256_mul_pd(p, _mm256_castsi256_pd(bits));
+    }
+
+    /* e^x of four lanes; lanes outside [-708, 709] (or NaN) come from the scalar edge path */
+    static inline __m256d fastwlr_exp4(__m256d x) {
+        __m256d lo = _mm256_set1_pd(FASTWLR_EXP_MID_LO), hi = _mm256_set1_pd(FASTWLR_EXP_MID_HI);
+        __m256d in = _mm256_and_pd(_mm256_cmp_pd(x, lo, _CMP_GE_OQ), _mm256_cmp_pd(x, hi, _CMP_LE_OQ));
+        __m256d xc = _mm256_blendv_pd(_mm256_setzero_pd(), x, in);     /* keep the bit tricks in range */
+        __m256d e = fastwlr_exp_mid4(xc);
+        int outside = ~_mm256_movemask_pd(in) & 15;
+        if (outside) {
+            double xs[4], es[4];
+            _mm256_storeu_pd(xs, x);
+            _mm256_storeu_pd(es, e);
+            for (int l = 0; l < 4; l++)
+                if (outside >> l & 1) es[l] = fastwlr_exp_edge(xs[l]);
+            e = _mm256_loadu_pd(es);
+        }
+        return e;
+    }
+    #endif
+
+    /* z[0:m] <- odds or probability of z[0:m] in place (output 1 = odds, 2 = proba, else nothing) */
+    static inline void fastwlr_transform_block(double* z, Py_ssize_t m, int output) {
+        Py_ssize_t i = 0;
+        if (output == 1) {
+    #if FASTWLR_SIMD
+            for (; i + 4 <= m; i += 4) _mm256_storeu_pd(z + i, fastwlr_exp4(_mm256_loadu_pd(z + i)));
+    #endif
+            for (; i < m; i++) z[i] = fastwlr_score_exp(z[i]);
+        } else if (output == 2) {
+    #if FASTWLR_SIMD
+            __m256d sign = _mm256_set1_pd(-0.0), one = _mm256_set1_pd(1.0);
+            for (; i + 4 <= m; i += 4) {
+                __m256d v = _mm256_loadu_pd(z + i);
+                __m256d e = fastwlr_exp4(_mm256_or_pd(v, sign));                  /* e^-|z| */
+                __m256d num = _mm256_blendv_pd(e, one, _mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_GE_OQ));
+                _mm256_storeu_pd(z + i, _mm256_div_pd(num, _mm256_add_pd(one, e)));
+            }
+    #endif
+            for (; i < m; i++) z[i] = fastwlr_score_sigmoid(z[i]);
+        }
+    }
+
+    /* Dot products of one row and of four consecutive rows (row stride d), float and double rows */
+    #if FASTWLR_SIMD
+    #define FASTWLR_LOAD4_f64(p) _mm256_loadu_pd(p)
+    #define FASTWLR_LOAD4_f32(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+    /* lanes a = s0..s3, b = s4..s7; tail terms into s0 */
+    #define FASTWLR_DOT_TAIL(T, a, x, w, d8, d) do { \
+            if ((d8) < (d)) { \
+                double s0 = _mm256_cvtsd_f64(a); \
+                for (Py_ssize_t j = (d8); j < (d); j++) s0 = fma((double)(x)[j], (w)[j], s0); \
+                a = _mm256_blend_pd(a, _mm256_set1_pd(s0), 1); \
+            } } while (0)
+    #define FASTWLR_DEFINE_DOT(T, SFX) \
+    static inline double fastwlr_dot_##SFX(const T* x, const double* w, Py_ssize_t d) { \
+        __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd(); \
+        Py_ssize_t d8 = d - d % 8; \
+        for (Py_ssize_t j = 0; j < d8; j += 8) { \
+            a = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + j), _mm256_loadu_pd(w + j), a); \
+            b = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + j + 4), _mm256_loadu_pd(w + j + 4), b); \
+        } \
+        FASTWLR_DOT_TAIL(T, a, x, w, d8, d); \
+        __m256d h = _mm256_hadd_pd(a, b);               /* s0+s1, s4+s5, s2+s3, s6+s7 */ \
+        __m128d u = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1)); \
+        return _mm_cvtsd_f64(u) + _mm_cvtsd_f64(_mm_unpackhi_pd(u, u)); \
+    } \
+    static inline void fastwlr_dot4_##SFX(const T* x, const double* w, Py_ssize_t d, double* z) { \
+        __m256d a0 = _mm256_setzero_pd(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0; \
+        Py_ssize_t d8 = d - d % 8; \
+        for (Py_ssize_t j = 0; j < d8; j += 8) { \
+            __m256d wa = _mm256_loadu_pd(w + j), wb = _mm256_loadu_pd(w + j + 4); \
+            a0 = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + j), wa, a0); \
+            b0 = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + j + 4), wb, b0); \
+            a1 = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + d + j), wa, a1); \
+            b1 = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + d + j + 4), wb, b1); \
+            a2 = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + 2 * d + j), wa, a2); \
+            b2 = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + 2 * d + j + 4), wb, b2); \
+            a3 = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + 3 * d + j), wa, a3); \
+            b3 = _mm256_fmadd_pd(FASTWLR_LOAD4_##SFX(x + 3 * d + j + 4), wb, b3); \
+        } \
+        FASTWLR_DOT_TAIL(T, a0, x, w, d8, d); \
+        FASTWLR_DOT_TAIL(T, a1, x + d, w, d8, d); \
+        FASTWLR_DOT_TAIL(T, a2, x + 2 * d, w, d8, d); \
+        FASTWLR_DOT_TAIL(T, a3, x + 3 * d, w, d8, d); \
+        /* per row (s0+s1)+(s2+s3) and (s4+s5)+(s6+s7), four rows to a vector */ \
+        __m256d h01 = _mm256_hadd_pd(a0, a1), h23 = _mm256_hadd_pd(a2, a3); \
+        __m256d sa = _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20), _mm256_permute2f128_pd(h01, h23, 0x31)); \
+        __m256d g01 = _mm256_hadd_pd(b0, b1), g23 = _mm256_hadd_pd(b2, b3); \
+        __m256d sb = _mm256_add_pd(_mm256_permute2f128_pd(g01, g23, 0x20), _mm256_permute2f128_pd(g01, g23, 0x31)); \
+        _mm256_storeu_pd(z, _mm256_add_pd(sa, sb)); \
+    }
+    #else
+    #define FASTWLR_DEFINE_DOT(T, SFX) \
+    static inline double fastwlr_dot_##SFX(const T* x, const double* w, Py_ssize_t d) { \
+        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0}; \
+        Py_ssize_t j, l, d8 = d - d % 8; \
+        for (j = 0; j < d8; j += 8) \
+            for (l = 0; l < 8; l++) s[l] = FASTWLR_FMA((double)x[j + l], w[j + l], s[l]); \
+        for (j = d8; j < d; j++) s[0] = FASTWLR_FMA((double)x[j], w[j], s[0]); \
+        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])); \
+    } \
+    static inline void fastwlr_dot4_##SFX(const T* x, const double* w, Py_ssize_t d, double* z) { \
+        for (int r = 0; r < 4; r++) z[r] = fastwlr_dot_##SFX(x + r * d, w, d); \
+    }
+    #endif
+    FASTWLR_DEFINE_DOT(double, f64)
+    FASTWLR_DEFINE_DOT(float, f32)
+    """
+    bint SIMD_BUILD "FASTWLR_SIMD"
+    double score_exp "fastwlr_score_exp"(double x) noexcept nogil
+    double score_sigmoid "fastwlr_score_sigmoid"(double z) noexcept nogil
+    void transform_block "fastwlr_transform_block"(double* z, Py_ssize_t m, int output) noexcept nogil
+    double dot_f64 "fastwlr_dot_f64"(const double* x, const double* w, Py_ssize_t d) noexcept nogil
+    double dot_f32 "fastwlr_dot_f32"(const float* x, const double* w, Py_ssize_t d) noexcept nogil
+    void dot4_f64 "fastwlr_dot4_f64"(const double* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
+    void dot4_f32 "fastwlr_dot4_f32"(const float* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
+
+
+cdef inline double dot_dense(const feature_t* x, const double* w, Py_ssize_t d) noexcept nogil:
+    # see "scoring kernels" above: the order of summation depends only on d
+    if feature_t is float:
+        return dot_f32(x, w, d)
+    else:
+        return dot_f64(x, w, d)
+
+
+cdef inline void dot_dense4(const feature_t* x, const double* w, Py_ssize_t d, double* z) noexcept nogil:
+    # four consecutive rows at once (four load streams, each coefficient load serves four rows);
+    # each z[r] is bitwise dot_dense(x + r * d, w, d)
+    if feature_t is float:
+        dot4_f32(x, w, d, z)
+    else:
+        dot4_f64(x, w, d, z)
+
+
+cdef inline double apply_output(double z, int output) noexcept nogil:
+    # The scoring kernels' transform of one log-odds (score, top-k): the same bits as
+    # transform_block's, so a fused top-k returns exactly what score() gives.
+    if output == ODDS:
+        return score_exp(z)
+    if output == PROBA:
+        return score_sigmoid(z)
+    return z
+
+

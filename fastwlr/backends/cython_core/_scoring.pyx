@@ -1,8 +1,9 @@
 # cython: language_level=3
 """Batch scoring: z = X @ coef + b in float64, optionally transformed to odds or probability.
 
-Parallel over rows with OpenMP; each row's sum has a fixed order, so results are identical for
-any thread count. No temporaries: each row goes straight from X to ``out``.
+Parallel over blocks of rows with OpenMP; each row's sum has a fixed order, so results are identical
+for any thread count. No temporaries: a block's log-odds wait on the stack for the vectorised
+output transform, then go to ``out``.
 
 Both kernels return the number of rows whose log-odds were not finite. An inf feature always
 makes its row's z inf or NaN (inf * w is +-inf, inf * 0 is NaN), so a count of 0 proves X holds
@@ -10,9 +11,13 @@ no inf and the public layer can skip a separate pass over X looking for one.
 """
 from libc.math cimport fabs, INFINITY
 from cython.parallel cimport prange
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
+from cpython.exc cimport PyErr_Clear
+
+import numpy as np
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
-                     dot_dense, dot_csr, madd)
+                     transform_block, dot_dense, dot_dense4, dot_csr, madd)
 
 
 # Below this many multiply-adds, starting threads costs more than it saves.
@@ -29,6 +34,10 @@ cdef Py_ssize_t PREFETCH_AHEAD = 64
 # cache lines 4 KB ahead of the current row made 1M x 64 float32 odds 25 % faster, down to the time
 # of X.sum(); 2-8 KB were alike, 512 B too short.
 cdef Py_ssize_t DENSE_PREFETCH_BYTES = 4096
+
+# Rows per block of the dense kernel: the log-odds of a block wait on the stack (2 KB) for the
+# vectorised output transform. The unit of work of the threads too (static schedule).
+DEF BLOCK_ROWS = 256
 
 cdef extern from *:
     """
@@ -60,33 +69,217 @@ cdef inline double dot_csr_prefetch(const feature_t* data, const index_t* indice
     return s0 + s1
 
 
+cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double* coef, double intercept,
+                                  int output, out_t* out, Py_ssize_t i0, Py_ssize_t m,
+                                  const char* base, Py_ssize_t total_bytes) noexcept nogil:
+    # Rows [i0, i0 + m), m <= BLOCK_ROWS: log-odds four rows at a time into a block on the stack,
+    # the output transform over the whole block (vectorised), then one converting copy to out.
+    # Returns the count of non-finite log-odds.
+    cdef double z[BLOCK_ROWS]
+    cdef Py_ssize_t r = 0, q, q_end, row_bytes = d * sizeof(feature_t), n_nonfinite = 0
+    cdef const feature_t* x = X + i0 * d
+    while r + 4 <= m:
+        # prefetch each cache line that starts in these rows' byte range shifted 4 KB ahead:
+        # every line once, none past the end of X
+        q = (((i0 + r) * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
+        q_end = min((i0 + r + 4) * row_bytes + DENSE_PREFETCH_BYTES, total_bytes)
+        while q < q_end:
+            prefetch(base + q)
+            q = q + 64
+        dot_dense4(x + r * d, coef, d, &z[r])
+        r += 4
+    while r < m:
+        z[r] = dot_dense(x + r * d, coef, d)
+        r += 1
+    for r in range(m):
+        z[r] = z[r] + intercept
+        n_nonfinite += not (fabs(z[r]) < INFINITY)   # inf or NaN (NaN compares false)
+    transform_block(z, m, output)
+    for r in range(m):
+        out[i0 + r] = <out_t>z[r]
+    return n_nonfinite
+
+
+cdef Py_ssize_t score_dense_rows(const feature_t* X, Py_ssize_t n, Py_ssize_t d, const double* coef,
+                                 double intercept, int output, out_t* out, int n_threads) noexcept nogil:
+    """The dense kernel on raw pointers (score_dense and DenseScorer): returns the count of
+    non-finite log-odds."""
+    cdef Py_ssize_t blk, i, n_nonfinite = 0
+    cdef Py_ssize_t n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
+    cdef double v
+    if n == 0:
+        return 0
+    if d == 0:
+        v = apply_output(intercept, output)
+        for i in range(n):
+            out[i] = <out_t>v
+        return 0 if fabs(intercept) < INFINITY else n
+    if n_threads <= 1 or n * (d + 1) <= PARALLEL_MIN_WORK or n_blocks == 1:
+        # no parallel region at all: entering one costs ~1 us even when it runs on one thread
+        for blk in range(n_blocks):
+            n_nonfinite += score_rows(X, d, coef, intercept, output, out, blk * BLOCK_ROWS,
+                                      min(BLOCK_ROWS, n - blk * BLOCK_ROWS), <const char*>X, n * d * sizeof(feature_t))
+        return n_nonfinite
+    for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+        n_nonfinite += score_rows(X, d, coef, intercept, output, out, blk * BLOCK_ROWS,
+                                  min(BLOCK_ROWS, n - blk * BLOCK_ROWS), <const char*>X, n * d * sizeof(feature_t))
+    return n_nonfinite
+
+
 def score_dense(const feature_t[:, ::1] X, const double[::1] coef, double intercept, int output,
                 out_t[::1] out, int n_threads):
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, n_nonfinite = 0
-    cdef Py_ssize_t row_bytes = d * sizeof(feature_t), total_bytes = n * d * sizeof(feature_t), q, q_end
-    cdef double z
-    cdef const char* base
-    if n == 0 or d == 0:
-        if n:
-            out[:] = <out_t>apply_output(intercept, output)
-            return 0 if fabs(intercept) < INFINITY else n
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], r
+    if n == 0:
         return 0
-    base = <const char*>&X[0, 0]
+    # &X[0, 0] is invalid when d == 0: the kernel does not read X then
+    cdef const feature_t* x = &X[0, 0] if d > 0 else NULL
+    cdef const double* w = &coef[0] if d > 0 else NULL
     with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads,
-                        use_threads_if=n_threads > 1 and n * (d + 1) > PARALLEL_MIN_WORK):
-            # prefetch each cache line that starts in this row's byte range shifted 4 KB ahead:
-            # every line once, none past the end of X
-            q = ((i * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
-            q_end = min((i + 1) * row_bytes + DENSE_PREFETCH_BYTES, total_bytes)
-            while q < q_end:
-                prefetch(base + q)
-                q = q + 64
-            z = dot_dense(&X[i, 0], &coef[0], d) + intercept
-            if not fabs(z) < INFINITY:  # inf or NaN (NaN compares false)
-                n_nonfinite += 1
-            out[i] = <out_t>apply_output(z, output)
-    return n_nonfinite
+        r = score_dense_rows(x, n, d, w, intercept, output, &out[0], n_threads)
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# The serving fast path: a prepared model scores the common case (an exact numpy ndarray, 2-D,
+# C-contiguous, aligned, native float32/float64, the model's width) with a buffer request, one
+# allocation and the kernel: no memoryview, no numpy call besides np.empty. Anything else, and a
+# batch with a non-finite log-odds, returns None: the caller's full path then checks, scores and
+# reports as always, so the fast path never decides an error message.
+
+cdef object _ndarray = np.ndarray
+cdef object _empty = np.empty
+cdef object _F32 = np.dtype(np.float32)
+cdef object _F64 = np.dtype(np.float64)
+
+# below this many element operations the GIL is kept (releasing and retaking it costs ~0.1 us)
+cdef Py_ssize_t NOGIL_MIN_WORK = 1 << 14
+
+
+cdef inline int buffer_kind(const Py_buffer* view) noexcept:
+    """4 (float32) or 8 (float64) for a native, aligned float buffer; 0 otherwise."""
+    if view.format == NULL or view.format[0] == 0 or view.format[1] != 0:
+        return 0
+    if view.format[0] == b'f' and view.itemsize == 4 and (<size_t>view.buf) % 4 == 0:
+        return 4
+    if view.format[0] == b'd' and view.itemsize == 8 and (<size_t>view.buf) % 8 == 0:
+        return 8
+    return 0
+
+
+cdef class DenseScorer:
+    """``DenseScorer(coef, intercept, output, out_size, threads_for)(X)``: the scores of X as
+    ``score_dense`` computes them, or None when X is not the common case (see above).
+
+    coef: float64, C-contiguous, finite, read-only (the caller's prepared copy, kept alive here).
+    out_size: 4 or 8 (the result's itemsize), 0 for the rule "odds float64, else X's precision".
+    Threads: one below PARALLEL_MIN_WORK element operations (the kernel would not start more),
+    else ``threads_for(work)``."""
+    cdef object coef
+    cdef const double* w
+    cdef Py_ssize_t d
+    cdef double intercept
+    cdef int output, out_size
+    cdef object threads_for
+
+    def __cinit__(self, const double[::1] coef, double intercept, int output, int out_size, threads_for):
+        self.coef = coef.base
+        self.d = coef.shape[0]
+        self.w = &coef[0] if self.d > 0 else NULL
+        self.intercept = intercept
+        self.output = output
+        self.out_size = out_size
+        self.threads_for = threads_for
+
+    def __call__(self, X):
+        return fast_dense(X, self.w, self.d, self.intercept, self.output, self.out_size, self.threads_for)
+
+
+def score_fast(X, coef, intercept, int output, threads_for):
+    """``score(X, coef, intercept, output=...)`` with every default for the common case: coef an
+    exact ndarray, 1-D float64, C-contiguous, finite, of X's width; intercept a finite float or
+    int. The scores, or None (then the caller's full path checks, scores and reports)."""
+    cdef Py_buffer cv
+    cdef double b, v
+    cdef Py_ssize_t j
+    if type(coef) is not _ndarray or type(X) is not _ndarray:
+        return None
+    if type(intercept) is float:
+        b = intercept
+    elif type(intercept) is int and -(1 << 53) <= intercept <= (1 << 53):
+        b = intercept
+    else:
+        return None
+    if not fabs(b) < INFINITY:
+        return None
+    if PyObject_GetBuffer(coef, &cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+        PyErr_Clear()
+        return None
+    try:
+        if buffer_kind(&cv) != 8 or cv.ndim != 1:
+            return None
+        v = 0.0
+        for j in range(cv.shape[0]):
+            v += (<const double*>cv.buf)[j] * 0.0   # NaN if any entry is NaN or inf
+        if v != 0.0:
+            return None
+        return fast_dense(X, <const double*>cv.buf, cv.shape[0], b, output, 0, threads_for)
+    finally:
+        PyBuffer_Release(&cv)
+
+
+cdef object fast_dense(X, const double* w, Py_ssize_t d, double intercept, int output, int out_size,
+                       threads_for):
+    """The fast path's checks of X, the allocation and the kernel (see above)."""
+    cdef Py_buffer view
+    cdef Py_ssize_t n, work, n_nonfinite = 0
+    cdef int kind, size, nt
+    if type(X) is not _ndarray:
+        return None
+    if PyObject_GetBuffer(X, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+        PyErr_Clear()
+        return None
+    try:
+        kind = buffer_kind(&view)
+        if kind == 0 or view.ndim != 2 or view.shape[1] != d:
+            return None
+        n = view.shape[0]
+        size = out_size if out_size else (8 if output == ODDS else kind)
+        out = _empty(n, _F64 if size == 8 else _F32)
+        if n == 0:
+            return out
+        work = n * (d + 1)
+        nt = 1 if work <= PARALLEL_MIN_WORK else threads_for(work)
+        n_nonfinite = run_dense(view.buf, kind, n, d, w, intercept, output, out, size, nt, work >= NOGIL_MIN_WORK)
+    finally:
+        PyBuffer_Release(&view)
+    return None if n_nonfinite else out
+
+
+cdef Py_ssize_t run_dense(void* X, int kind, Py_ssize_t n, Py_ssize_t d, const double* w, double b, int output,
+                          object out, int size, int nt, bint release):
+    cdef Py_buffer ov
+    cdef Py_ssize_t r
+    PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    try:
+        if release:
+            with nogil:
+                r = dense_dispatch(X, kind, n, d, w, b, output, ov.buf, size, nt)
+        else:
+            r = dense_dispatch(X, kind, n, d, w, b, output, ov.buf, size, nt)
+    finally:
+        PyBuffer_Release(&ov)
+    return r
+
+
+cdef inline Py_ssize_t dense_dispatch(void* X, int kind, Py_ssize_t n, Py_ssize_t d, const double* w, double b,
+                                      int output, void* out, int size, int nt) noexcept nogil:
+    if kind == 4:
+        if size == 4:
+            return score_dense_rows(<const float*>X, n, d, w, b, output, <float*>out, nt)
+        return score_dense_rows(<const float*>X, n, d, w, b, output, <double*>out, nt)
+    if size == 4:
+        return score_dense_rows(<const double*>X, n, d, w, b, output, <float*>out, nt)
+    return score_dense_rows(<const double*>X, n, d, w, b, output, <double*>out, nt)
 
 
 def score_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,

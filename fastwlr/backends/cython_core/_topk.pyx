@@ -47,7 +47,7 @@ cdef extern from *:
 cdef Py_ssize_t DENSE_PREFETCH_BYTES = 4096
 from cython.parallel cimport prange, threadid
 
-from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_dense,
+from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_dense, dot_dense4,
                      dot_csr)
 
 
@@ -146,27 +146,6 @@ cdef inline void heap_sort_desc(double* hv, int64_t* hi, Py_ssize_t m) noexcept 
 
 
 # ------------------------------------------------------------------ scan and finish
-
-cdef inline void dot_dense4(const feature_t* x, const double* w, Py_ssize_t d, double* z) noexcept nogil:
-    # Four consecutive rows at once: four independent streams keep more loads in flight and each
-    # coefficient load serves four rows. Every row keeps dot_dense's eight accumulators and final
-    # pairing, so z is bitwise what dot_dense (and so fastwlr.score) gives.
-    cdef double a[4][8]
-    cdef Py_ssize_t r, j, l, d8 = d - d % 8
-    cdef const feature_t* xr
-    for r in range(4):
-        for l in range(8):
-            a[r][l] = 0.0
-    for j in range(0, d8, 8):
-        for r in range(4):
-            xr = x + r * d + j
-            for l in range(8):
-                a[r][l] += <double>xr[l] * w[j + l]
-    for r in range(4):
-        for j in range(d8, d):
-            a[r][0] += <double>x[r * d + j] * w[j]
-        z[r] = ((a[r][0] + a[r][1]) + (a[r][2] + a[r][3])) + ((a[r][4] + a[r][5]) + (a[r][6] + a[r][7]))
-
 
 cdef inline double row_value(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
                              Py_ssize_t d, const double* w, double b, Py_ssize_t i) noexcept nogil:
