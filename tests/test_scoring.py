@@ -565,3 +565,27 @@ def test_fast_path_declines_what_it_does_not_check(compiled_backend_name):
             scorer(np.ones((3, 3)))
         with pytest.raises(ValueError, match="inf"):
             scorer(np.array([[np.inf, 1.0]]))
+
+
+@pytest.mark.parametrize("layout", ["F", "strided", "bigendian", "unaligned", "readonly", "subclass"])
+def test_fast_paths_on_other_layouts(compiled_backend_name, layout, rng):
+    """Layouts the fast path declines (or, read-only, takes) score as the full path scores them."""
+    X = rng.standard_normal((9, 5))
+    coef = rng.standard_normal(5)
+    if layout == "F":
+        Y = np.asfortranarray(X)
+    elif layout == "strided":
+        Y = np.repeat(X, 2, axis=0)[::2]
+    elif layout == "bigendian":
+        Y = X.astype(">f8")
+    elif layout == "unaligned":
+        Y = np.frombuffer(b"\0" + X.tobytes(), dtype=np.float64, offset=1).reshape(X.shape)
+    elif layout == "readonly":
+        Y = X.copy()
+        Y.flags.writeable = False
+    else:
+        Y = X.view(np.matrix)
+    expected = score(X, coef, 0.5, backend=compiled_backend_name, out=np.empty(9))
+    with fastwlr.use_backend(compiled_backend_name):
+        np.testing.assert_array_equal(score(Y, coef, 0.5), expected)
+        np.testing.assert_array_equal(fastwlr.Scorer(coef, 0.5)(Y), expected)

@@ -11,8 +11,12 @@ no inf and the public layer can skip a separate pass over X looking for one.
 """
 from libc.math cimport fabs, INFINITY
 from cython.parallel cimport prange
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
+from cpython.buffer cimport Py_buffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
 from cpython.exc cimport PyErr_Clear
+
+cdef extern from "Python.h":
+    # without Cython's "except -1": a refused request (not contiguous, ...) is a None, not an error
+    int PyObject_GetBuffer(object obj, Py_buffer* view, int flags)
 
 import numpy as np
 
@@ -259,7 +263,8 @@ cdef Py_ssize_t run_dense(void* X, int kind, Py_ssize_t n, Py_ssize_t d, const d
                           object out, int size, int nt, bint release):
     cdef Py_buffer ov
     cdef Py_ssize_t r
-    PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    if PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) != 0:   # our own new array
+        raise MemoryError("could not access the scores' buffer")
     try:
         if release:
             with nogil:
