@@ -92,6 +92,12 @@ class Kernels:
             raise ValueError(f"scores[{nan_at}] is NaN; top-k needs comparable scores (drop or fill NaN first)")
         return indices, values
 
+    def score_topk_fast(self, X, coef, intercept, k, output):
+        """``score_topk`` of one request (no offsets, no exclude) by the backend's compiled path for
+        the common case (as ``score_fast``), or None (the caller then takes the full path)."""
+        fast = getattr(self.backend, "score_topk_fast", None)
+        return None if fast is None else fast(X, coef, intercept, k, output)
+
     def score_topk(self, features, coef, intercept, offsets, k, output, exclude, out_dtype):
         nt = self._threads(_work(features))
         if features.is_sparse:

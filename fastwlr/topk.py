@@ -11,6 +11,7 @@ k candidates is padded with index -1 and value -inf: ``indices >= 0`` masks the 
 from . import _validation as v
 from .scoring import result_dtype
 from ._kernels import Kernels
+from .backends._contract import OUTPUTS
 
 __all__ = ["topk", "score_topk"]
 
@@ -114,6 +115,11 @@ def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", e
     """
     if k is None:
         raise TypeError("score_topk() missing required argument k (candidates kept per request)")
+    if offsets is None and exclude is None and output in OUTPUTS:
+        # one request, the common case: checked in compiled code, one scan, no parallel region
+        result = Kernels(backend, n_threads).score_topk_fast(X, coef, intercept, k, output)
+        if result is not None:
+            return result
     output = v.check_output(output)
     k = v.check_k(k)
     # inf features make some log-odds inf or NaN: the kernel flags those and only then is X searched

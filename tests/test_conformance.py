@@ -480,16 +480,17 @@ def test_use_backend_reaches_public_functions(rng, monkeypatch):
     for name in available_backends():
         calls = []
         module = get_backend(name)
-        # score() of this common case takes the backend's compiled fast path where it has one
+        # score() and score_topk() of this common case take the backend's compiled fast paths where it has them
         score_fn = "score_fast" if hasattr(module, "score_fast") else "score_dense"
-        for fn in (score_fn, "topk", "score_topk_dense"):
+        topk_fn = "score_topk_fast" if hasattr(module, "score_topk_fast") else "score_topk_dense"
+        for fn in (score_fn, "topk", topk_fn):
             original = getattr(module, fn)
             monkeypatch.setattr(module, fn, lambda *a, _o=original, _fn=fn, **k: (calls.append(_fn), _o(*a, **k))[1])
         with fastwlr.use_backend(name):
             fastwlr.score(X, coef, b)
             fastwlr.topk(rng.standard_normal(10), 2)
             fastwlr.score_topk(X, coef, b, k=2)
-        assert calls == [score_fn, "topk", "score_topk_dense"], name
+        assert calls == [score_fn, "topk", topk_fn], name
         monkeypatch.undo()
 
 

@@ -456,3 +456,38 @@ def test_topk_absurd_k_raises_naming_k(backend_name, k):
         topk(s, k, offsets=[0, 2, 5], backend=backend_name)
     with pytest.raises(ValueError, match=r"k=\d+ is larger than the largest group"):
         score_topk(s[:, None], [1.0], 0.0, k, offsets=[0, 2, 5], backend=backend_name)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.sampled_from([1, 2, 3, 4, 5, 9, 64, 300]), d=st.integers(0, 40), k=st.sampled_from([1, 2, 10, 500]),
+       dtype=st.sampled_from([np.float32, np.float64]), output=st.sampled_from(["odds", "log_odds", "proba"]),
+       ties=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_one_request_fast_path_gives_the_full_paths_result(compiled_backend_name, n, d, k, dtype, output, ties, seed):
+    """score_topk of one request (no offsets, no exclude) takes a compiled fast path: the same
+    indices, values and dtypes as the general driver (offsets=[0, n]), ties and padding included."""
+    rng = np.random.default_rng(seed)
+    X = (rng.integers(-2, 3, (n, d)) if ties else rng.standard_normal((n, d))).astype(dtype)
+    coef = rng.standard_normal(d)
+    with fastwlr.use_backend(compiled_backend_name):
+        fast = fastwlr.score_topk(X, coef, 0.25, k=k, output=output)
+        full = fastwlr.score_topk(X, coef, 0.25, k=k, output=output, offsets=[0, n])
+    for a, b in zip(fast, full):
+        assert a.dtype == b.dtype and a.shape == b.shape == (1, k)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_one_request_fast_path_leaves_errors_to_the_full_path(compiled_backend_name):
+    X = np.ones((4, 2))
+    with fastwlr.use_backend(compiled_backend_name):
+        with pytest.raises(ValueError, match="NaN"):
+            fastwlr.score_topk(np.array([[np.nan, 1.0], [1.0, 1.0]]), np.ones(2), k=1)
+        with pytest.raises(ValueError, match="inf"):
+            fastwlr.score_topk(np.array([[np.inf, 1.0], [1.0, 1.0]]), np.ones(2), k=1)
+        with pytest.raises(ValueError, match="k"):
+            fastwlr.score_topk(X, np.ones(2), k=0)
+        with pytest.raises(ValueError, match="coef"):
+            fastwlr.score_topk(X, np.array([np.nan, 1.0]), k=1)
+        with pytest.raises(ValueError, match="features|coef"):
+            fastwlr.score_topk(X, np.ones(3), k=1)
+        idx, val = fastwlr.score_topk(np.empty((0, 2)), np.ones(2), k=2)
+        assert idx.tolist() == [[-1, -1]] and val.tolist() == [[-np.inf, -np.inf]]

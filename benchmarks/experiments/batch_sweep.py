@@ -6,15 +6,15 @@
     python benchmarks/experiments/batch_sweep.py --out docs/perf/sweep  # also writes .md/.json/.png
 
 For each batch size (1, 10, ..., 10M rows), feature count d (16, 64, 256, 1024), dtype (float32,
-float64) and output, three contenders on the same X (C-contiguous, the coefficients float64 as a
-model stores them):
+float64) and output, three contenders on the same X (C-contiguous; fastwlr gets the coefficients in
+float64 as a model stores them, numpy in X's dtype, its fastest case):
 
 * ``fastwlr.score(X, coef, b, output=...)`` (validates the model on every call);
 * ``fastwlr.Scorer(coef, b, output=...)(X)`` (the model prepared once, as a serving loop holds it);
 * numpy as a user writes it: odds ``np.exp(X @ coef + b)``, log-odds ``X @ coef + b``, probability
   ``1 / (1 + np.exp(-(X @ coef + b)))``.
 
-Threads: "default" = both libraries' defaults (fastwlr all cores, numpy's BLAS its own pool);
+Threads: "default" = both libraries' defaults (fastwlr the idle cores, numpy's BLAS its own pool);
 "1" = ``n_threads=1`` and BLAS limited to one thread (threadpoolctl). The contenders run
 round-robin, best of ``--repeat`` rounds after a warm-up, with a pause between contenders so that
 neither inherits the other's spinning worker threads; a round of a small batch is many calls
@@ -87,6 +87,9 @@ def sweep(args):
             X_all = np.empty((fits[-1], d), dtype=dtype)
             for start in range(0, fits[-1], 1 << 20):   # in blocks: no float64 temporary of the whole X
                 X_all[start:start + (1 << 20)] = rng.standard_normal((min(1 << 20, fits[-1] - start), d))
+            # numpy at its best: coefficients in X's dtype (float64 coefficients would make X @ coef
+            # convert a float32 X to float64 first, 5-8x slower; fastwlr takes the model's float64)
+            coef_np = coef.astype(dtype)
             for n in fits:
                 X = X_all[:n]
                 for output in args.outputs:
@@ -98,7 +101,7 @@ def sweep(args):
                             "Scorer": lambda: scorer(X),
                         }
                         with blas_threads(nt):
-                            fns["numpy"] = lambda: NUMPY[output](X, coef, b)
+                            fns["numpy"] = lambda: NUMPY[output](X, coef_np, b)
                             t = interleaved(fns, args.repeat, args.min_time, args.pause)
                         rows.append(dict(d=d, dtype=np.dtype(dtype).name, n=n, output=output, threads=threads,
                                          **{f"t_{k}": v for k, v in t.items()},
@@ -117,9 +120,10 @@ def serving(args):
     coef = rng.standard_normal(256) / 16
     for n in args.serving:
         X = rng.standard_normal((n, 256)).astype(np.float32)
+        coef32 = coef.astype(np.float32)   # numpy at its best (see sweep)
 
         def numpy_topk():
-            odds = np.exp(X @ coef - 1.0)
+            odds = np.exp(X @ coef32 - 1.0)
             top = np.argpartition(-odds, 9)[:10]
             return top[np.argsort(-odds[top], kind="stable")]
 

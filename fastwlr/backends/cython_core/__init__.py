@@ -50,3 +50,8 @@ def score_topk_dense(X, coef, intercept, offsets, k, output, exclude, out_dtype,
 def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, exclude, out_dtype, n_threads):
     return _topk.score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, _OUTPUT[output], exclude,
                                 out_dtype, n_threads)
+
+
+def score_topk_fast(X, coef, intercept, k, output):
+    """Optional (docs/kernels.md): ``score_topk`` of one request with every default, or None."""
+    return _topk.score_topk_fast(X, coef, intercept, k, _OUTPUT[output])

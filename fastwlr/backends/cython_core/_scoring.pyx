@@ -14,9 +14,7 @@ from cython.parallel cimport prange
 from cpython.buffer cimport Py_buffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
 from cpython.exc cimport PyErr_Clear
 
-cdef extern from "Python.h":
-    # without Cython's "except -1": a refused request (not contiguous, ...) is a None, not an error
-    int PyObject_GetBuffer(object obj, Py_buffer* view, int flags)
+from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite
 
 import numpy as np
 
@@ -159,17 +157,6 @@ cdef object _F64 = np.dtype(np.float64)
 cdef Py_ssize_t NOGIL_MIN_WORK = 1 << 14
 
 
-cdef inline int buffer_kind(const Py_buffer* view) noexcept:
-    """4 (float32) or 8 (float64) for a native, aligned float buffer; 0 otherwise."""
-    if view.format == NULL or view.format[0] == 0 or view.format[1] != 0:
-        return 0
-    if view.format[0] == b'f' and view.itemsize == 4 and (<size_t>view.buf) % 4 == 0:
-        return 4
-    if view.format[0] == b'd' and view.itemsize == 8 and (<size_t>view.buf) % 8 == 0:
-        return 8
-    return 0
-
-
 cdef class DenseScorer:
     """``DenseScorer(coef, intercept, output, out_size, threads_for)(X)``: the scores of X as
     ``score_dense`` computes them, or None when X is not the common case (see above).
@@ -203,28 +190,14 @@ def score_fast(X, coef, intercept, int output, threads_for):
     exact ndarray, 1-D float64, C-contiguous, finite, of X's width; intercept a finite float or
     int. The scores, or None (then the caller's full path checks, scores and reports)."""
     cdef Py_buffer cv
-    cdef double b, v
-    cdef Py_ssize_t j
-    if type(coef) is not _ndarray or type(X) is not _ndarray:
-        return None
-    if type(intercept) is float:
-        b = intercept
-    elif type(intercept) is int and -(1 << 53) <= intercept <= (1 << 53):
-        b = intercept
-    else:
-        return None
-    if not fabs(b) < INFINITY:
+    cdef double b
+    if type(coef) is not _ndarray or type(X) is not _ndarray or not as_finite_intercept(intercept, &b):
         return None
     if PyObject_GetBuffer(coef, &cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
         PyErr_Clear()
         return None
     try:
-        if buffer_kind(&cv) != 8 or cv.ndim != 1:
-            return None
-        v = 0.0
-        for j in range(cv.shape[0]):
-            v += (<const double*>cv.buf)[j] * 0.0   # NaN if any entry is NaN or inf
-        if v != 0.0:
+        if buffer_kind(&cv) != 8 or cv.ndim != 1 or not all_finite(<const double*>cv.buf, cv.shape[0]):
             return None
         return fast_dense(X, <const double*>cv.buf, cv.shape[0], b, output, 0, threads_for)
     finally:

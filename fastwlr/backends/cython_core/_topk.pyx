@@ -31,6 +31,11 @@ import numpy as np
 
 from libc.stdint cimport int64_t
 from libc.math cimport INFINITY, fabs
+from libc.stdlib cimport malloc, free
+from cpython.buffer cimport Py_buffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
+from cpython.exc cimport PyErr_Clear
+
+from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite
 
 cdef extern from *:
     """
@@ -437,3 +442,88 @@ def score_topk_csr(const feature_t[::1] data, const index_t[::1] indices, const 
     cdef Py_ssize_t cost = 1 + (indices.shape[0] // n if n > 0 else 0)
     return _fused(CSR, data, indices, indptr, 0, coef, intercept, offsets, k, output,
                   exclude, out_dtype, n_threads, cost)
+
+
+# ---------------------------------------------------------------------------------------------
+# One request served without the general driver: X, coef and the intercept checked as in
+# _scoring.score_fast (_fastpath.pxd), one heap on the C heap, one scan, no parallel region, and
+# only the two outputs allocated. Anything else (offsets, exclude, a request big enough to split
+# across threads, a NaN or inf log-odds) returns None: the full path checks, selects and reports.
+
+cdef object _ndarray = np.ndarray
+cdef object _empty = np.empty
+cdef object _F32 = np.dtype(np.float32)
+cdef object _F64 = np.dtype(np.float64)
+cdef object _I64 = np.dtype(np.int64)
+
+
+def score_topk_fast(X, coef, intercept, k, int output):
+    """-> (indices (1, k), values (1, k)) of the one request X, or None (see above)."""
+    cdef Py_buffer xv, cv
+    cdef double b
+    cdef Py_ssize_t n, d, kk, kh, m
+    cdef int kind
+    cdef int64_t bad[2]
+    cdef double* hv
+    cdef int64_t* hi
+    if type(X) is not _ndarray or type(coef) is not _ndarray or type(k) is not int:
+        return None
+    if not (1 <= k <= (1 << 28)) or not as_finite_intercept(intercept, &b):
+        return None
+    kk = k
+    if PyObject_GetBuffer(X, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+        PyErr_Clear()
+        return None
+    try:
+        if PyObject_GetBuffer(coef, &cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+            PyErr_Clear()
+            return None
+        try:
+            kind = buffer_kind(&xv)
+            if kind == 0 or xv.ndim != 2 or buffer_kind(&cv) != 8 or cv.ndim != 1 or cv.shape[0] != xv.shape[1]:
+                return None
+            n, d = xv.shape[0], xv.shape[1]
+            if n >= SPLIT_MIN or n == 0 or not all_finite(<const double*>cv.buf, d):
+                return None
+            kh = min(kk, n)
+            idx = _empty((1, kk), _I64)
+            vals = _empty((1, kk), _F64 if (output == ODDS or kind == 8) else _F32)
+            hv = <double*>malloc(kh * sizeof(double))
+            hi = <int64_t*>malloc(kh * sizeof(int64_t))
+            if hv == NULL or hi == NULL:
+                free(hv)
+                free(hi)
+                raise MemoryError()
+            bad[0] = -1
+            bad[1] = 0
+            with nogil:
+                if kind == 4:
+                    m = scan(DENSE, <const float*>xv.buf, <const int*>NULL, <const int*>NULL, d,
+                             <const double*>cv.buf, b, NULL, 0, n, hv, hi, 0, kh, bad)
+                else:
+                    m = scan(DENSE, <const double*>xv.buf, <const int*>NULL, <const int*>NULL, d,
+                             <const double*>cv.buf, b, NULL, 0, n, hv, hi, 0, kh, bad)
+            try:
+                if bad[0] >= 0 or bad[1] > 0:
+                    return None
+                write_winners(hv, hi, m, kk, output, idx, vals)
+            finally:
+                free(hv)
+                free(hi)
+            return idx, vals
+        finally:
+            PyBuffer_Release(&cv)
+    finally:
+        PyBuffer_Release(&xv)
+
+
+cdef void write_winners(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t k, int output, idx, vals):
+    cdef int64_t[:, ::1] iv = idx
+    cdef double[:, ::1] v64
+    cdef float[:, ::1] v32
+    if vals.dtype == _F64:
+        v64 = vals
+        finish(hv, hi, m, k, output, &iv[0, 0], &v64[0, 0])
+    else:
+        v32 = vals
+        finish(hv, hi, m, k, output, &iv[0, 0], &v32[0, 0])

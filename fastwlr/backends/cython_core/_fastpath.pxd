@@ -1,0 +1,39 @@
+# The serving fast paths' checks of what the user passed (fastwlr.score, Scorer, score_topk of one
+# request): a buffer request and a few comparisons in place of validation's numpy calls. Each says
+# only "this is the common case" or "it is not"; the full path decides every error message.
+from cpython.buffer cimport Py_buffer
+from libc.math cimport fabs, INFINITY
+
+cdef extern from "Python.h":
+    # without Cython's "except -1": a refused request (not contiguous, ...) is a "no", not an error
+    int PyObject_GetBuffer(object obj, Py_buffer* view, int flags)
+
+
+cdef inline int buffer_kind(const Py_buffer* view) noexcept:
+    """4 (float32) or 8 (float64) for a native, aligned float buffer; 0 otherwise."""
+    if view.format == NULL or view.format[0] == 0 or view.format[1] != 0:
+        return 0
+    if view.format[0] == b'f' and view.itemsize == 4 and (<size_t>view.buf) % 4 == 0:
+        return 4
+    if view.format[0] == b'd' and view.itemsize == 8 and (<size_t>view.buf) % 8 == 0:
+        return 8
+    return 0
+
+
+cdef inline bint as_finite_intercept(object intercept, double* b):
+    """A finite float, or an int that float64 holds exactly, into b."""
+    if type(intercept) is float:
+        b[0] = intercept
+    elif type(intercept) is int and -(1 << 53) <= intercept <= (1 << 53):
+        b[0] = intercept
+    else:
+        return False
+    return fabs(b[0]) < INFINITY
+
+
+cdef inline bint all_finite(const double* w, Py_ssize_t d) noexcept nogil:
+    cdef double v = 0.0
+    cdef Py_ssize_t j
+    for j in range(d):
+        v += w[j] * 0.0   # NaN if any entry is NaN or inf
+    return v == 0.0
