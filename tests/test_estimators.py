@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import fastwlr
 from fastwlr import WatchTimeRanker, WeightedLogisticRegression
 from fastwlr._validation import check_features
 from fastwlr.backends import reference as ref
@@ -517,3 +518,24 @@ def test_sgd_with_subnormal_weights_names_the_weights():
     with pytest.raises(ValueError, match="sample_weight is too small for solver='sgd'.*multiply them"):
         WeightedLogisticRegression().fit(X, y, sample_weight=np.full(200, 1e-320))
     WeightedLogisticRegression(solver="lbfgs").fit(X, y, sample_weight=np.full(200, 1e-320))  # fine there
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_predictions_take_the_fast_path_with_the_same_bits_and_errors(dtype):
+    """predict_odds/decision_function of a plain float array go through the compiled fast path:
+    the bits of score() on the full path, and NaN/inf features and a wrong width still raise."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 7)).astype(dtype)
+    T = np.where(rng.random(300) < 0.3, rng.lognormal(size=300), 0.0)
+    model = WatchTimeRanker(solver="lbfgs").fit(X, T)
+    for method, output in (("predict_odds", "odds"), ("decision_function", "log_odds")):
+        full = fastwlr.score(X, model.coef_[0], model.intercept_[0], output=output,
+                             out=np.empty(300, fastwlr.scoring.result_dtype(X.dtype, output)))
+        got = getattr(model, method)(X)
+        assert got.dtype == full.dtype
+        np.testing.assert_array_equal(got, full)
+    for bad in (np.full((2, 7), np.nan, dtype), np.full((2, 7), np.inf, dtype)):
+        with pytest.raises(ValueError):
+            model.predict_odds(bad)
+    with pytest.raises(ValueError, match="features"):
+        model.predict_odds(np.ones((2, 6), dtype))
