@@ -285,9 +285,10 @@ def fresh_reading(monkeypatch):
     monkeypatch.setattr(config, "_busy", [-1.0, config._N_CPU])
     seen = {"others": 0}
     monkeypatch.setattr(config, "_running_elsewhere", lambda: seen["others"])
+    monkeypatch.setattr(config, "_own_running", lambda: seen.get("own", 1))
 
-    def set_others(value):
-        seen["others"] = value
+    def set_others(value, own=1):
+        seen["others"], seen["own"] = value, own
         config._busy[0] = -1.0   # expire the reading
     return config, set_others
 
@@ -352,9 +353,49 @@ def test_default_threads_by_work_big_every_core_small_and_cold_one(fresh_reading
     assert config.default_n_threads(10_000) == 2
 
 
+def test_big_work_leaves_the_cores_of_another_librarys_spinning_workers(fresh_reading, monkeypatch):
+    # e.g. OpenBLAS's workers spin for ~0.1 s after a matmul: running threads of this process
+    # while fastwlr's own workers are asleep
+    config, set_others = fresh_reading
+    monkeypatch.setattr(config, "_N_CPU", 4)
+    monkeypatch.setattr(config, "_last_parallel", [-1.0])
+    for own, expected in [(1, 4), (2, 3), (4, 1), (9, 1), (0, 4)]:
+        set_others(0, own=own)
+        assert config.default_n_threads(config.BIG_WORK) == expected, own
+    config.note_parallel_call()          # our own workers may be the ones running: no correction
+    set_others(0, own=3)
+    assert config.default_n_threads(config.BIG_WORK) == 4
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads thread states from /proc (Linux)")
+def test_own_running_threads_are_counted():
+    import threading
+    import fastwlr._config as config
+    stop = threading.Event()
+    base = config._own_running()
+    assert base is not None and base >= 1               # the caller runs
+
+    def spin():                                          # holds a core, mostly outside the GIL
+        while not stop.is_set():
+            np.sort(np.random.random(200_000))
+    threads = [threading.Thread(target=spin) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        config._proc["tasks_at"] = -1.0                  # list the new threads
+        import time
+        seen = max(config._own_running() for _ in range(200) if time.sleep(0.001) is None)
+        assert seen >= 2
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
 def test_kernels_note_their_parallel_calls(monkeypatch):
     import fastwlr._config as config
     monkeypatch.setattr(config, "_last_parallel", [-1.0])
+    monkeypatch.setattr(config, "_own_running", lambda: 1)   # no other library's workers spinning now
     X = np.ones((config.BIG_WORK // 8, 7), dtype=np.float32)   # big: every core, and noted if several
     fastwlr.score(X, np.ones(7), 0.0)
     assert (config._last_parallel[0] > 0) == (config._N_CPU > 1)

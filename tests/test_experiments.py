@@ -20,6 +20,7 @@ SCRIPTS = sorted(p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswi
 EXPECT = {
     "batch_sweep.py": "lowest Scorer ratio",
     "busy_threads.py": "worst median ratio with busy processes",
+    "after_blas.py": "default / one thread right after a matmul",
     "dask_scaling.py": "| fixed cost of a pass |",
     "exact_correction.py": "| click rate |",
     "glm_study.py": "| Tweedie 1.9 |",
