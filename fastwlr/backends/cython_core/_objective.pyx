@@ -491,7 +491,7 @@ def objective_grad_hess_dense(const feature_t[:, ::1] X, const double[::1] y, co
     cdef double[::1] g = grad
     cdef double[:, ::1] h = hess
     cdef double[::1] sq = colsq if want_sq else np.empty(1)
-    cdef double loss = 0.0, g_b = 0.0
+    cdef double loss = 0.0, g_b = 0.0, v
     cdef const feature_t* Xp = &X[0, 0] if d > 0 else NULL
     cdef double zero = 0.0
     with nogil:
@@ -512,9 +512,14 @@ def objective_grad_hess_dense(const feature_t[:, ::1] X, const double[::1] y, co
             reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
             if want_sq:
                 reduce_partials(&sq_partials[0, 0], K, d, &sq[0], n_threads)
-        reduce_partials(&h_partials[0, 0], K, p * p, &h[0, 0], n_threads)
-        for j in range(p):  # the mean, and the lower triangle from the upper
+        # One thread: K (d+1)^2 additions are a fraction of a millisecond, and a second parallel
+        # region per pass waits for any thread another process has taken the core of (12k x 67 on
+        # two busy cores: 33 ms a pass with it, against 7 ms for the whole pass on one thread).
+        for j in range(p):  # in block order; the mean, and the lower triangle from the upper
             for i in range(j, p):
-                h[j, i] = h[j, i] / n
+                v = 0.0
+                for b in range(K):
+                    v = v + h_partials[b, j * p + i]
+                h[j, i] = v / n
                 h[i, j] = h[j, i]
     return _finish(loss, g_b, grad, coef, l2, n) + (hess, colsq)
