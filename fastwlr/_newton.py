@@ -27,12 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernels import Kernels
-from ._lbfgs import DEFAULT_TOL, _base_log_odds, _diverged, _feature_scale, _scale_from_sq
+from ._lbfgs import DEFAULT_TOL, _base_log_odds, _feature_scale, _scale_from_sq
 from ._weights import normalised_weights
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, DivergenceError
 
 DEFAULT_MAX_ITER = 100
-# Largest (d + 1) of a dense Hessian: 4096^2 float64 = 128 MiB per copy (the solver holds about three).
+# Largest (d + 1) of a dense Hessian: 4096^2 float64 = 128 MiB per copy; the solver holds at most three
+# at a time (the current one, a trial point's and the kernel's block partials, or the factorised copy).
 MAX_HESSIAN_SIZE = 4096
 MAX_LINE_SEARCH = 50  # halvings of the step before giving up (lbfgs's maxls)
 ARMIJO = 1e-4         # sufficient decrease: L(theta + t step) <= L + ARMIJO t grad . step
@@ -93,23 +94,31 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
     n_fev = 0
 
     def full(t, want_sq=False):
+        """(loss, grad, H, colsq) at t, or None if any of them is not finite."""
         nonlocal n_fev
         n_fev += 1
         coef, b = split(t)
         loss, g, gb, H, sq = kernels.objective_grad_hess(features, y, w, coef, b, alpha, want_sq)
         grad = np.append(g, gb if fit_intercept else 0.0)
         if not (math.isfinite(loss) and np.isfinite(grad).all() and np.isfinite(H).all()):
-            raise _diverged(t, loss)
+            return None
         return loss, grad, H, sq
 
     def cheap(t):
+        """(loss, grad, None, None) at t, or None if they are not finite."""
         nonlocal n_fev
         n_fev += 1
         coef, b = split(t)
         loss, g, gb = kernels.objective_grad(features, y, w, coef, b, alpha)
-        return loss, np.append(g, gb if fit_intercept else 0.0)
+        grad = np.append(g, gb if fit_intercept else 0.0)
+        if not (math.isfinite(loss) and np.isfinite(grad).all()):
+            return None
+        return loss, grad, None, None
 
-    loss, grad, H, sq = full(theta, want_sq=not features.is_sparse)
+    start = full(theta, want_sq=not features.is_sparse)
+    if start is None:
+        raise _diverged(theta)
+    loss, grad, H, sq = start
     crit = np.ones(d + 1)  # the stopping rule's scale per parameter (lbfgs's preconditioner)
     if not features.is_sparse:
         crit[:d] = _scale_from_sq(sq, features.n_rows)
@@ -137,10 +146,11 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
         for _ in range(MAX_LINE_SEARCH):
             trial = theta.copy()
             trial[:p] += t * step
-            if t == 1.0:
-                loss_t, grad_t, H_t, _ = full(trial)
-            else:
-                (loss_t, grad_t), H_t = cheap(trial), None
+            found = full(trial) if t == 1.0 else cheap(trial)
+            if found is None:  # the step overflowed (log-odds beyond float64): shorter
+                t *= 0.5
+                continue
+            loss_t, grad_t, H_t, _ = found
             if loss_t <= loss + ARMIJO * t * slope or (
                     # within the loss's rounding (near the optimum the decrease, ~ gradient^2,
                     # is below it): accept a step that still shrinks the gradient
@@ -153,7 +163,10 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
             break
         theta, loss, grad, H = new
         if H is None:
-            loss, grad, H, _ = full(theta)
+            found = full(theta)
+            if found is None:  # finite a pass ago, at this very point: the Hessian overflowed
+                raise _diverged(theta)
+            loss, grad, H, _ = found
         gmax = criterion(grad)
         n_iter += 1
 
@@ -177,7 +190,7 @@ def _newton_step(H, g, alpha, d):
     floor when that is not numerically positive definite (collinear columns, alpha = 0)."""
     from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh
 
-    A = H.copy()
+    A = H.copy()  # factorised in place below
     idx = np.arange(d)
     A[idx, idx] += alpha
     diag = np.diag(A).copy()
@@ -188,12 +201,23 @@ def _newton_step(H, g, alpha, d):
     A *= scale[None, :]
     rhs = -g * scale
     try:
-        u = cho_solve(cho_factor(A, lower=True, check_finite=False), rhs, check_finite=False)
+        u = cho_solve(cho_factor(A, lower=True, overwrite_a=True, check_finite=False), rhs, check_finite=False)
         if np.isfinite(u).all():
             return u * scale
     except LinAlgError:
         pass
-    lam, V = eigh(A, check_finite=False)
+    A = H.copy()  # cho_factor overwrote it
+    A[idx, idx] += alpha
+    A *= scale[:, None]
+    A *= scale[None, :]
+    lam, V = eigh(A, overwrite_a=True, check_finite=False)
     floor = EIGEN_FLOOR * max(float(lam.max(initial=0.0)), 1.0)
     lam = np.maximum(lam, floor)
     return (V @ ((V.T @ rhs) / lam)) * scale
+
+
+def _diverged(theta):
+    return DivergenceError(
+        f"newton diverged: the loss, gradient or Hessian is not finite (coefficients finite: "
+        f"{bool(np.isfinite(theta).all())}). The features or weights are too large for float64 arithmetic: "
+        "scale the features, or increase alpha.")

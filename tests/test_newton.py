@@ -11,7 +11,7 @@ from fastwlr import WatchTimeRanker, WeightedLogisticRegression
 from fastwlr._newton import MAX_HESSIAN_SIZE
 from fastwlr.backends import reference as ref
 from fastwlr.datasets import make_watch_time
-from fastwlr.exceptions import ConvergenceWarning
+from fastwlr.exceptions import ConvergenceWarning, DivergenceError
 
 
 def _objective(X, y, w, est, alpha):
@@ -184,6 +184,13 @@ def test_newton_separable_without_alpha_warns():
     y = np.array([0, 0, 1, 1])  # no finite optimum
     with pytest.warns(ConvergenceWarning, match="increase alpha"):
         WeightedLogisticRegression(solver="newton", alpha=0.0, max_iter=5).fit(X, y)
+
+
+def test_newton_divergence_is_reported_with_advice():
+    """Features near the float64 limit: x^2 in the Hessian overflows at the first pass."""
+    X = np.array([[1e308], [-1e308], [1e308], [-1e308]])
+    with pytest.raises(DivergenceError, match="newton diverged.*scale the features"):
+        WeightedLogisticRegression(solver="newton", alpha=0.0).fit(X, [1, 0, 1, 0])
 
 
 def test_newton_collinear_columns_and_alpha_zero(rng):
