@@ -1,5 +1,4 @@
 """solver="newton": the lbfgs objective's optimum in a few Hessian passes; determinism, errors."""
-import os
 import warnings
 
 import numpy as np
@@ -230,10 +229,10 @@ def test_newton_save_load(tmp_path):
     np.testing.assert_array_equal(back.coef_, est.coef_)
 
 
+@pytest.mark.slow
 def test_newton_fremtpl2_matches_lbfgs():
-    """678k policies, claim amounts up to 4e6 as weights: newton's objective is lbfgs's optimum."""
-    if os.environ.get("FASTWLR_SKIP_SLOW"):
-        pytest.skip("FASTWLR_SKIP_SLOW")
+    """678k policies, claim amounts up to 4e6 as weights: newton's objective is lbfgs's optimum
+    (about 10 s here, most of it lbfgs and loading the data)."""
     try:
         data = fastwlr.datasets.load_claims("freMTPL2")
     except FileNotFoundError:
