@@ -587,6 +587,10 @@ def _train_in_memory(args, src, est, warm):
 
 
 def _train_streaming(args, src, est, warm):
+    if est.solver == "newton":
+        raise UsageError("--solver newton needs the data in memory (each iteration builds the Hessian "
+                         "from all rows): drop --chunk-size, or use --solver lbfgs --chunk-size N for the "
+                         "same exact fit over chunked passes")
     if est.solver == "lbfgs":
         if args.passes != 1:
             raise UsageError("--passes is for SGD; --solver lbfgs makes as many passes as L-BFGS needs "

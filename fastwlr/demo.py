@@ -157,7 +157,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-threads", type=int, default=None, help="default: the idle cores")
     parser.add_argument("--backend", default=None, help="auto, cython, numba or reference")
-    parser.add_argument("--solver", default="sgd", choices=["sgd", "lbfgs"], help="WatchTimeRanker solver")
+    parser.add_argument("--solver", default="sgd", choices=["sgd", "lbfgs", "newton"], help="WatchTimeRanker solver")
     parser.add_argument("--no-train", action="store_true", help="skip training a WatchTimeRanker")
     args = parser.parse_args(argv)
     if args.n_samples < 10:
@@ -175,7 +175,7 @@ def main(argv=None):
     if not args.no_train:
         ranker, t_fit = train_model(data, solver=args.solver, seed=args.seed, n_threads=args.n_threads,
                                     backend=args.backend)
-        exact, t_exact = (ranker, t_fit) if args.solver == "lbfgs" else train_model(
+        exact, t_exact = (ranker, t_fit) if args.solver in ("lbfgs", "newton") else train_model(
             data, solver="lbfgs", n_threads=args.n_threads, backend=args.backend)
         report_trained(data, ranker, t_fit, exact=exact, exact_seconds=t_exact)
     return 0

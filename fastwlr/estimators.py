@@ -38,6 +38,7 @@ from . import _io, _validation as v, _weights
 from ._config import check_backend_name, resolve_n_threads
 from ._kernels import Kernels
 from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
+from ._newton import DEFAULT_MAX_ITER as NEWTON_MAX_ITER, fit_newton
 from .backends._math import sigmoid, softplus
 from .exceptions import ConvergenceWarning, DataConversionWarning, DivergenceError, NotFittedError
 from .scoring import score_features
@@ -82,7 +83,8 @@ class _only_for_sgd:
                                  f"(this estimator has solver={obj.solver!r})")
         return self.fn.__get__(obj, objtype)
 
-SOLVERS = ("sgd", "lbfgs")
+SOLVERS = ("sgd", "lbfgs", "newton")
+EXACT_SOLVERS = ("lbfgs", "newton")  # full batch, to a gradient tolerance: one objective, one optimum
 SAMPLING_CORRECTIONS = ("weight", "intercept")
 
 # partial_fit reads the SGD state, runs an epoch on it (without the GIL) and writes the solution
@@ -163,7 +165,7 @@ def _same(a, b):
 
 @_io.register
 class WeightedLogisticRegression(_Params):
-    """Binary logistic regression with sample weights, trained by SGD or exactly by L-BFGS.
+    """Binary logistic regression with sample weights, trained by SGD or exactly (L-BFGS or Newton).
 
     Parameters
     ----------
@@ -173,19 +175,25 @@ class WeightedLogisticRegression(_Params):
         regularised.
     l1_ratio : float in [0, 1], default=0.0
         Share of L1 in the penalty; > 0 needs ``solver="sgd"`` with ``optimizer="ftrl"``.
-    solver : {"sgd", "lbfgs"}, default="sgd"
+    solver : {"sgd", "lbfgs", "newton"}, default="sgd"
         ``"sgd"``: streaming epochs (``fastwlr._sgd``), supports ``partial_fit``. ``"lbfgs"``: exact
         full-batch quasi-Newton over the compiled objective + gradient; for data that fits in memory,
-        and the reference the stochastic solvers are compared with.
+        and the reference the stochastic solvers are compared with. ``"newton"``: exact Newton with
+        the full (n_features + 1)^2 Hessian (``fastwlr._newton``), the same objective, optimum and
+        stopping rule as lbfgs in a few iterations; for data in memory with up to a few hundred
+        features (n_features + 1 <= 4096, else a ValueError), and the solver of choice for
+        heavy-tailed weights or weak regularisation, where lbfgs needs many iterations.
     fit_intercept : bool, default=True
     max_iter : int or "auto", default="auto"
-        Epochs (sgd; auto = ``fastwlr._sgd.fit_sgd``'s default, 50) or iterations (lbfgs, auto = 1000).
+        Epochs (sgd; auto = ``fastwlr._sgd.fit_sgd``'s default, 50) or iterations (lbfgs, auto = 1000;
+        newton, auto = 100).
     tol : float, None or "auto", default="auto"
         sgd: stop when the objective has improved by less than ``tol * |objective|`` for
         ``n_iter_no_change`` epochs (auto = ``fit_sgd``'s default, 1e-4; None = run ``max_iter``
         epochs); that counts as convergence only if the full-batch gradient is then small
-        (``fastwlr._sgd.STALL_GRADIENT_TOL``), else ``converged_`` is False with a ConvergenceWarning. lbfgs: stop when the largest gradient component (each scaled by the root weighted
-        mean square of its feature) is below ``tol`` (auto = 1e-8, tight: it is the ground truth).
+        (``fastwlr._sgd.STALL_GRADIENT_TOL``), else ``converged_`` is False with a ConvergenceWarning. lbfgs and newton: stop when the largest gradient component (each scaled by the root
+        weighted mean square of its feature for dense X, unscaled for sparse X, as lbfgs's
+        preconditioner) is below ``tol`` (auto = 1e-8, tight: it is the ground truth).
     n_iter_no_change : int, default=2
     weighting : {"iwa", "gradient", "resample"}, default="iwa"
         sgd: how a sample weight acts (importance-aware step, gradient times weight, or resampling).
@@ -199,12 +207,12 @@ class WeightedLogisticRegression(_Params):
     average : bool or int, default=True
         sgd: Polyak-Ruppert averaging of the iterates.
     warm_start : bool, default=False
-        Start ``fit`` from the previous solution (lbfgs) or state (sgd).
+        Start ``fit`` from the previous solution (lbfgs, newton) or state (sgd).
     random_state : None, int or numpy Generator
         Seeds the sgd row order. Same seed, same data, one thread: bit-identical coefficients.
     n_threads : int or None, default=None
         OpenMP threads for the compiled kernels (None: the cores other work leaves idle, counted
-        at each kernel call; -1: all cores). lbfgs results do not depend on it.
+        at each kernel call; -1: all cores). lbfgs and newton results do not depend on it.
     backend : {"auto", "cython", "numba", "reference"} or None
     negative_sampling_rate : float in (0, 1], default=1.0
         The training rows are logs whose negatives (``classes_[0]``; for ``WatchTimeRanker`` the
@@ -227,7 +235,7 @@ class WeightedLogisticRegression(_Params):
     classes_ : ndarray of shape (2,)
     n_features_in_ : int
     n_iter_ : int
-        Epochs (sgd) or iterations (lbfgs) run by the last ``fit``; epochs so far for ``partial_fit``.
+        Epochs (sgd) or iterations (lbfgs, newton) run by the last ``fit``; epochs so far for ``partial_fit``.
     converged_ : bool
     """
 
@@ -277,20 +285,21 @@ class WeightedLogisticRegression(_Params):
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         alpha = v.check_scalar(self.alpha, "alpha", low=0.0)
         l1_ratio = v.check_scalar(self.l1_ratio, "l1_ratio", low=0.0, high=1.0)
-        if l1_ratio > 0 and self.solver == "lbfgs":
-            raise ValueError("l1_ratio > 0 (an L1 penalty) is not supported by solver='lbfgs'; "
+        if l1_ratio > 0 and self.solver in EXACT_SOLVERS:
+            raise ValueError(f"l1_ratio > 0 (an L1 penalty) is not supported by solver={self.solver!r}; "
                              "use solver='sgd' with optimizer='ftrl'")
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be a bool, got {type(self.fit_intercept).__name__}")
         if _is_auto(self.max_iter):
-            max_iter = _sgd_defaults()[0] if self.solver == "sgd" else LBFGS_MAX_ITER
+            max_iter = {"sgd": _sgd_defaults()[0], "lbfgs": LBFGS_MAX_ITER, "newton": NEWTON_MAX_ITER}[self.solver]
         else:
             max_iter = v.check_scalar(self.max_iter, "max_iter", low=1, integer=True)
         if _is_auto(self.tol):
             tol = _sgd_defaults()[1] if self.solver == "sgd" else LBFGS_TOL
         elif self.tol is None:
-            if self.solver == "lbfgs":
-                raise ValueError("tol=None (no early stopping) applies to solver='sgd'; lbfgs needs a tolerance")
+            if self.solver in EXACT_SOLVERS:
+                raise ValueError(f"tol=None (no early stopping) applies to solver='sgd'; {self.solver} "
+                                 "needs a tolerance")
             tol = None
         else:
             tol = v.check_scalar(self.tol, "tol", low=0.0)
@@ -386,6 +395,14 @@ class WeightedLogisticRegression(_Params):
                             coef_init=self.coef_[0] if warm else None,
                             intercept_init=float(self.intercept_[0]) - shift if warm else 0.0,
                             tol=tol, max_iter=max_iter, n_threads=n_threads, backend=self.backend)
+            self._sgd_state = None
+            self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
+            return self
+        if self.solver == "newton":
+            res = fit_newton(features, y01, w, alpha=alpha, fit_intercept=bool(self.fit_intercept),
+                             coef_init=self.coef_[0] if warm else None,
+                             intercept_init=float(self.intercept_[0]) - shift if warm else 0.0,
+                             tol=tol, max_iter=max_iter, n_threads=n_threads, backend=self.backend)
             self._sgd_state = None
             self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
             return self

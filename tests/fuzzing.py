@@ -802,6 +802,7 @@ ESTIMATOR_PARAMS = [
     {"average": True}, {"max_iter": 3}, {"fit_intercept": False},
     {"alpha": -1.0}, {"alpha": np.nan}, {"solver": "newton-magic"}, {"max_iter": 0}, {"l1_ratio": 2.0},
     {"n_threads": 0}, {"tol": -1.0}, {"weighting": "nope"},
+    {"solver": "newton"}, {"solver": "newton", "alpha": 0.0, "fit_intercept": False},
 ]
 _BAD_PARAM = {10: "alpha=-1", 11: "alpha=NaN", 12: "solver", 13: "max_iter=0", 14: "l1_ratio=2", 15: "n_threads=0",
               16: "tol=-1", 17: "weighting='nope'"}

@@ -218,6 +218,14 @@ def test_lbfgs_round_trip(files, data, tmp_path):
     np.testing.assert_allclose(_coef(tmp_path / "m.npz"), np.r_[ref.coef_[0], ref.intercept_], rtol=0, atol=1e-12)
 
 
+def test_newton_round_trip(files, data, tmp_path):
+    X, T, _, _ = data
+    assert main(["train", str(files / "d.svm"), "-f", str(tmp_path / "m.npz"), "--quiet", "--solver", "newton"]) == 0
+    assert fastwlr.load(tmp_path / "m.npz").solver == "newton"
+    ref = WatchTimeRanker(solver="newton").fit(sp.csr_matrix(X), T)
+    np.testing.assert_allclose(_coef(tmp_path / "m.npz"), np.r_[ref.coef_[0], ref.intercept_], rtol=0, atol=1e-12)
+
+
 def test_streaming_train_is_partial_fit_over_the_chunks(files, data, tmp_path):
     X, T, _, _ = data
     assert main(["train", str(files / "d.svm"), "-f", str(tmp_path / "m.npz"), "--quiet", "--chunk-size", "128",
@@ -402,8 +410,10 @@ def test_usage_errors_exit_2(files, capsys):
     assert main(["train", "-f", "m.npz"]) == 2
     assert "no data file" in capsys.readouterr().err
     assert main(["train", str(files / "d.svm"), "-d", str(files / "d.svm"), "-f", "m.npz"]) == 2
-    assert main(["train", str(files / "d.svm"), "-f", "m.npz", "--solver", "newton"]) == 2
+    assert main(["train", str(files / "d.svm"), "-f", "m.npz", "--solver", "cg"]) == 2
     assert "solver must be one of" in capsys.readouterr().err
+    assert main(["train", str(files / "d.svm"), "-f", "m.npz", "--chunk-size", "10", "--solver", "newton"]) == 2
+    assert "needs the data in memory" in capsys.readouterr().err
     assert main(["train", str(files / "d.svm"), "-f", "m.npz", "--chunk-size", "10", "--solver", "lbfgs",
                  "--passes", "2"]) == 2
     assert "--passes is for SGD" in capsys.readouterr().err

@@ -26,6 +26,7 @@ EXPECT = {
     "glm_study.py": "| Tweedie 1.9 |",
     "metrics_scaling.py": "| xauc |",
     "negative_sampling.py": "| generated, well specified |",
+    "newton_vs_sklearn.py": "| fastwlr newton |",
     "quick_backends.py": "numba/cython",
     "quick_lbfgs.py": "speed-up, time to 1% of the optimum",
     "quick_scoring.py": "the floor",

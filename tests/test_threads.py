@@ -221,6 +221,10 @@ def _kernels(backend_name):
         "sgd epoch (fit, dense)": lambda: WeightedLogisticRegression(max_iter=1, tol=None, backend=backend_name,
                                                                      random_state=0).fit(X[:100_000], y[:100_000]),
     }
+    if hasattr(be, "objective_grad_hess_dense"):  # optional (the Newton solver's pass)
+        X_hess = np.ascontiguousarray(X[:200_000, :32])
+        kernels["objective_grad_hess_dense"] = lambda: be.objective_grad_hess_dense(
+            X_hess, y[:200_000], w[:200_000], coef[:32], 0.1, 1e-3, 1)
     if hasattr(be, "nonfinite_flags"):
         flat = X.reshape(-1)
         kernels["nonfinite_flags"] = lambda: be.nonfinite_flags(flat, 1)

@@ -36,6 +36,8 @@ objective_grad_csr = _objective.objective_grad_csr
 # preconditioner's column sums in one read of X; the column sums alone, read in place
 objective_grad_colsq_dense = _objective.objective_grad_colsq_dense
 weighted_column_sq_dense = _objective.weighted_column_sq_dense
+# optional: loss, gradient and Hessian in one read of X (the Newton solver; numpy otherwise)
+objective_grad_hess_dense = _objective.objective_grad_hess_dense
 
 sgd_epoch_dense = _sgd.sgd_epoch_dense
 sgd_epoch_csr = _sgd.sgd_epoch_csr
