@@ -609,7 +609,7 @@ class WeightedLogisticRegression(_DaskMixin, _est.WeightedLogisticRegression):
 
 
 class WatchTimeRanker(_DaskMixin, _est.WatchTimeRanker):
-    """``fastwlr.WatchTimeRanker`` on dask collections: ``fit(X, watch_time, sample_weight)`` by
+    """``fastwlr.WatchTimeRanker`` on dask collections: ``fit(X, y, sample_weight)`` (y: the watch times) by
     distributed exact L-BFGS (the recipe y = T > 0, w = T or 1 applied per partition), ``predict``
     (e^z, or e^z (1 - p) with ``fit_click_model=True`` or ``click_log_odds=``) and ``rank`` lazy.
     Same parameters; ``solver`` defaults to (and must be) "lbfgs"."""
@@ -628,7 +628,10 @@ class WatchTimeRanker(_DaskMixin, _est.WatchTimeRanker):
                          negative_sampling_correction=negative_sampling_correction,
                          fit_click_model=fit_click_model)
 
-    def fit(self, X, watch_time, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, watch_time=None):
+        """``y``: the watch times, a dask array chunked like X (``watch_time=`` is the older name of
+        the same argument, as in ``fastwlr.WatchTimeRanker.fit``)."""
+        watch_time = _est._watch_time_arg(y, watch_time, "fit")
         self._dask_fit(X, watch_time, sample_weight, "watch_time")
         self.click_model_ = None
         if self.fit_click_model:

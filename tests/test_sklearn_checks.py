@@ -1,0 +1,169 @@
+"""scikit-learn's estimator checks on both estimators, and the scikit-learn conventions around them.
+
+``parametrize_with_checks`` runs every check as its own test. The checks an estimator cannot pass
+are listed, with the reason, by the estimator (``_sklearn_expected_failed_checks``; the docstrings
+and the README explain them) and run as strict expected failures: a listed check that starts to
+pass fails this file, so the list stays exact. The ranker's are about its target (a watch time is
+>= 0 and the recipe needs clicked and unclicked rows), so the same checks are run again on targets
+made valid, to show that the property each one checks does hold.
+"""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastwlr import WatchTimeRanker, WeightedLogisticRegression
+from fastwlr.estimators import _ALL_CLICKED, _NEGATIVE, _only_for_sgd
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.utils import estimator_checks  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+ESTIMATORS = [
+    WeightedLogisticRegression(solver="lbfgs"),
+    WeightedLogisticRegression(random_state=0),
+    WatchTimeRanker(solver="lbfgs"),
+    WatchTimeRanker(random_state=0),
+]
+
+
+def _expected_failures(est):
+    return est._sklearn_expected_failed_checks()
+
+
+with warnings.catch_warnings():  # "does not inherit from BaseEstimator", when the checks are listed
+    warnings.simplefilter("ignore", UserWarning)
+    _all_checks = parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures,
+                                          xfail_strict=True)
+
+
+@_all_checks
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        # "does not inherit from BaseEstimator" (fastwlr does not import scikit-learn), and the
+        # ConvergenceWarnings of the checks' tiny data sets
+        warnings.simplefilter("ignore")
+        check(estimator)
+
+
+def test_expected_failures_are_few_and_explained():
+    for est in ESTIMATORS:
+        listed = est._sklearn_expected_failed_checks()
+        assert all(isinstance(reason, str) and len(reason) > 40 for reason in listed.values())
+        doc = " ".join(cls.__doc__ or "" for cls in type(est).__mro__)
+        for name in listed:  # every listed check is named in the estimator's docstring (or its base's)
+            assert name in doc, (type(est).__name__, name)
+    assert WeightedLogisticRegression(solver="lbfgs")._sklearn_expected_failed_checks() == {}
+    assert len(WatchTimeRanker(solver="lbfgs")._sklearn_expected_failed_checks()) <= 16
+
+
+class _ValidWatchTimes(WatchTimeRanker):
+    """The ranker on the checks' targets made into watch times: shifted so that the smallest is 0
+    (unclicked), the others > 0 (clicked). Nothing else changes: it is how the ranker's own
+    expected failures are shown to fail only because of their targets."""
+
+    def fit(self, X, y=None, sample_weight=None):
+        return super().fit(X, _shifted(y), sample_weight)
+
+    @_only_for_sgd
+    def partial_fit(self, X, y=None, sample_weight=None):
+        return super().partial_fit(X, _shifted(y), sample_weight)
+
+    def score(self, X, y=None, sample_weight=None):
+        return super().score(X, _shifted(y), sample_weight)
+
+
+def _shifted(y):
+    y = np.asarray(y, dtype=np.float64)
+    return y - y.min()
+
+
+_TARGET_ONLY = sorted(name for name, reason in WatchTimeRanker()._sklearn_expected_failed_checks().items()
+                      if reason in (_NEGATIVE, _ALL_CLICKED))
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+@pytest.mark.parametrize("name", _TARGET_ONLY)
+def test_ranker_expected_failures_pass_on_valid_watch_times(name, solver):
+    check = getattr(estimator_checks, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check("WatchTimeRanker", _ValidWatchTimes(solver=solver, random_state=0))
+
+
+def test_ranker_expected_failures_do_fail_for_their_reason():
+    """The targets, not something else, are what these checks trip on."""
+    for name in _TARGET_ONLY:
+        with warnings.catch_warnings(), pytest.raises(Exception) as info:
+            warnings.simplefilter("ignore")
+            getattr(estimator_checks, name)("WatchTimeRanker", WatchTimeRanker(solver="lbfgs"))
+        # some checks re-raise the ranker's error as their own, or quote it
+        chain, exc = [], info.value
+        while exc is not None:
+            chain.append(str(exc))
+            exc = exc.__cause__ or exc.__context__
+        assert any("watch_time must" in msg for msg in chain), (name, chain)
+
+
+def test_ranker_fits_and_predicts_sparse_input():
+    """What check_estimator_sparse_* would test, were it not for predict_proba on a regressor."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    X[np.abs(X) < 0.7] = 0.0
+    T = np.where(rng.random(60) < 0.4, rng.exponential(30.0, 60), 0.0)
+    dense = WatchTimeRanker(solver="lbfgs").fit(X, T)
+    for container in (sp.csr_array, sp.csr_matrix, sp.csc_array, sp.coo_matrix):
+        est = WatchTimeRanker(solver="lbfgs").fit(container(X), T)
+        np.testing.assert_allclose(est.coef_, dense.coef_, rtol=1e-6, atol=1e-9)
+        assert est.predict(container(X)).shape == (60,)
+
+
+# ------------------------------------------------------------------------------------- the target as y
+def _watch_data(n=200, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    T = np.where(rng.random(n) < 0.3, rng.exponential(30.0, n), 0.0)
+    return X, T
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_ranker_takes_the_watch_time_as_y_or_by_its_old_keyword(solver):
+    X, T = _watch_data()
+    kw = dict(solver=solver, random_state=0, n_threads=1)
+    by_position = WatchTimeRanker(**kw).fit(X, T)
+    by_y = WatchTimeRanker(**kw).fit(X, y=T)
+    by_old_name = WatchTimeRanker(**kw).fit(X, watch_time=T)
+    np.testing.assert_array_equal(by_y.coef_, by_position.coef_)
+    np.testing.assert_array_equal(by_old_name.coef_, by_position.coef_)
+    assert by_position.score(X, watch_time=T) == by_position.score(X, T) == by_position.score(X, y=T)
+    if solver == "sgd":
+        a = WatchTimeRanker(**kw).partial_fit(X, T)
+        b = WatchTimeRanker(**kw).partial_fit(X, watch_time=T)
+        np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_ranker_watch_time_given_twice_or_not_at_all():
+    X, T = _watch_data()
+    est = WatchTimeRanker(solver="lbfgs")
+    with pytest.raises(TypeError, match="twice, as y and as watch_time"):
+        est.fit(X, T, watch_time=T)
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        est.fit(X)
+    est.fit(X, T)
+    with pytest.raises(TypeError, match=r"score\(\) got the watch times twice"):
+        est.score(X, T, watch_time=T)
+    with pytest.raises(TypeError, match=r"partial_fit\(\) got the watch times twice"):
+        WatchTimeRanker().partial_fit(X, T, watch_time=T)
+
+
+def test_ranker_column_vector_and_object_targets():
+    X, T = _watch_data()
+    ref = WatchTimeRanker(solver="lbfgs").fit(X, T)
+    with pytest.warns(sklearn.exceptions.DataConversionWarning, match="column-vector y"):
+        col = WatchTimeRanker(solver="lbfgs").fit(X, T[:, None])
+    np.testing.assert_array_equal(col.coef_, ref.coef_)
+    obj = WatchTimeRanker(solver="lbfgs").fit(X, T.astype(object))
+    np.testing.assert_array_equal(obj.coef_, ref.coef_)
+    with pytest.raises(ValueError, match="must hold numbers"):
+        WatchTimeRanker(solver="lbfgs").fit(X, np.array(["a"] * len(T), dtype=object))
