@@ -12,6 +12,8 @@ optimum does not change when all weights are multiplied by a constant.
 This is the ground truth the stochastic solvers are tested against, so its default tolerance is
 tight: it stops when the largest (preconditioned) gradient component is below ``tol``.
 """
+import math
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -46,7 +48,7 @@ class LbfgsResult:
 
 def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init=None,
               intercept_init=0.0, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=1,
-              backend=None, callback=None, precondition="auto"):
+              backend=None, callback=None, precondition="auto", verbose=0):
     """Minimise the weighted-mean objective exactly (to ``tol``) with L-BFGS-B.
 
     Parameters
@@ -73,6 +75,9 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
         Called after every iteration (used by benchmarks to trace time to optimum).
     precondition : bool or "auto"
         Diagonal (Jacobi) scaling of the coefficients; "auto": for dense features only.
+    verbose : int
+        > 0: print a line per iteration to stdout (iteration, objective, the largest scaled
+        gradient component that ``tol`` bounds, elapsed seconds) and one at the end.
 
     Returns
     -------
@@ -80,7 +85,8 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     """
     problem = _InMemory(features, y, normalised_weights(sample_weight), alpha, Kernels(backend, n_threads))
     return minimize(problem, fit_intercept=fit_intercept, coef_init=coef_init, intercept_init=intercept_init,
-                    tol=tol, max_iter=max_iter, callback=callback, precondition=precondition)
+                    tol=tol, max_iter=max_iter, callback=callback, precondition=precondition,
+                    verbose=verbose)
 
 
 class _InMemory:
@@ -112,11 +118,12 @@ class _InMemory:
 
 
 def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0, tol=DEFAULT_TOL,
-             max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto", name="lbfgs"):
+             max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto", name="lbfgs", verbose=0):
     """L-BFGS-B over ``problem`` (``_InMemory``, or the distributed objective of ``fastwlr.dask``):
     the start, the diagonal preconditioner, scipy's options and the stopping rule of ``fit_lbfgs``."""
     from scipy.optimize import minimize as scipy_minimize
 
+    started = time.perf_counter()
     d = problem.n_features
     theta0 = np.zeros(d + 1, dtype=np.float64)
     if coef_init is not None:
@@ -175,10 +182,21 @@ def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0,
         last[theta.tobytes()] = (loss, grad.copy())
         return loss, grad * scale  # chain rule: d/du = scale * d/dcoef
 
-    def cb(theta):
-        callback(*split(theta))
+    iteration = [0]
 
-    res = scipy_minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=cb if callback is not None else None,
+    def cb(theta):
+        iteration[0] += 1
+        if verbose:
+            # scipy calls back at the accepted point, which its line search evaluated last
+            loss, grad = last.get(theta.tobytes(), (math.nan, np.full(d + 1, math.nan)))
+            print(f"{name} iteration {iteration[0]}: objective {loss:.12g}, max |gradient| "
+                  f"{float(np.abs(grad * scale).max()):.3g} (tol {tol:g}), "
+                  f"{time.perf_counter() - started:.3f} s", flush=True)
+        if callback is not None:
+            callback(*split(theta))
+
+    res = scipy_minimize(fun, theta0, method="L-BFGS-B", jac=True,
+                         callback=cb if callback is not None or verbose else None,
                          options={"maxiter": int(max_iter), "gtol": float(tol),
                                   # ftol = 0: stop on the gradient (or a failed line search), never on a
                                   # stalled loss
@@ -198,6 +216,10 @@ def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0,
         # The line search cannot lower the loss any more in float64 (scipy's ABNORMAL / relative
         # reduction <= 0): the gradient is as small as its rounding noise, which grows with |x|.
         converged = True
+    if verbose:
+        print(f"{name}: {'converged' if converged else 'not converged'} after {res.nit} iterations "
+              f"({res.nfev} evaluations), objective {float(loss):.12g}, max |gradient| {grad_max:.3g} "
+              f"(tol {tol:g}), {time.perf_counter() - started:.3f} s: {_message(res)}", flush=True)
     if not converged:
         warnings.warn(
             f"{name} stopped after {res.nit} iterations with max |gradient| = {grad_max:.3g} > tol = {tol:g} "

@@ -29,6 +29,7 @@ import inspect
 import math
 import numbers
 import threading
+import time
 import warnings
 import weakref
 
@@ -236,7 +237,19 @@ class WeightedLogisticRegression(_Params):
     average : bool or int, default=True
         sgd: Polyak-Ruppert averaging of the iterates.
     warm_start : bool, default=False
-        Start ``fit`` from the previous solution (lbfgs) or state (sgd).
+        ``fit`` starts from the previous ``fit``'s solution (scikit-learn's meaning; the first fit,
+        or one on another number of features, starts cold). lbfgs: the previous coefficients and
+        intercept are the starting point (then the iterations count from 0 and the tolerance is
+        the same). sgd: the optimizer state is *kept*, not restarted: the coefficients, the
+        AdaGrad/FTRL accumulators (so the rates go on decaying where they were), the step count,
+        the averaging and the weight normalisation of the first fit continue, as if the epochs
+        had gone on. Changing ``optimizer`` between warm fits is an error; ``partial_fit`` always
+        continues. A ``WatchTimeRanker``'s click model (``fit_click_model=True``) warm-starts too.
+    verbose : int, default=0
+        > 0: print one line per iteration (lbfgs: iteration, objective, the largest scaled
+        gradient component that ``tol`` bounds, elapsed seconds) or epoch (sgd: epoch, objective,
+        elapsed seconds; ``partial_fit``: epoch, rows, elapsed) to stdout, and a final line saying
+        whether and why the fit stopped.
     random_state : None, int or numpy Generator
         Seeds the sgd row order. Same seed, same data, one thread: bit-identical coefficients.
     n_threads : int or None, default=None
@@ -281,7 +294,7 @@ class WeightedLogisticRegression(_Params):
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="sgd", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
-                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, random_state=None,
+                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
                  negative_sampling_correction="weight"):
         self.alpha = alpha
@@ -298,6 +311,7 @@ class WeightedLogisticRegression(_Params):
         self.power_t = power_t
         self.average = average
         self.warm_start = warm_start
+        self.verbose = verbose
         self.random_state = random_state
         self.n_threads = n_threads
         self.backend = backend
@@ -347,6 +361,10 @@ class WeightedLogisticRegression(_Params):
         else:
             tol = v.check_scalar(self.tol, "tol", low=0.0)
         v.check_scalar(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise TypeError(f"warm_start must be a bool, got {type(self.warm_start).__name__}")
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            v.check_scalar(self.verbose, "verbose", low=0, integer=True)
         if self.backend is not None:  # a name only: a model saved with backend="numba" loads where Numba is absent
             check_backend_name(self.backend)
         return alpha, l1_ratio, max_iter, tol
@@ -437,7 +455,8 @@ class WeightedLogisticRegression(_Params):
             res = fit_lbfgs(features, y01, w, alpha=alpha, fit_intercept=bool(self.fit_intercept),
                             coef_init=self.coef_[0] if warm else None,
                             intercept_init=float(self.intercept_[0]) - shift if warm else 0.0,
-                            tol=tol, max_iter=max_iter, n_threads=n_threads, backend=self.backend)
+                            tol=tol, max_iter=max_iter, n_threads=n_threads, backend=self.backend,
+                            verbose=int(self.verbose))
             self._sgd_state = None
             self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
             return self
@@ -481,7 +500,7 @@ class WeightedLogisticRegression(_Params):
             res = _sgd.fit_sgd(features, y01, w, params, max_iter=max_iter, tol=tol,
                                n_iter_no_change=int(self.n_iter_no_change),
                                random_state=self._rng(partial), n_threads=n_threads, backend=self.backend,
-                               state=state, partial=partial)
+                               state=state, partial=partial, verbose=int(self.verbose))
         except _sgd.SGDDivergenceError as exc:
             raise DivergenceError(str(exc)) from exc
         self._sgd_state = res.state
@@ -535,9 +554,13 @@ class WeightedLogisticRegression(_Params):
             self._partial_rng = None
             _weights.total_weight(w, "the first partial_fit chunk has sample_weight summing to 0")
         state = None if first else self._sgd_state
+        started = time.perf_counter()
         res = self._run_sgd(features, y01, w, alpha, l1_ratio, 1, None, state, partial=True,
                             n_threads=self.n_threads)
         n_iter = (0 if first else self.n_iter_) + 1
+        if self.verbose:
+            print(f"partial_fit epoch {n_iter}: {features.n_rows} rows, {time.perf_counter() - started:.3f} s",
+                  flush=True)
         self._set_solution(res.coef, res.intercept + shift, features.n_features, n_iter, False)
         return self
 
@@ -645,7 +668,8 @@ class WeightedLogisticRegression(_Params):
         if not hasattr(self, "coef_"):
             raise ValueError(f"this {type(self).__name__} is not fitted: nothing to save")
         info = {
-            "params": {k: _jsonable(val) for k, val in self.get_params(deep=False).items()},
+            "params": {k: _jsonable(val) for k, val in self.get_params(deep=False).items()
+                       if not (k in _SAVED_IF_SET and _same(val, _SAVED_IF_SET[k]))},
             "fitted": {"n_features_in_": int(self.n_features_in_), "n_iter_": int(self.n_iter_),
                        "converged_": bool(getattr(self, "converged_", False))},
             "sgd_state": None,
@@ -879,14 +903,14 @@ class WatchTimeRanker(WeightedLogisticRegression):
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="sgd", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
-                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, random_state=None,
+                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
                  negative_sampling_correction="weight", fit_click_model=False):
         super().__init__(alpha, l1_ratio=l1_ratio, solver=solver, fit_intercept=fit_intercept,
                          max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
                          weighting=weighting, optimizer=optimizer, eta0=eta0,
                          learning_rate=learning_rate, power_t=power_t, average=average,
-                         warm_start=warm_start, random_state=random_state, n_threads=n_threads,
+                         warm_start=warm_start, verbose=verbose, random_state=random_state, n_threads=n_threads,
                          backend=backend, negative_sampling_rate=negative_sampling_rate,
                          negative_sampling_correction=negative_sampling_correction)
         self.fit_click_model = fit_click_model
@@ -934,10 +958,16 @@ class WatchTimeRanker(WeightedLogisticRegression):
         y, w = _recipe(watch_time, sample_weight, features.n_rows)
         self._check_both_labels(y)
         self._fit(features, y, w)
+        previous = getattr(self, "click_model_", None)
         self.click_model_ = None
         if self.fit_click_model:
             params = {k: val for k, val in self.get_params(deep=False).items() if k != "fit_click_model"}
-            click = WeightedLogisticRegression(**params)
+            if self.warm_start and isinstance(previous, WeightedLogisticRegression):
+                click = previous.set_params(**params)  # warm: from the previous click model
+            else:
+                click = WeightedLogisticRegression(**params)
+            if self.verbose:
+                print("click model:", flush=True)
             click.classes_ = np.array([0.0, 1.0])
             base_w = v.check_sample_weight(sample_weight, features.n_rows)
             click._fit(features, y, base_w)
@@ -1021,6 +1051,11 @@ class WatchTimeRanker(WeightedLogisticRegression):
 
 # ---------------------------------------------------------------------- helpers
 _SGD_ARRAYS = ("coef", "acc", "zacc", "last", "avg", "scalars")  # the saved SGDState arrays
+# Parameters newer than the files already written, with their defaults: saved only when set
+# otherwise. A reader passes every saved parameter to the constructor, so a fastwlr from before
+# the parameter reads a model that leaves it at its default (and refuses one that sets it, naming
+# the parameter); loading a file without it gives the default.
+_SAVED_IF_SET = {"verbose": 0}
 
 
 def _jsonable(value):

@@ -167,3 +167,119 @@ def test_ranker_column_vector_and_object_targets():
     np.testing.assert_array_equal(obj.coef_, ref.coef_)
     with pytest.raises(ValueError, match="must hold numbers"):
         WatchTimeRanker(solver="lbfgs").fit(X, np.array(["a"] * len(T), dtype=object))
+
+
+# ------------------------------------------------------------------------------------- warm_start, verbose
+def test_lbfgs_warm_start_starts_from_the_previous_solution():
+    X, T = _watch_data(2000, 5)
+    cold = WatchTimeRanker(solver="lbfgs").fit(X, T)
+    warm = WatchTimeRanker(solver="lbfgs", warm_start=True).fit(X, T)
+    again = warm.fit(X, T)  # at the optimum already: no iteration needed
+    assert again.n_iter_ <= 1 and again.converged_
+    np.testing.assert_allclose(again.coef_, cold.coef_, rtol=1e-6, atol=1e-8)
+    # on slightly changed data, two iterations from the previous solution get closer to the new
+    # optimum than two from scratch
+    X2 = X + 0.05 * np.random.default_rng(1).standard_normal(X.shape)
+    target = WatchTimeRanker(solver="lbfgs").fit(X2, T).coef_
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter=2: not converged
+        from_scratch = WatchTimeRanker(solver="lbfgs", max_iter=2).fit(X2, T).coef_
+        from_previous = warm.set_params(max_iter=2).fit(X2, T).coef_
+    assert np.abs(from_previous - target).max() < 0.1 * np.abs(from_scratch - target).max()
+
+
+def test_sgd_warm_start_keeps_the_optimizer_state():
+    X, T = _watch_data(2000, 5)
+    kw = dict(random_state=0, n_threads=1, max_iter=2, tol=None)
+    est = WatchTimeRanker(warm_start=True, **kw).fit(X, T)
+    state = est._sgd_state
+    steps = state.t
+    est.fit(X, T)
+    assert est._sgd_state is state and state.t > steps  # continued, not restarted
+    cold_twice = WatchTimeRanker(**kw).fit(X, T).fit(X, T)
+    assert not np.array_equal(est.coef_, cold_twice.coef_)
+    np.testing.assert_array_equal(cold_twice.coef_, WatchTimeRanker(**kw).fit(X, T).coef_)
+
+
+def test_warm_start_refits_the_click_model_from_its_previous_solution():
+    X, T = _watch_data(2000, 5)
+    est = WatchTimeRanker(solver="lbfgs", fit_click_model=True, warm_start=True).fit(X, T)
+    click = est.click_model_
+    est.fit(X, T)
+    assert est.click_model_ is click and click.n_iter_ <= 1
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd"])
+def test_verbose_prints_a_line_per_iteration(capsys, solver):
+    X, T = _watch_data(1000, 4)
+    est = WatchTimeRanker(solver=solver, random_state=0, n_threads=1).fit(X, T)
+    assert capsys.readouterr().out == ""
+    est.set_params(verbose=1).fit(X, T)
+    lines = capsys.readouterr().out.splitlines()
+    unit = "iteration" if solver == "lbfgs" else "epoch"
+    per_step = [line for line in lines if line.startswith(f"{solver} {unit} ")]
+    assert len(per_step) == est.n_iter_ and len(lines) == est.n_iter_ + 1
+    assert lines[-1].startswith(f"{solver}: converged after {est.n_iter_} ")
+    assert "objective" in per_step[-1] and per_step[-1].endswith(" s")
+    if solver == "lbfgs":
+        assert "max |gradient|" in per_step[-1]
+    else:
+        est.partial_fit(X, T)
+        assert capsys.readouterr().out.startswith(f"partial_fit epoch {est.n_iter_}: {len(T)} rows, ")
+
+
+@pytest.mark.parametrize("value, error", [(-1, ValueError), ("yes", TypeError), (1.5, TypeError)])
+def test_bad_verbose_or_warm_start(value, error):
+    X, T = _watch_data()
+    with pytest.raises(error, match="verbose"):
+        WatchTimeRanker(verbose=value).fit(X, T)
+    with pytest.raises(TypeError, match="warm_start must be a bool"):
+        WatchTimeRanker(warm_start="no").fit(X, T)
+
+
+def test_saved_models_keep_warm_start_and_verbose(tmp_path, capsys):
+    import fastwlr
+    from fastwlr.exceptions import ModelFileError
+    X, T = _watch_data()
+    est = WatchTimeRanker(warm_start=True, verbose=2, random_state=0, max_iter=3, tol=None).fit(X, T)
+    capsys.readouterr()
+    est.save(tmp_path / "m.npz")
+    again = fastwlr.load(tmp_path / "m.npz")
+    assert again.warm_start is True and again.verbose == 2
+    # a file with an invalid value fails at load, naming it
+    import json
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(str(arrays["header"][()]))
+    header["params"]["verbose"] = -3
+    arrays["header"] = np.array(json.dumps(header))
+    with open(tmp_path / "bad.npz", "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(ModelFileError, match="verbose"):
+        fastwlr.load(tmp_path / "bad.npz")
+    # a model leaving verbose at 0 does not write it: fastwlr versions before it read the file
+    est.set_params(verbose=0).save(tmp_path / "quiet.npz")
+    with np.load(tmp_path / "quiet.npz", allow_pickle=False) as npz:
+        assert "verbose" not in json.loads(str(npz["header"][()]))["params"]
+    # a file written before the parameter existed loads with its default
+    del header["params"]["verbose"]
+    arrays["header"] = np.array(json.dumps(header))
+    with open(tmp_path / "old.npz", "wb") as f:
+        np.savez(f, **arrays)
+    assert fastwlr.load(tmp_path / "old.npz").verbose == 0
+
+
+def test_command_line_verbose_and_warm_start(tmp_path, capsys):
+    from fastwlr import _formats as fm
+    from fastwlr.cli import main
+    X, T = _watch_data(300, 4)
+    with open(tmp_path / "d.svm", "wb") as f:
+        fm.write_svmlight(f, X, T, np.zeros(len(T), dtype=np.int64))
+    args = ["train", str(tmp_path / "d.svm"), "-f", str(tmp_path / "m.npz"), "--quiet", "--solver", "lbfgs"]
+    assert main([*args, "--verbose", "1", "--warm-start"]) == 0
+    out = capsys.readouterr().out
+    assert "lbfgs iteration 1: objective" in out and "lbfgs: converged after" in out
+    model = __import__("fastwlr").load(tmp_path / "m.npz")
+    assert model.verbose == 1 and model.warm_start is True
+    assert main([*args, "--chunk-size", "100", "--verbose", "1"]) == 0
+    assert "lbfgs iteration 1: objective" in capsys.readouterr().out
