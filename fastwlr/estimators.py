@@ -222,8 +222,17 @@ class WeightedLogisticRegression(_Params):
         sgd: stop when the objective has improved by less than ``tol * |objective|`` for
         ``n_iter_no_change`` epochs (auto = ``fit_sgd``'s default, 1e-4; None = run ``max_iter``
         epochs); that counts as convergence only if the full-batch gradient is then small
-        (``fastwlr._sgd.STALL_GRADIENT_TOL``), else ``converged_`` is False with a ConvergenceWarning. lbfgs: stop when the largest gradient component (each scaled by the root weighted
-        mean square of its feature) is below ``tol`` (auto = 1e-8, tight: it is the ground truth).
+        (``fastwlr._sgd.STALL_GRADIENT_TOL``), else ``converged_`` is False with a ConvergenceWarning.
+        lbfgs: stop when max_j |dL/dcoef_j| s_j <= tol and |dL/db| <= tol (auto = 1e-8, tight: it
+        is the ground truth), L the weight-averaged objective above and s_j = 1 / sqrt(mean_w(x_j^2)
+        + alpha / (p0 (1 - p0))), p0 the weighted share of positives: the gradient per unit of the
+        Hessian's diagonal at the start, so tol means the same whatever the scale of the weights or
+        of each feature (for standardised features and alpha = 0 it is the plain max |gradient|;
+        sparse input, which is not preconditioned, uses s_j = 1). ``tol`` is absolute in these
+        units, not relative to the starting gradient: a warm start from the optimum needs no
+        iteration. The fit also counts as converged when the line search can no longer lower the
+        objective in float64 and the gradient is within ``tol * max(1, max |x|)`` (its rounding
+        noise). ``n_iter_`` counts the iterations of either solver (epochs for sgd).
     n_iter_no_change : int, default=2
     weighting : {"iwa", "gradient", "resample"}, default="iwa"
         sgd: how a sample weight acts (importance-aware step, gradient times weight, or resampling).

@@ -283,3 +283,28 @@ def test_command_line_verbose_and_warm_start(tmp_path, capsys):
     assert model.verbose == 1 and model.warm_start is True
     assert main([*args, "--chunk-size", "100", "--verbose", "1"]) == 0
     assert "lbfgs iteration 1: objective" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------- lbfgs tolerance
+def test_lbfgs_preconditioner_counts_the_penalty_on_rare_columns():
+    """A rare one-hot level (mean square 2.5e-7) used to get a preconditioner scale of 2000, so the
+    L2 penalty's curvature on it dominated: 37 iterations here, and on online_shoppers (alpha=1e-4)
+    max_iter=1000 ended in a ConvergenceWarning a few 1e-9 from the optimum. Now the scale includes
+    the penalty."""
+    rng = np.random.default_rng(0)
+    n = 20000
+    X = rng.standard_normal((n, 6))
+    X[:, 5] = 0.0
+    X[:2, 5] = 0.05
+    z = X[:, :5] @ rng.standard_normal(5) * 0.5 - 2.5
+    T = np.where(rng.random(n) < 1 / (1 + np.exp(-z)), rng.lognormal(3, 1, n), 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = WatchTimeRanker(solver="lbfgs", alpha=1e-4, n_threads=1).fit(X, T)
+    assert est.converged_ and est.n_iter_ <= 15
+    from fastwlr._lbfgs import fit_lbfgs
+    from fastwlr._validation import check_features
+    from fastwlr._weights import recipe
+    y, w = recipe(T)
+    ref = fit_lbfgs(check_features(X), y, w, alpha=1e-4, precondition=False, n_threads=1)
+    np.testing.assert_allclose(est.coef_[0], ref.coef, rtol=1e-5, atol=1e-6)
