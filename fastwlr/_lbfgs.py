@@ -12,6 +12,8 @@ optimum does not change when all weights are multiplied by a constant.
 This is the ground truth the stochastic solvers are tested against, so its default tolerance is
 tight: it stops when the largest (preconditioned) gradient component is below ``tol``.
 """
+import math
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -22,8 +24,9 @@ from .exceptions import ConvergenceWarning, DivergenceError
 from ._weights import normalised_weights  # w * (n / sum w): same optimum, loss of order 1
 
 # Default gradient tolerance: stop when max_j |dL/dcoef_j| * scale_j <= tol (and |dL/db| <= tol), where
-# scale_j = 1 / sqrt(weighted mean of x_j^2) is the diagonal preconditioner (so the criterion does not
-# depend on the units of each feature; for standardised features it is the plain max |gradient|).
+# scale_j = 1 / sqrt(weighted mean of x_j^2 + ridge) is the diagonal preconditioner (see ``minimize``;
+# ridge is the L2 penalty's share, 0 without one), so the criterion does not depend on the units of
+# each feature; for standardised features without a penalty it is the plain max |gradient|.
 # Tight on purpose: fits from this solver are the "exact optimum" other solvers are compared with.
 DEFAULT_TOL = 1e-8
 DEFAULT_MAX_ITER = 1000
@@ -46,7 +49,7 @@ class LbfgsResult:
 
 def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init=None,
               intercept_init=0.0, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=1,
-              backend=None, callback=None, precondition="auto"):
+              backend=None, callback=None, precondition="auto", verbose=0):
     """Minimise the weighted-mean objective exactly (to ``tol``) with L-BFGS-B.
 
     Parameters
@@ -73,6 +76,9 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
         Called after every iteration (used by benchmarks to trace time to optimum).
     precondition : bool or "auto"
         Diagonal (Jacobi) scaling of the coefficients; "auto": for dense features only.
+    verbose : int
+        > 0: print a line per iteration to stdout (iteration, objective, the largest scaled
+        gradient component that ``tol`` bounds, elapsed seconds) and one at the end.
 
     Returns
     -------
@@ -80,7 +86,8 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     """
     problem = _InMemory(features, y, normalised_weights(sample_weight), alpha, Kernels(backend, n_threads))
     return minimize(problem, fit_intercept=fit_intercept, coef_init=coef_init, intercept_init=intercept_init,
-                    tol=tol, max_iter=max_iter, callback=callback, precondition=precondition)
+                    tol=tol, max_iter=max_iter, callback=callback, precondition=precondition,
+                    verbose=verbose)
 
 
 class _InMemory:
@@ -112,24 +119,36 @@ class _InMemory:
 
 
 def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0, tol=DEFAULT_TOL,
-             max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto", name="lbfgs"):
+             max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto", name="lbfgs", verbose=0):
     """L-BFGS-B over ``problem`` (``_InMemory``, or the distributed objective of ``fastwlr.dask``):
     the start, the diagonal preconditioner, scipy's options and the stopping rule of ``fit_lbfgs``."""
     from scipy.optimize import minimize as scipy_minimize
 
+    started = time.perf_counter()
     d = problem.n_features
     theta0 = np.zeros(d + 1, dtype=np.float64)
     if coef_init is not None:
         theta0[:d] = coef_init
+    base = problem.base_log_odds() if fit_intercept else 0.0
     if fit_intercept:
-        theta0[d] = intercept_init if coef_init is not None else problem.base_log_odds()
+        theta0[d] = intercept_init if coef_init is not None else base
 
     # Diagonal preconditioning: L-BFGS runs on u = coef / scale with scale_j = 1 / sqrt(weighted mean
-    # of x_j^2) (the Hessian's diagonal at the start, up to a constant). The optimum is the same, only
-    # the path changes. Measured: on freMTPL2 (dense, standardised numeric + one-hot columns) it cuts
-    # the iterations to tol from ~115 to ~30; on hashed one-hot CSR (40 fields, 2^14 columns) it
-    # raised them from 34 to 270 (the scaled field-sum directions couple strongly with the
-    # intercept). Hence "auto": dense only.
+    # of x_j^2 + ridge) (the Hessian's diagonal at the start, up to a constant). The optimum is the
+    # same, only the path changes. Measured: on freMTPL2 (dense, standardised numeric + one-hot
+    # columns) it cuts the iterations to tol from ~115 to ~30; on hashed one-hot CSR (40 fields,
+    # 2^14 columns) it raised them from 34 to 270 (the scaled field-sum directions couple strongly
+    # with the intercept). Hence "auto": dense only.
+    # ridge: the penalty's part of that diagonal. At the start (coef 0, the intercept at its optimum
+    # ``base``) the loss's Hessian diagonal is q mean_w(x_j^2), q = p0 (1 - p0) with p0 = sigmoid(base),
+    # and the penalty adds alpha: in the units of mean_w(x_j^2), alpha / q. Without it a rare one-hot
+    # level (mean square 3e-7 on online_shoppers) got a scale of ~1900, so the penalty's curvature
+    # there was alpha * 1900^2 = 360 against <= 0.25 elsewhere: with alpha = 1e-4 the default
+    # max_iter=1000 ended in "not converged" with a scaled gradient of 7e-3 that measured the rare
+    # column, not the fit (after 3000 iterations the objective was 2.5e-9 above the optimum); with
+    # the ridge it converges in 39 iterations (alpha = 1e-6: 61 instead of 862). alpha = 0: as before.
+    alpha = float(getattr(problem, "alpha", 0.0))
+    ridge = _penalty_ridge(alpha, base)
     scale = np.ones(d + 1)
     if precondition == "auto":
         precondition = not problem.sparse
@@ -143,14 +162,14 @@ def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0,
         # from it. Only when u0 * scale gives back theta0 exactly (always from the default start:
         # coef 0), so the answer is the one ``fun`` would compute.
         loss0, g0, gb0, sq = first_eval
-        scale[:d] = _scale_from_sq(sq, problem.n_rows)
+        scale[:d] = _with_ridge(_scale_from_sq(sq, problem.n_rows), ridge)
         u0 = theta0 / scale
         if np.array_equal(u0 * scale, theta0):
             first = [u0.tobytes(), (loss0, g0, gb0)]
         theta0 = u0
     else:
         if precondition:
-            scale[:d] = problem.column_scale()
+            scale[:d] = _with_ridge(problem.column_scale(), ridge)
         theta0 = theta0 / scale
 
     def split(u):
@@ -175,10 +194,21 @@ def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0,
         last[theta.tobytes()] = (loss, grad.copy())
         return loss, grad * scale  # chain rule: d/du = scale * d/dcoef
 
-    def cb(theta):
-        callback(*split(theta))
+    iteration = [0]
 
-    res = scipy_minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=cb if callback is not None else None,
+    def cb(theta):
+        iteration[0] += 1
+        if verbose:
+            # scipy calls back at the accepted point, which its line search evaluated last
+            loss, grad = last.get(theta.tobytes(), (math.nan, np.full(d + 1, math.nan)))
+            print(f"{name} iteration {iteration[0]}: objective {loss:.12g}, max |gradient| "
+                  f"{float(np.abs(grad * scale).max()):.3g} (tol {tol:g}), "
+                  f"{time.perf_counter() - started:.3f} s", flush=True)
+        if callback is not None:
+            callback(*split(theta))
+
+    res = scipy_minimize(fun, theta0, method="L-BFGS-B", jac=True,
+                         callback=cb if callback is not None or verbose else None,
                          options={"maxiter": int(max_iter), "gtol": float(tol),
                                   # ftol = 0: stop on the gradient (or a failed line search), never on a
                                   # stalled loss
@@ -198,6 +228,10 @@ def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0,
         # The line search cannot lower the loss any more in float64 (scipy's ABNORMAL / relative
         # reduction <= 0): the gradient is as small as its rounding noise, which grows with |x|.
         converged = True
+    if verbose:
+        print(f"{name}: {'converged' if converged else 'not converged'} after {res.nit} iterations "
+              f"({res.nfev} evaluations), objective {float(loss):.12g}, max |gradient| {grad_max:.3g} "
+              f"(tol {tol:g}), {time.perf_counter() - started:.3f} s: {_message(res)}", flush=True)
     if not converged:
         warnings.warn(
             f"{name} stopped after {res.nit} iterations with max |gradient| = {grad_max:.3g} > tol = {tol:g} "
@@ -248,6 +282,22 @@ def _scale_from_sq(sq, n):
     nz = (sq > 0) & np.isfinite(sq)
     out[nz] = 1.0 / np.sqrt(sq[nz])
     return out
+
+
+def _penalty_ridge(alpha, base):
+    """The L2 penalty's share of the Hessian's diagonal at the start (coef 0, intercept ``base``),
+    in units of a column's weighted mean square: alpha / (p0 (1 - p0)). Shared by every exact
+    solver's stopping rule, so that ``tol`` means the same for lbfgs and newton."""
+    if not alpha > 0:
+        return 0.0
+    p0 = 1.0 / (1.0 + math.exp(-base))
+    return alpha / max(p0 * (1.0 - p0), 1e-300)
+
+
+def _with_ridge(scale, ridge):
+    """1 / sqrt(1 / scale^2 + ridge): the scale of a column whose mean square 1 / scale^2 has the
+    penalty's ``ridge`` added (a column scaled 1 for want of a mean square is taken as of mean square 1)."""
+    return scale if ridge == 0.0 else scale / np.sqrt(1.0 + ridge * scale * scale)
 
 
 def _feature_scale(features):

@@ -21,13 +21,14 @@ here from all rows of the first pass), 1 for CSR (lbfgs does not precondition CS
 quadratically near the optimum, so the tight default costs one or two iterations more than a loose one.
 """
 import math
+import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._kernels import Kernels
-from ._lbfgs import DEFAULT_TOL, _base_log_odds, _feature_scale, _scale_from_sq
+from ._lbfgs import DEFAULT_TOL, _base_log_odds, _feature_scale, _penalty_ridge, _scale_from_sq, _with_ridge
 from ._weights import normalised_weights
 from .exceptions import ConvergenceWarning, DivergenceError
 
@@ -64,7 +65,7 @@ def check_size(n_features):
 
 def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init=None,
                intercept_init=0.0, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=1,
-               backend=None):
+               backend=None, verbose=0):
     """Minimise the weighted-mean objective exactly (to ``tol``) by Newton's method.
 
     Parameters as ``fastwlr._lbfgs.fit_lbfgs`` (``features``: validated dense float32/float64 or
@@ -91,6 +92,7 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
     def split(t):
         return np.ascontiguousarray(t[:d]), (float(t[d]) if fit_intercept else 0.0)
 
+    started = time.perf_counter()
     n_fev = 0
 
     def full(t, want_sq=False):
@@ -121,7 +123,8 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
     loss, grad, H, sq = start
     crit = np.ones(d + 1)  # the stopping rule's scale per parameter (lbfgs's preconditioner)
     if not features.is_sparse:
-        crit[:d] = _scale_from_sq(sq, features.n_rows)
+        ridge = _penalty_ridge(alpha, _base_log_odds(y, w) if fit_intercept else 0.0)
+        crit[:d] = _with_ridge(_scale_from_sq(sq, features.n_rows), ridge)
 
     def criterion(g):
         return float(np.abs(g * crit).max(initial=0.0))
@@ -169,12 +172,19 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
             loss, grad, H, _ = found
         gmax = criterion(grad)
         n_iter += 1
+        if verbose:
+            print(f"newton iteration {n_iter}: objective {float(loss):.12g}, max |gradient| {gmax:.3g} "
+                  f"(tol {tol:g}), step {t:g}, {time.perf_counter() - started:.3f} s", flush=True)
 
     coef, b = split(theta)
     converged = gmax <= tol
     if not converged and stalled and gmax <= tol * _feature_scale(features):
         # as lbfgs: no decrease is left in float64 and the gradient is as small as its rounding noise
         converged = True
+    if verbose:
+        print(f"newton: {'converged' if converged else 'not converged'} after {n_iter} iterations "
+              f"({n_fev} passes), objective {float(loss):.12g}, max |gradient| {gmax:.3g} (tol {tol:g}), "
+              f"{time.perf_counter() - started:.3f} s: {message}", flush=True)
     if not converged:
         warnings.warn(
             f"newton stopped after {n_iter} iterations with max |gradient| = {gmax:.3g} > tol = {tol:g} "

@@ -23,6 +23,7 @@ Within a backend, results are bit-identical for the same inputs (one thread: SGD
 from dataclasses import dataclass, field, replace
 import math
 import numbers
+import time
 import warnings
 
 import numpy as np
@@ -285,6 +286,9 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
         Warm start: continue from a previous result's ``state`` (mutated in place).
     partial : bool
         ``partial_fit``: one epoch over these rows, no objective evaluation, no early stopping.
+    verbose : int or bool
+        > 0: print a line per epoch to stdout (epoch, objective, elapsed seconds; a ``partial``
+        epoch evaluates no objective and prints none of it here).
 
     Returns
     -------
@@ -345,6 +349,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
 
     best, no_improve, converged = math.inf, 0, False
     epoch = 0
+    started = time.perf_counter()
     for epoch in range(int(max_iter)):
         _, coef, b = run_epoch()
         obj = objective(features, y, sample_weight, coef, b, params.l2, params.l1, kernels) \
@@ -353,7 +358,7 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
             raise SGDDivergenceError(_advice(params, f"the objective is {obj} after epoch {epoch + 1}"))
         history.append(obj)
         if verbose:
-            print(f"epoch {epoch + 1}: objective {obj:.10g}")
+            print(f"sgd epoch {epoch + 1}: objective {obj:.12g}, {time.perf_counter() - started:.3f} s", flush=True)
         if tol is None:
             continue
         if obj > best - tol * abs(best):
@@ -370,4 +375,10 @@ def fit_sgd(features, y, sample_weight, params=None, *, max_iter=DEFAULT_MAX_ITE
         g = scaled_gradient(features, y, sample_weight, coef, b, params.l2, params.l1, kernels)
         if not g <= STALL_GRADIENT_TOL:
             converged, stalled = False, g
+    if verbose:
+        why = ("the objective settled" if converged else
+               f"the objective settled, but the scaled gradient {stalled:.3g} > {STALL_GRADIENT_TOL:g}"
+               if stalled is not None else "max_iter reached" if tol is not None else "max_iter epochs (tol=None)")
+        print(f"sgd: {'converged' if converged else 'not converged'} after {epoch + 1} epochs ({why}), "
+              f"{time.perf_counter() - started:.3f} s", flush=True)
     return SGDResult(coef.copy(), b, epoch + 1, state, history, converged, stalled)

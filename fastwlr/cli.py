@@ -726,7 +726,8 @@ def _train_lbfgs_chunked(args, src, est, warm):
     start = {}
     if warm and getattr(est, "coef_", None) is not None and est.coef_.shape[1] == problem.n_features:
         start = {"coef_init": est.coef_[0], "intercept_init": float(est.intercept_[0]) - shift}
-    res = minimize(problem, fit_intercept=bool(est.fit_intercept), tol=tol, max_iter=max_iter, **start)
+    res = minimize(problem, fit_intercept=bool(est.fit_intercept), tol=tol, max_iter=max_iter,
+                   verbose=int(est.verbose), **start)
     est._sgd_state = None
     est._set_solution(res.coef, res.intercept + shift, problem.n_features, res.n_iter, res.converged)
     if src.label_mode == "binary":

@@ -476,12 +476,13 @@ class _Objective:
 
 
 def fit_lbfgs(data, *, alpha, fit_intercept=True, coef_init=None, intercept_init=0.0, tol=DEFAULT_TOL,
-              max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto"):
+              max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto", verbose=0):
     """``fastwlr._lbfgs.fit_lbfgs`` over a ``_Distributed``: the same driver (objective, start,
     diagonal preconditioner from all rows in the first pass, scipy options, stopping rule)."""
     return _lbfgs.minimize(_Objective(data, alpha, fit_intercept), fit_intercept=fit_intercept,
                            coef_init=coef_init, intercept_init=intercept_init, tol=tol, max_iter=max_iter,
-                           callback=callback, precondition=precondition, name="distributed lbfgs")
+                           callback=callback, precondition=precondition, name="distributed lbfgs",
+                           verbose=verbose)
 
 
 # ----------------------------------------------------------------------------------- estimators
@@ -514,7 +515,7 @@ class _DaskMixin:
         res = fit_lbfgs(data, alpha=alpha, fit_intercept=bool(self.fit_intercept),
                         coef_init=self.coef_[0] if warm else None,
                         intercept_init=float(self.intercept_[0]) - shift if warm else 0.0,
-                        tol=tol, max_iter=max_iter)
+                        tol=tol, max_iter=max_iter, verbose=int(self.verbose))
         self._sgd_state = None
         self.n_evaluations_ = data.evaluations
         self._set_solution(res.coef, res.intercept + shift, data.n_features, res.n_iter, res.converged)
@@ -579,14 +580,14 @@ class WeightedLogisticRegression(_DaskMixin, _est.WeightedLogisticRegression):
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="lbfgs", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
-                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, random_state=None,
+                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
                  negative_sampling_correction="weight"):
         super().__init__(alpha, l1_ratio=l1_ratio, solver=solver, fit_intercept=fit_intercept,
                          max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
                          weighting=weighting, optimizer=optimizer, eta0=eta0,
                          learning_rate=learning_rate, power_t=power_t, average=average,
-                         warm_start=warm_start, random_state=random_state, n_threads=n_threads,
+                         warm_start=warm_start, verbose=verbose, random_state=random_state, n_threads=n_threads,
                          backend=backend, negative_sampling_rate=negative_sampling_rate,
                          negative_sampling_correction=negative_sampling_correction)
 
@@ -609,31 +610,38 @@ class WeightedLogisticRegression(_DaskMixin, _est.WeightedLogisticRegression):
 
 
 class WatchTimeRanker(_DaskMixin, _est.WatchTimeRanker):
-    """``fastwlr.WatchTimeRanker`` on dask collections: ``fit(X, watch_time, sample_weight)`` by
+    """``fastwlr.WatchTimeRanker`` on dask collections: ``fit(X, y, sample_weight)`` (y: the watch times) by
     distributed exact L-BFGS (the recipe y = T > 0, w = T or 1 applied per partition), ``predict``
     (e^z, or e^z (1 - p) with ``fit_click_model=True`` or ``click_log_odds=``) and ``rank`` lazy.
     Same parameters; ``solver`` defaults to (and must be) "lbfgs"."""
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="lbfgs", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
-                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, random_state=None,
+                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
                  negative_sampling_correction="weight", fit_click_model=False):
         super().__init__(alpha, l1_ratio=l1_ratio, solver=solver, fit_intercept=fit_intercept,
                          max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
                          weighting=weighting, optimizer=optimizer, eta0=eta0,
                          learning_rate=learning_rate, power_t=power_t, average=average,
-                         warm_start=warm_start, random_state=random_state, n_threads=n_threads,
+                         warm_start=warm_start, verbose=verbose, random_state=random_state, n_threads=n_threads,
                          backend=backend, negative_sampling_rate=negative_sampling_rate,
                          negative_sampling_correction=negative_sampling_correction,
                          fit_click_model=fit_click_model)
 
-    def fit(self, X, watch_time, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, watch_time=None):
+        """``y``: the watch times, a dask array chunked like X (``watch_time=`` is the older name of
+        the same argument, as in ``fastwlr.WatchTimeRanker.fit``)."""
+        watch_time = _est._watch_time_arg(y, watch_time, "fit")
         self._dask_fit(X, watch_time, sample_weight, "watch_time")
+        previous = getattr(self, "click_model_", None)
         self.click_model_ = None
         if self.fit_click_model:
             params = {k: val for k, val in self.get_params(deep=False).items() if k != "fit_click_model"}
-            click = WeightedLogisticRegression(**params)
+            if self.warm_start and isinstance(previous, WeightedLogisticRegression):
+                click = previous.set_params(**params)  # warm: from the previous click model
+            else:
+                click = WeightedLogisticRegression(**params)
             click.classes_ = np.array([0.0, 1.0])
             click._dask_fit(X, watch_time, sample_weight, "click")
             self.click_model_ = click
