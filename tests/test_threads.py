@@ -225,6 +225,12 @@ def _kernels(backend_name):
         X_hess = np.ascontiguousarray(X[:200_000, :32])
         kernels["objective_grad_hess_dense"] = lambda: be.objective_grad_hess_dense(
             X_hess, y[:200_000], w[:200_000], coef[:32], 0.1, 1e-3, 1)
+    if hasattr(be, "hessvec_csr"):  # optional (trust-region Newton-CG's passes)
+        s_csr = np.full(n_csr, 0.2)
+        kernels["curvature_csr"] = lambda: be.curvature_csr(csr.data, csr.indices, csr.indptr, 1 << 18, w[:n_csr],
+                                                            coef_csr, 0.1, 1)
+        kernels["hessvec_csr"] = lambda: be.hessvec_csr(csr.data, csr.indices, csr.indptr, 1 << 18, s_csr,
+                                                        coef_csr, 0.1, 1)
     if hasattr(be, "nonfinite_flags"):
         flat = X.reshape(-1)
         kernels["nonfinite_flags"] = lambda: be.nonfinite_flags(flat, 1)

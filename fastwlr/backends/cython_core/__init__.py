@@ -38,6 +38,9 @@ objective_grad_colsq_dense = _objective.objective_grad_colsq_dense
 weighted_column_sq_dense = _objective.weighted_column_sq_dense
 # optional: loss, gradient and Hessian in one read of X (the Newton solver; numpy otherwise)
 objective_grad_hess_dense = _objective.objective_grad_hess_dense
+# optional: the curvature and Hessian-vector products of trust-region Newton-CG on CSR (scipy otherwise)
+curvature_csr = _objective.curvature_csr
+hessvec_csr = _objective.hessvec_csr
 
 sgd_epoch_dense = _sgd.sgd_epoch_dense
 sgd_epoch_csr = _sgd.sgd_epoch_csr

@@ -523,3 +523,119 @@ def objective_grad_hess_dense(const feature_t[:, ::1] X, const double[::1] y, co
                 h[j, i] = v / n
                 h[i, j] = h[j, i]
     return _finish(loss, g_b, grad, coef, l2, n) + (hess, colsq)
+
+
+# ------------------------------------------------------------------------------------------------
+# Curvature and Hessian-vector products on CSR (the trust-region Newton-CG solver, fastwlr._tron).
+# H = X~^T diag(s) X~ (unnormalised), s_i = w_i p_i (1 - p_i), X~ = (X, 1): never formed; each CG
+# step multiplies by it in two passes, (1) u_i = s_i (x_i . v + v_b) over row blocks, (2) X^T u by
+# the gradient's scatter over K(n, d, nnz) blocks with private partials. Block counts as in
+# objective_grad_csr, so the results do not depend on the thread count.
+
+cdef void csr_curv_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
+                        const double* w, const double* coef, double intercept, Py_ssize_t start,
+                        Py_ssize_t stop, double* s) noexcept nogil:
+    cdef Py_ssize_t i, i0, m
+    cdef double z[ROW_BATCH]
+    i0 = start
+    while i0 < stop:
+        m = min(<Py_ssize_t>ROW_BATCH, stop - i0)
+        for i in range(m):
+            z[i] = dot_csr(data, indices, indptr[i0 + i], indptr[i0 + i + 1], coef) + intercept \
+                if w[i0 + i] != 0.0 else 0.0
+        curvature(z, w + i0, m, s + i0)
+        i0 += m
+
+
+cdef void csr_scatter_sq(const feature_t* data, const index_t* indices, const index_t* indptr,
+                         const double* s, Py_ssize_t start, Py_ssize_t stop, double* g,
+                         Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t i, p
+    cdef double r, x
+    memset(g, 0, d * sizeof(double))
+    for i in range(start, stop):
+        r = s[i]
+        if r == 0.0:
+            continue
+        for p in range(indptr[i], indptr[i + 1]):
+            x = <double>data[p]
+            g[indices[p]] += r * x * x
+
+
+cdef void csr_hv_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
+                      const double* s, const double* v, double v_b, Py_ssize_t start, Py_ssize_t stop,
+                      double* u, double* acc) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double a = 0.0
+    for i in range(start, stop):
+        u[i] = s[i] * (dot_csr(data, indices, indptr[i], indptr[i + 1], v) + v_b) if s[i] != 0.0 else 0.0
+        a += u[i]
+    acc[0] = a
+
+
+def curvature_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
+                  Py_ssize_t n_features, const double[::1] sample_weight, const double[::1] coef,
+                  double intercept, int n_threads):
+    """(s, diag): s_i = w_i p_i (1 - p_i) at (coef, intercept), float64 (n,), and the diagonal of
+    X^T diag(s) X, sum_i s_i x_ij^2 per column, float64 (d,); unnormalised (no 1/n)."""
+    cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0], k
+    s_arr = np.zeros(n, dtype=np.float64)
+    diag = np.zeros(d, dtype=np.float64)
+    if n == 0:
+        return s_arr, diag
+    cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
+    cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
+    cdef double zero = 0.0
+    cdef const double* coef_p = &coef[0] if d > 0 else &zero
+    cdef Py_ssize_t R = n_blocks(n, 0)
+    cdef Py_ssize_t K = max(1, min(n_blocks(n, d), nnz // (4 * max(d, 1))))
+    cdef double[:, ::1] partials = np.empty((K, max(d, 1)), dtype=np.float64)
+    cdef double[::1] s = s_arr
+    cdef double[::1] g = diag
+    cdef bint parallel = n_threads > 1 and nnz + n > PARALLEL_MIN_WORK
+    with nogil:
+        for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
+            csr_curv_rows(data_p, indices_p, &indptr[0], &sample_weight[0], coef_p, intercept,
+                          k * n // R, (k + 1) * n // R, &s[0])
+        if d > 0:
+            for k in prange(K, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel and K > 1):
+                csr_scatter_sq(data_p, indices_p, &indptr[0], &s[0], k * n // K, (k + 1) * n // K,
+                               &partials[k, 0], d)
+            reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
+    return s_arr, diag
+
+
+def hessvec_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
+                Py_ssize_t n_features, const double[::1] s, const double[::1] v, double v_b, int n_threads):
+    """(X^T u, sum_i u_i) with u = s * (X v + v_b): the product of X~^T diag(s) X~ with (v, v_b),
+    float64 (d,) and a float; unnormalised. Two parallel passes (see above)."""
+    cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0], k, b
+    out = np.zeros(d, dtype=np.float64)
+    if n == 0:
+        return out, 0.0
+    if s.shape[0] != n or v.shape[0] != d:
+        raise ValueError(f"shapes do not match: {n} rows, {d} columns, s {s.shape[0]}, v {v.shape[0]}")
+    cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
+    cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
+    cdef double zero = 0.0
+    cdef const double* v_p = &v[0] if d > 0 else &zero
+    cdef Py_ssize_t R = n_blocks(n, 0)
+    cdef Py_ssize_t K = max(1, min(n_blocks(n, d), nnz // (4 * max(d, 1))))
+    cdef double[::1] u = np.empty(n, dtype=np.float64)
+    cdef double[::1] accs = np.empty(R, dtype=np.float64)
+    cdef double[:, ::1] partials = np.empty((K, max(d, 1)), dtype=np.float64)
+    cdef double[::1] g = out
+    cdef double total = 0.0
+    cdef bint parallel = n_threads > 1 and nnz + n > PARALLEL_MIN_WORK
+    with nogil:
+        for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
+            csr_hv_rows(data_p, indices_p, &indptr[0], &s[0], v_p, v_b, k * n // R, (k + 1) * n // R,
+                        &u[0], &accs[k])
+        for b in range(R):
+            total += accs[b]
+        if d > 0:
+            for k in prange(K, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel and K > 1):
+                csr_scatter(data_p, indices_p, &indptr[0], &u[0], k * n // K, (k + 1) * n // K,
+                            &partials[k, 0], d)
+            reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
+    return out, total
