@@ -529,7 +529,7 @@ def _make_estimator(args, mode, initial):
     try:  # the parameters checked now, as usage errors, not after reading the data
         alpha, l1_ratio, _, _ = est._check_params()
         est._check_sampling()
-        if est.solver == "sgd":
+        if est.solver in ("sgd", "auto"):  # "auto" streams with SGD under --chunk-size
             est._sgd_params(alpha, l1_ratio, 1.0).validate()
         from ._config import resolve_n_threads
         resolve_n_threads(est.n_threads)
@@ -587,9 +587,9 @@ def _train_in_memory(args, src, est, warm):
 
 
 def _train_streaming(args, src, est, warm):
-    if est.solver == "newton":
-        raise UsageError("--solver newton needs the data in memory (each iteration builds the Hessian "
-                         "from all rows): drop --chunk-size, or use --solver lbfgs --chunk-size N for the "
+    if est.solver in ("newton", "newton-cg"):
+        raise UsageError(f"--solver {est.solver} needs the data in memory (each iteration reads all rows "
+                         "several times): drop --chunk-size, or use --solver lbfgs --chunk-size N for the "
                          "same exact fit over chunked passes")
     if est.solver == "lbfgs":
         if args.passes != 1:
@@ -729,7 +729,7 @@ def _train_lbfgs_chunked(args, src, est, warm):
     res = minimize(problem, fit_intercept=bool(est.fit_intercept), tol=tol, max_iter=max_iter,
                    verbose=int(est.verbose), **start)
     est._sgd_state = None
-    est._set_solution(res.coef, res.intercept + shift, problem.n_features, res.n_iter, res.converged)
+    est._set_solution(res.coef, res.intercept + shift, problem.n_features, res.n_iter, res.converged, "lbfgs")
     if src.label_mode == "binary":
         est.classes_ = np.array([0.0, 1.0])
     src.bad.count = src.bad.limit

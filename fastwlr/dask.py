@@ -518,7 +518,7 @@ class _DaskMixin:
                         tol=tol, max_iter=max_iter, verbose=int(self.verbose))
         self._sgd_state = None
         self.n_evaluations_ = data.evaluations
-        self._set_solution(res.coef, res.intercept + shift, data.n_features, res.n_iter, res.converged)
+        self._set_solution(res.coef, res.intercept + shift, data.n_features, res.n_iter, res.converged, "lbfgs")
         self.loss_ = res.loss
         return self
 

@@ -108,7 +108,7 @@ def _baseline_seconds(data, repeat=3):
     return best
 
 
-def train_model(data, *, solver="sgd", seed=0, n_threads=None, backend=None):
+def train_model(data, *, solver="auto", seed=0, n_threads=None, backend=None):
     """Train a ``WatchTimeRanker`` on the impressions (watch time as the weight of a click);
     returns (ranker, seconds)."""
     from .estimators import WatchTimeRanker
@@ -129,8 +129,10 @@ def report_trained(data, ranker, seconds, *, exact=None, exact_seconds=None, fil
         "true E[T|x]": data.expected_watch_time,
         "observed T": data.watch_time,
     })
-    print(format_table(means, counts, f"\nTRAINED WatchTimeRanker(solver={ranker.solver!r}): {seconds:.2f} s "
-                                      f"({ranker.n_iter_} {'epochs' if ranker.solver == 'sgd' else 'iterations'}); "
+    ran = ranker.solver_ if ranker.solver == "auto" else ranker.solver
+    chose = f", which ran {ran!r}" if ranker.solver == "auto" else ""
+    print(format_table(means, counts, f"\nTRAINED WatchTimeRanker(solver={ranker.solver!r}{chose}): {seconds:.2f} s "
+                                      f"({ranker.n_iter_} {'epochs' if ran == 'sgd' else 'iterations'}); "
                                       "rows binned by decile of the trained e^z:"), file=file)
     ratio = means["e^z(1-p)"] / means["true E[T|x]"]
     print(f"Trained e^z(1-p) / true E[T|x] per decile: {' '.join(f'{r:.3f}' for r in ratio)}", file=file)
@@ -142,7 +144,7 @@ def report_trained(data, ranker, seconds, *, exact=None, exact_seconds=None, fil
         y, w_norm = data.y, normalised_weights(data.sample_weight)
         loss = [Kernels(m.backend, 1).objective_grad(features, y, w_norm, m.coef_[0], float(m.intercept_[0]),
                                                      m.alpha)[0] for m in (ranker, exact)]
-        print(f"Objective {loss[0]:.6g} vs the exact optimum {loss[1]:.6g} (lbfgs, {exact_seconds:.2f} s): "
+        print(f"Objective {loss[0]:.6g} vs the exact optimum {loss[1]:.6g} ({exact.solver_}, {exact_seconds:.2f} s): "
               f"{(loss[0] - loss[1]) / loss[1]:+.3%}", file=file)
 
 
@@ -157,7 +159,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-threads", type=int, default=None, help="default: the idle cores")
     parser.add_argument("--backend", default=None, help="auto, cython, numba or reference")
-    parser.add_argument("--solver", default="sgd", choices=["sgd", "lbfgs", "newton"], help="WatchTimeRanker solver")
+    parser.add_argument("--solver", default="auto", choices=["auto", "sgd", "lbfgs", "newton"],
+                        help="WatchTimeRanker solver (default auto: exact, newton or lbfgs by the data's shape)")
     parser.add_argument("--no-train", action="store_true", help="skip training a WatchTimeRanker")
     args = parser.parse_args(argv)
     if args.n_samples < 10:
@@ -175,7 +178,7 @@ def main(argv=None):
     if not args.no_train:
         ranker, t_fit = train_model(data, solver=args.solver, seed=args.seed, n_threads=args.n_threads,
                                     backend=args.backend)
-        exact, t_exact = (ranker, t_fit) if args.solver in ("lbfgs", "newton") else train_model(
+        exact, t_exact = (ranker, t_fit) if ranker.solver_ in ("lbfgs", "newton") else train_model(
             data, solver="lbfgs", n_threads=args.n_threads, backend=args.backend)
         report_trained(data, ranker, t_fit, exact=exact, exact_seconds=t_exact)
     return 0

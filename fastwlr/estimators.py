@@ -40,6 +40,7 @@ from ._config import check_backend_name, resolve_n_threads
 from ._kernels import Kernels
 from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
 from ._newton import DEFAULT_MAX_ITER as NEWTON_MAX_ITER, fit_newton
+from ._tron import DEFAULT_MAX_ITER as TRON_MAX_ITER, fit_tron
 from .backends._math import sigmoid, softplus
 from .exceptions import ConvergenceWarning, DataConversionWarning, DivergenceError, NotFittedError
 from .scoring import score_features
@@ -79,13 +80,32 @@ class _only_for_sgd:
     def __get__(self, obj, objtype=None):
         if obj is None:
             return self.fn
-        if obj.solver != "sgd":
-            raise AttributeError(f"{self.name} is available only with solver='sgd' "
+        if obj.solver not in STREAMING_SOLVERS:
+            raise AttributeError(f"{self.name} is available only with solver='sgd' or 'auto' "
                                  f"(this estimator has solver={obj.solver!r})")
         return self.fn.__get__(obj, objtype)
 
-SOLVERS = ("sgd", "lbfgs", "newton")
-EXACT_SOLVERS = ("lbfgs", "newton")  # full batch, to a gradient tolerance: one objective, one optimum
+SOLVERS = ("auto", "sgd", "lbfgs", "newton", "newton-cg")
+EXACT_SOLVERS = ("lbfgs", "newton", "newton-cg")  # full batch, to a gradient tolerance: one objective, one optimum
+STREAMING_SOLVERS = ("auto", "sgd")  # partial_fit runs SGD epochs; "auto" streams with SGD too
+
+# solver="auto" for fit (``_auto_solver``; measured by benchmarks/experiments/solver_crossover.py,
+# docs/performance.md "Choosing a solver"). CSR: trust-region Newton-CG, as fast as newton at 43
+# columns and 5-15x faster than newton or lbfgs from 256 columns up (lbfgs is not preconditioned on
+# CSR: 80-440 iterations on one-hot columns; scipy's L-BFGS-B costs ~0.2 s an iteration of its own
+# at 2^18 columns). Dense: lbfgs first, newton if lbfgs has not converged after
+# max(AUTO_LBFGS_FIRST, d // 4) iterations, from where it stopped. Preconditioned lbfgs converges in
+# 9-17 iterations on standardised rows (newton is 2-9x slower there: a dense Hessian pass costs ~5x a
+# gradient pass at d = 64, ~14x at d = 128), but needs 35-160+ on heavy-tailed weights and rare
+# one-hot columns, where newton takes 5-8 steps whatever the conditioning: the budget is a fraction
+# of newton's own cost, so the switch costs little when lbfgs is slow and nothing when it is not.
+# Above AUTO_DENSE_NEWTON_MAX columns the Hessian costs too much: lbfgs alone.
+AUTO_LBFGS_FIRST = 15
+AUTO_DENSE_NEWTON_MAX = 512
+# Parameters only SGD reads, at their defaults: solver="auto" runs SGD when one of them is set
+# otherwise (an option that was asked for is never ignored), or when tol=None (fixed epochs).
+_SGD_ONLY = {"l1_ratio": 0.0, "n_iter_no_change": 2, "weighting": "iwa", "optimizer": "adagrad", "eta0": "auto",
+             "learning_rate": "auto", "power_t": 0.5, "average": True}
 
 # scikit-learn's estimator checks that cannot pass, and why (the docstrings and README repeat it;
 # tests/test_sklearn_checks.py asserts that exactly these fail).
@@ -213,7 +233,17 @@ class WeightedLogisticRegression(_Params):
         regularised.
     l1_ratio : float in [0, 1], default=0.0
         Share of L1 in the penalty; > 0 needs ``solver="sgd"`` with ``optimizer="ftrl"``.
-    solver : {"sgd", "lbfgs", "newton"}, default="sgd"
+    solver : {"auto", "sgd", "lbfgs", "newton"}, default="auto"
+        ``"auto"``: ``fit`` solves exactly: ``"newton-cg"`` for sparse (CSR) input; for dense input
+        ``"lbfgs"``, which hands over to ``"newton"`` from where it is if it has not converged after
+        max(15, n_features // 4) iterations (up to 512 features; lbfgs alone beyond). Measured rules,
+        docs/performance.md "Choosing a solver". ``partial_fit`` runs ``"sgd"``, and so does ``fit``
+        when a parameter only SGD reads
+        is set (``l1_ratio``, ``n_iter_no_change``, ``weighting``, ``optimizer``, ``eta0``,
+        ``learning_rate``, ``power_t``, ``average`` away from their defaults, or ``tol=None``).
+        ``solver_`` says which ran (the last one, when lbfgs handed over to newton).
+        ``"newton-cg"``: trust-region Newton-CG (``fastwlr._tron``, LIBLINEAR's method): Hessian-vector
+        products, never the Hessian, so memory O(n + n_features); the solver for wide and sparse data.
         ``"sgd"``: streaming epochs (``fastwlr._sgd``), supports ``partial_fit``. ``"lbfgs"``: exact
         full-batch quasi-Newton over the compiled objective + gradient; for data that fits in memory,
         and the reference the stochastic solvers are compared with. ``"newton"``: exact Newton with
@@ -295,6 +325,8 @@ class WeightedLogisticRegression(_Params):
     n_iter_ : int
         Epochs (sgd) or iterations (lbfgs, newton) run by the last ``fit``; epochs so far for ``partial_fit``.
     converged_ : bool
+    solver_ : {"sgd", "lbfgs", "newton"}
+        The solver the last ``fit`` or ``partial_fit`` ran (``solver``, or what ``"auto"`` chose).
 
     Notes
     -----
@@ -308,7 +340,7 @@ class WeightedLogisticRegression(_Params):
 
     _estimator_type = "classifier"
 
-    def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="sgd", fit_intercept=True, max_iter="auto",
+    def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="auto", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
                  learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
@@ -351,28 +383,32 @@ class WeightedLogisticRegression(_Params):
         """{check name: reason} of the scikit-learn estimator checks this configuration cannot pass,
         for ``check_estimator(est, expected_failed_checks=est._sklearn_expected_failed_checks())``
         (the class docstring explains each)."""
-        return dict(_SKLEARN_XFAIL_SGD) if self.solver == "sgd" else {}
+        return dict(_SKLEARN_XFAIL_SGD) if self.solver == "sgd" else {}  # "auto" fits exactly
 
     # ------------------------------------------------------------------ input handling
-    def _check_params(self):
+    def _check_params(self, solver=None):
+        """The checked (alpha, l1_ratio, max_iter, tol) for ``solver``, the solver that will run
+        (default: the parameter; "auto" resolved by ``_auto_solver`` where the data are known)."""
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        solver = solver or self.solver
         alpha = v.check_scalar(self.alpha, "alpha", low=0.0)
         l1_ratio = v.check_scalar(self.l1_ratio, "l1_ratio", low=0.0, high=1.0)
-        if l1_ratio > 0 and self.solver in EXACT_SOLVERS:
-            raise ValueError(f"l1_ratio > 0 (an L1 penalty) is not supported by solver={self.solver!r}; "
+        if l1_ratio > 0 and solver in EXACT_SOLVERS:
+            raise ValueError(f"l1_ratio > 0 (an L1 penalty) is not supported by solver={solver!r}; "
                              "use solver='sgd' with optimizer='ftrl'")
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be a bool, got {type(self.fit_intercept).__name__}")
         if _is_auto(self.max_iter):
-            max_iter = {"sgd": _sgd_defaults()[0], "lbfgs": LBFGS_MAX_ITER, "newton": NEWTON_MAX_ITER}[self.solver]
+            max_iter = {"sgd": _sgd_defaults()[0], "lbfgs": LBFGS_MAX_ITER, "newton": NEWTON_MAX_ITER,
+                        "newton-cg": TRON_MAX_ITER, "lbfgs+newton": LBFGS_MAX_ITER, "auto": NEWTON_MAX_ITER}[solver]
         else:
             max_iter = v.check_scalar(self.max_iter, "max_iter", low=1, integer=True)
         if _is_auto(self.tol):
-            tol = _sgd_defaults()[1] if self.solver == "sgd" else LBFGS_TOL
+            tol = _sgd_defaults()[1] if solver == "sgd" else LBFGS_TOL
         elif self.tol is None:
-            if self.solver in EXACT_SOLVERS:
-                raise ValueError(f"tol=None (no early stopping) applies to solver='sgd'; {self.solver} "
+            if solver in EXACT_SOLVERS:
+                raise ValueError(f"tol=None (no early stopping) applies to solver='sgd'; {solver} "
                                  "needs a tolerance")
             tol = None
         else:
@@ -460,37 +496,38 @@ class WeightedLogisticRegression(_Params):
         w = v.check_sample_weight(sample_weight, features.n_rows)
         return self._fit(features, y01, w)
 
+    def _auto_solver(self, features):
+        """The solver ``fit`` runs: ``solver`` itself, or what "auto" picks for these features."""
+        if self.solver != "auto":
+            return self.solver
+        if self.tol is None or any(not _at_default(getattr(self, k), default) for k, default in _SGD_ONLY.items()):
+            return "sgd"
+        if features.is_sparse:
+            return "newton-cg"
+        return "lbfgs+newton" if features.n_features <= AUTO_DENSE_NEWTON_MAX else "lbfgs"
+
     def _fit(self, features, y01, w):
-        alpha, l1_ratio, max_iter, tol = self._check_params()
+        solver = self._auto_solver(features)
+        alpha, l1_ratio, max_iter, tol = self._check_params(solver)
         w, shift = self._sampling_weights(y01, w)
         _weights.total_weight(w)
         warm = self.warm_start and getattr(self, "coef_", None) is not None \
             and self.coef_.shape[1] == features.n_features
         resolve_n_threads(self.n_threads)  # checked now; None stays None (idle cores, per kernel call)
         n_threads = self.n_threads
-        if self.solver == "lbfgs":
-            res = fit_lbfgs(features, y01, w, alpha=alpha, fit_intercept=bool(self.fit_intercept),
-                            coef_init=self.coef_[0] if warm else None,
-                            intercept_init=float(self.intercept_[0]) - shift if warm else 0.0,
-                            tol=tol, max_iter=max_iter, n_threads=n_threads, backend=self.backend,
-                            verbose=int(self.verbose))
+        if solver in EXACT_SOLVERS or solver == "lbfgs+newton":
+            coef0, b0 = (self.coef_[0], float(self.intercept_[0]) - shift) if warm else (None, 0.0)
+            res, solver, n_before = self._fit_exact(solver, features, y01, w, alpha, max_iter, tol, coef0, b0)
             self._sgd_state = None
-            self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
-            return self
-        if self.solver == "newton":
-            res = fit_newton(features, y01, w, alpha=alpha, fit_intercept=bool(self.fit_intercept),
-                             coef_init=self.coef_[0] if warm else None,
-                             intercept_init=float(self.intercept_[0]) - shift if warm else 0.0,
-                             tol=tol, max_iter=max_iter, n_threads=n_threads, backend=self.backend,
-                             verbose=int(self.verbose))
-            self._sgd_state = None
-            self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
+            self._set_solution(res.coef, res.intercept + shift, features.n_features, n_before + res.n_iter,
+                               res.converged, solver)
             return self
         state = self._sgd_state if warm and getattr(self, "_sgd_state", None) is not None else None
         res = self._run_sgd(features, y01, w, alpha, l1_ratio, max_iter, tol, state, partial=False,
                             n_threads=n_threads)
         # the SGD state keeps the uncorrected intercept, so warm starts and partial_fit continue it
-        self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged)
+        self._set_solution(res.coef, res.intercept + shift, features.n_features, res.n_iter, res.converged,
+                           "sgd")
         if res.stalled_gradient is not None:
             from ._sgd import STALL_GRADIENT_TOL
             warnings.warn(f"sgd's objective stopped improving (tol={tol:g}) but not at an optimum: the "
@@ -502,6 +539,28 @@ class WeightedLogisticRegression(_Params):
                           f"(tol={tol:g}); increase max_iter or use solver='lbfgs'.",
                           ConvergenceWarning, stacklevel=2)
         return self
+
+    def _fit_exact(self, solver, features, y01, w, alpha, max_iter, tol, coef0, b0):
+        """An exact solver's fit from (coef0, b0) -> (result, the solver that gave it, iterations run
+        before it). "lbfgs+newton": lbfgs, then newton from where lbfgs stopped if it has not
+        converged within its budget (see AUTO_LBFGS_FIRST)."""
+        kw = dict(alpha=alpha, fit_intercept=bool(self.fit_intercept), tol=tol, n_threads=self.n_threads,
+                  backend=self.backend, verbose=int(self.verbose))
+        n_before = 0
+        if solver == "lbfgs+newton":
+            budget = max(AUTO_LBFGS_FIRST, features.n_features // 4)
+            if max_iter <= budget:
+                solver = "lbfgs"
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)  # newton takes over
+                    res = fit_lbfgs(features, y01, w, coef_init=coef0, intercept_init=b0, max_iter=budget, **kw)
+                if res.converged:
+                    return res, "lbfgs", 0
+                solver, coef0, b0, n_before, max_iter = "newton", res.coef, res.intercept, res.n_iter, \
+                    max_iter - res.n_iter
+        fit = {"lbfgs": fit_lbfgs, "newton": fit_newton, "newton-cg": fit_tron}[solver]
+        return fit(features, y01, w, coef_init=coef0, intercept_init=b0, max_iter=max_iter, **kw), solver, n_before
 
     def _sgd_params(self, alpha, l1_ratio, mean_w):
         """The SGD options of these parameters; the penalties in the raw weights' units (times the
@@ -548,12 +607,13 @@ class WeightedLogisticRegression(_Params):
         """One SGD epoch over this chunk, continuing from the previous call (streaming training).
 
         The first call fixes ``classes_`` (pass ``classes`` if the first chunk might hold only one
-        label) and the weight normalisation (the first chunk's mean weight). Needs ``solver="sgd"``.
+        label) and the weight normalisation (the first chunk's mean weight). Needs ``solver="sgd"``
+        or ``"auto"`` (which streams with SGD).
         Thread-safe: concurrent calls on one estimator take turns (a lock per estimator), each one
         a whole epoch; their order is whichever thread gets the lock first.
         """
-        if self.solver != "sgd":
-            raise ValueError(f"partial_fit needs solver='sgd' (streaming epochs), got solver={self.solver!r}")
+        if self.solver not in STREAMING_SOLVERS:
+            raise ValueError(f"partial_fit needs solver='sgd' or 'auto' (streaming epochs), got solver={self.solver!r}")
         first = self._partial_fit_first()
         features = self._validate_X(X, reset=first)
         if first:
@@ -574,7 +634,7 @@ class WeightedLogisticRegression(_Params):
         return not hasattr(self, "coef_") or getattr(self, "_sgd_state", None) is None
 
     def _partial_fit(self, features, y01, w, first):
-        alpha, l1_ratio, _, _ = self._check_params()
+        alpha, l1_ratio, _, _ = self._check_params("sgd")
         w, shift = self._sampling_weights(y01, w)
         if first:
             self._partial_rng = None
@@ -587,7 +647,7 @@ class WeightedLogisticRegression(_Params):
         if self.verbose:
             print(f"partial_fit epoch {n_iter}: {features.n_rows} rows, {time.perf_counter() - started:.3f} s",
                   flush=True)
-        self._set_solution(res.coef, res.intercept + shift, features.n_features, n_iter, False)
+        self._set_solution(res.coef, res.intercept + shift, features.n_features, n_iter, False, "sgd")
         return self
 
     def _sampling_weights(self, y01, w):
@@ -598,7 +658,7 @@ class WeightedLogisticRegression(_Params):
             w = np.where(y01 == 0, w / rate, w)
         return w, shift
 
-    def _set_solution(self, coef, intercept, d, n_iter, converged):
+    def _set_solution(self, coef, intercept, d, n_iter, converged, solver):
         coef = np.asarray(coef, dtype=np.float64).reshape(1, d)
         if not (np.isfinite(coef).all() and math.isfinite(intercept)):
             raise DivergenceError("training produced non-finite coefficients; scale the features, "
@@ -608,6 +668,7 @@ class WeightedLogisticRegression(_Params):
         self.n_features_in_ = int(d)
         self.n_iter_ = int(n_iter)
         self.converged_ = bool(converged)
+        self.solver_ = solver
 
     # ------------------------------------------------------------------ prediction
     def _score(self, X, output, dtype=None):
@@ -707,6 +768,8 @@ class WeightedLogisticRegression(_Params):
                        "converged_": bool(getattr(self, "converged_", False))},
             "sgd_state": None,
         }
+        if self.solver == "auto":  # what it chose (any other solver is the one that ran)
+            info["fitted"]["solver_"] = getattr(self, "solver_", "sgd")
         columns = getattr(self, "input_columns_", None)
         if columns is not None:  # the table columns a model trained from a file read (the command line)
             info["fitted"]["input_columns"] = {"numeric": list(columns["numeric"]),
@@ -744,7 +807,7 @@ class WeightedLogisticRegression(_Params):
             est = cls(**params)
             alpha, l1_ratio, _, _ = est._check_params()
             resolve_n_threads(est.n_threads)
-            if est.solver == "sgd":
+            if est.solver in STREAMING_SOLVERS:
                 est._sgd_params(alpha, l1_ratio, 1.0).validate()
         except (TypeError, ValueError) as exc:
             raise ValueError(f"the saved parameters are not valid for {cls.__name__} ({exc})") from exc
@@ -782,6 +845,7 @@ class WeightedLogisticRegression(_Params):
             est.input_columns_ = columns
         est._sgd_state = None
         sgd = info.get("sgd_state")
+        est.solver_ = _saved_solver(fitted.get("solver_"), est.solver, sgd is not None)
         if sgd is not None:
             est._sgd_state = _saved_sgd_state(est, sgd, arrays, d)
         return est
@@ -820,7 +884,7 @@ def _saved_sgd_state(est, sgd, arrays, d):
     from ._sgd import OPTIMIZERS, SGDState
     if not isinstance(sgd, dict):
         raise ValueError(f"sgd_state must be a JSON object or null, got {type(sgd).__name__}")
-    if est.solver != "sgd":
+    if est.solver not in STREAMING_SOLVERS:
         raise ValueError(f"an SGD state was saved with solver={est.solver!r}")
     optimizer, average, mean_w = sgd.get("optimizer"), sgd.get("average"), sgd.get("mean_weight")
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
@@ -844,6 +908,21 @@ def _saved_sgd_state(est, sgd, arrays, d):
         _check_saved_state_array(name, a)
         state_arrays[name] = np.ascontiguousarray(a).copy()
     return SGDState(optimizer=optimizer, average=average, mean_weight=float(mean_w), **state_arrays)
+
+
+def _saved_solver(saved, solver, has_sgd_state):
+    """fitted.solver_: the solver that ran; saved only for solver="auto" (otherwise, and in files
+    written before "auto" existed, the ``solver`` parameter is the one that ran)."""
+    if saved is None and solver != "auto":
+        saved = solver
+    ran = tuple(x for x in SOLVERS if x != "auto")
+    if saved not in ran or (solver != "auto" and saved != solver):
+        raise ValueError(f"fitted.solver_ must be the solver that ran ({solver!r}, or what 'auto' chose: "
+                         f"one of {ran}), got {saved!r}")
+    if has_sgd_state != (saved == "sgd"):
+        raise ValueError(f"fitted.solver_ = {saved!r} and an SGD state {'was' if has_sgd_state else 'was not'} "
+                         "saved: only an SGD fit has one")
+    return saved
 
 
 def _saved_input_columns(columns, d):
@@ -935,7 +1014,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
 
     _estimator_type = "regressor"
 
-    def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="sgd", fit_intercept=True, max_iter="auto",
+    def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="auto", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
                  learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
@@ -1090,6 +1169,15 @@ _SGD_ARRAYS = ("coef", "acc", "zacc", "last", "avg", "scalars")  # the saved SGD
 # the parameter reads a model that leaves it at its default (and refuses one that sets it, naming
 # the parameter); loading a file without it gives the default.
 _SAVED_IF_SET = {"verbose": 0}
+
+
+def _at_default(value, default):
+    """Is this parameter value its default (1 for 1.0, np.float64(0.5) for 0.5; not True for 1)?"""
+    if isinstance(default, str) or isinstance(value, str):
+        return isinstance(value, str) and value == default
+    if isinstance(default, bool) or isinstance(value, (bool, np.bool_)):
+        return isinstance(value, (bool, np.bool_)) and isinstance(default, bool) and bool(value) == default
+    return isinstance(value, numbers.Real) and value == default
 
 
 def _jsonable(value):

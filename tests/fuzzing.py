@@ -1030,7 +1030,7 @@ def model_templates():
     if not _TEMPLATES:
         data = fastwlr.datasets.make_watch_time(300, 4, random_state=0)
         X, T = data.X, data.watch_time
-        models = {"sgd": fastwlr.WeightedLogisticRegression(random_state=0, max_iter=3).fit(X, (T > 0).astype(int)),
+        models = {"sgd": fastwlr.WeightedLogisticRegression(solver="sgd", random_state=0, max_iter=3).fit(X, (T > 0).astype(int)),
                   "lbfgs-ranker": fastwlr.WatchTimeRanker(solver="lbfgs", fit_click_model=True).fit(X, T),
                   "ftrl-avg": fastwlr.WatchTimeRanker(optimizer="ftrl", average=True, max_iter=2,
                                                       random_state=1).fit(X, T)}

@@ -95,7 +95,8 @@ def test_train_score_rank_evaluate_end_to_end(files, data):
     idx, val = ref.rank(X, 3, offsets=offsets)
     keep = idx >= 0
     np.testing.assert_array_equal(got[:, 2], idx[keep])        # rows, best first, request by request
-    np.testing.assert_allclose(got[:, 3], val[keep], rtol=1e-15)
+    # the command line scores CSR rows, the reference dense ones: another summation order (a few ulps)
+    np.testing.assert_allclose(got[:, 3], val[keep], rtol=1e-14)
     np.testing.assert_array_equal(got[:, 0], np.repeat(np.arange(idx.shape[0]), keep.sum(1)))
     np.testing.assert_array_equal(got[:, 1], np.concatenate([np.arange(1, c + 1) for c in keep.sum(1)]))
 

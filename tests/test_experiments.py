@@ -32,6 +32,8 @@ EXPECT = {
     "quick_scoring.py": "the floor",
     "quick_sgd.py": "gradient vs resample",
     "quick_topk.py": "score_topk, k=10",
+    "solver_crossover.py": "| auto / fastest |",
+    "training_defaults.py": "fastest sklearn exact solver's time / this",
     "weighting_experiment.py": "| weighting |",
 }
 # Scripts that compare or time particular backends.

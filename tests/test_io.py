@@ -322,7 +322,7 @@ def test_io_does_not_import_the_estimators():
 def _saved_sgd_classifier(tmp_path, data):
     X, T = data
     path = tmp_path / "c.npz"
-    WeightedLogisticRegression(random_state=0).fit(X, (T > 0).astype(int)).save(path)
+    WeightedLogisticRegression(solver="sgd", random_state=0).fit(X, (T > 0).astype(int)).save(path)
     return path
 
 
@@ -421,7 +421,7 @@ def test_declared_shape_is_checked_before_reading(tmp_path, data):
 def _fuzz_models(tmp_path, data):
     X, T = data
     sgd = tmp_path / "sgd.npz"
-    WeightedLogisticRegression(random_state=0).fit(X, (T > 0).astype(int)).save(sgd)
+    WeightedLogisticRegression(solver="sgd", random_state=0).fit(X, (T > 0).astype(int)).save(sgd)
     ranker = tmp_path / "ranker.npz"
     WatchTimeRanker(solver="lbfgs", fit_click_model=True).fit(X, T).save(ranker)
     return [sgd, ranker]

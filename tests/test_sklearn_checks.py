@@ -21,10 +21,12 @@ from sklearn.utils import estimator_checks  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 ESTIMATORS = [
+    WeightedLogisticRegression(),  # solver="auto": newton on the checks' small data
     WeightedLogisticRegression(solver="lbfgs"),
-    WeightedLogisticRegression(random_state=0),
+    WeightedLogisticRegression(solver="sgd", random_state=0),
+    WatchTimeRanker(),
     WatchTimeRanker(solver="lbfgs"),
-    WatchTimeRanker(random_state=0),
+    WatchTimeRanker(solver="sgd", random_state=0),
 ]
 
 

@@ -1,0 +1,207 @@
+"""solver="newton-cg" (trust-region Newton-CG), its CSR kernels, and what solver="auto" picks."""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+from fastwlr import WatchTimeRanker, WeightedLogisticRegression
+from fastwlr._kernels import Kernels
+from fastwlr._validation import check_features
+from fastwlr.backends import reference as ref
+from fastwlr.datasets import make_watch_time
+from fastwlr.exceptions import ConvergenceWarning
+
+
+def _objective(X, y, w, est, alpha):
+    """The estimators' objective by the numpy oracle (not the kernels that drove the solvers)."""
+    w_norm = w * (len(w) / w.sum())
+    coef, b = est.coef_[0], float(est.intercept_[0])
+    if sp.issparse(X):
+        X = sp.csr_array(X)
+        return ref.objective_grad_csr(X.data, X.indices, X.indptr, X.shape[1], y, w_norm, coef, b, alpha)[0]
+    return ref.objective_grad_dense(X, y, w_norm, coef, b, alpha)[0]
+
+
+def _hashed(n=4000, cols=3000, nnz=12, seed=0, dtype=np.float64):
+    d = make_watch_time(n, sparse=True, n_hashed_features=cols, nnz_per_row=nnz, dtype=dtype, random_state=seed)
+    return d.X, d.clicked.astype(np.float64), np.where(d.clicked, d.watch_time, 1.0)
+
+
+def _one_hot(n=5000, d=300, seed=0):
+    """Categorical levels of Zipf frequencies (some seen a handful of times), heavy-tailed weights."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, d + 1)
+    cols = np.sort(rng.choice(d, size=(n, 6), p=p / p.sum()), axis=1)
+    X = sp.csr_array((np.ones(n * 6), cols.ravel(), np.arange(0, n * 6 + 1, 6)), shape=(n, d))
+    X.sum_duplicates()
+    z = X @ rng.normal(scale=0.5, size=d) - 2.0
+    clicked = rng.random(n) < 1 / (1 + np.exp(-z))
+    return X, clicked.astype(np.float64), np.where(clicked, rng.lognormal(3.0, 1.5, n), 1.0)
+
+
+# ---------------------------------------------------------------------------------- the optimum
+@pytest.mark.parametrize("alpha", [1e-6, 1e-3])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("data", ["hashed32", "hashed64", "one_hot", "dense"])
+def test_newton_cg_reaches_the_exact_optimum(data, fit_intercept, alpha):
+    X, y, w = {"hashed32": lambda: _hashed(dtype=np.float32), "hashed64": _hashed, "one_hot": _one_hot,
+               "dense": lambda: make_watch_time(3000, 10, dtype=np.float64, random_state=1).X}[data]() \
+        if data != "dense" else (make_watch_time(3000, 10, dtype=np.float64, random_state=1).X,) + _hashed(3000)[1:]
+    kw = dict(alpha=alpha, fit_intercept=fit_intercept)
+    tron = WeightedLogisticRegression(solver="newton-cg", **kw).fit(X, y, w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        exact = WeightedLogisticRegression(solver="lbfgs", tol=1e-10, max_iter=20000, **kw).fit(X, y, w)
+    assert tron.converged_ and tron.solver_ == "newton-cg"
+    L, L_exact = _objective(X, y, w, tron, alpha), _objective(X, y, w, exact, alpha)
+    assert L <= L_exact * (1 + 1e-9) + 1e-15, (L, L_exact)
+    if not fit_intercept:
+        assert tron.intercept_[0] == 0.0
+
+
+def test_newton_cg_gradient_is_zero_by_the_reference():
+    X, y, w = _one_hot()
+    est = WeightedLogisticRegression(solver="newton-cg", alpha=1e-4).fit(X, y, w)
+    Xc = sp.csr_array(X)
+    _, g, gb = ref.objective_grad_csr(Xc.data, Xc.indices, Xc.indptr, Xc.shape[1], y, w * len(w) / w.sum(),
+                                      est.coef_[0], est.intercept_[0], 1e-4)
+    assert np.abs(g).max() <= 1e-8 and abs(gb) <= 1e-8
+
+
+@pytest.mark.parametrize("n_threads", [2, 4])
+def test_newton_cg_bit_identical_for_any_thread_count(n_threads):
+    X, y, w = _hashed(20000, 5000, 16)
+    one = WeightedLogisticRegression(solver="newton-cg", n_threads=1).fit(X, y, w)
+    many = WeightedLogisticRegression(solver="newton-cg", n_threads=n_threads).fit(X, y, w)
+    np.testing.assert_array_equal(one.coef_, many.coef_)
+    assert one.intercept_[0] == many.intercept_[0] and one.n_iter_ == many.n_iter_
+
+
+def test_newton_cg_backends_agree(backend_name):
+    X, y, w = _hashed(1500, 400, 8)
+    # tight tolerances: at the default 1e-8 on the gradient, coefficients of weak curvature differ ~1e-6
+    est = WeightedLogisticRegression(solver="newton-cg", alpha=1e-3, tol=1e-12, backend=backend_name).fit(X, y, w)
+    base = WeightedLogisticRegression(solver="newton", alpha=1e-3, tol=1e-12).fit(X, y, w)
+    np.testing.assert_allclose(est.coef_, base.coef_, rtol=1e-6, atol=1e-7)
+
+
+def test_newton_cg_weight_scale_and_warm_start():
+    X, y, w = _one_hot(3000, 100)
+    a = WeightedLogisticRegression(solver="newton-cg", alpha=1e-4).fit(X, y, w)
+    b = WeightedLogisticRegression(solver="newton-cg", alpha=1e-4).fit(X, y, w * 1e5)
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-6, atol=1e-8)
+    warm = WeightedLogisticRegression(solver="newton-cg", alpha=1e-4, warm_start=True).fit(X, y, w)
+    warm.fit(X, y, w)
+    assert warm.n_iter_ == 0  # the previous optimum meets the tolerance: no iteration
+
+
+def test_newton_cg_not_converged_warns():
+    X, y, w = _hashed(3000, 2000, 10)
+    with pytest.warns(ConvergenceWarning, match="newton-cg stopped after 1 iterations"):
+        est = WeightedLogisticRegression(solver="newton-cg", max_iter=1).fit(X, y, w)
+    assert est.converged_ is False
+
+
+def test_newton_cg_ranker_save_load(tmp_path):
+    from fastwlr import load
+    X, y, w = _hashed(2000, 500, 8)
+    T = np.where(y > 0, w, 0.0)
+    ranker = WatchTimeRanker(solver="newton-cg").fit(X, T)
+    ranker.save(tmp_path / "m.npz")
+    back = load(tmp_path / "m.npz")
+    assert back.solver == "newton-cg"
+    np.testing.assert_array_equal(back.predict(X), ranker.predict(X))
+
+
+# ------------------------------------------------------------------ CSR kernels against numpy
+def _csr_case(n, d, density, seed, index_dtype):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=density, format="csr", random_state=seed, dtype=np.float64)
+    X.data = rng.normal(scale=3.0, size=X.nnz)
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    return X, rng
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 60), d=st.integers(1, 40), density=st.floats(0.0, 1.0), seed=st.integers(0, 2**31),
+       index64=st.booleans(), threads=st.sampled_from([1, 2]))
+def test_curvature_and_hessian_vector_match_numpy(n, d, density, seed, index64, threads):
+    X, rng = _csr_case(n, d, density, seed, np.int64 if index64 else np.int32)
+    w = rng.exponential(size=n) * (rng.random(n) < 0.9)  # some zero weights
+    coef, b = rng.normal(scale=2.0, size=d), float(rng.normal())
+    v, vb = rng.normal(size=d), float(rng.normal())
+    features = check_features(X)
+    for backend in ("cython", "reference"):
+        try:
+            k = Kernels(backend, threads)
+        except (ImportError, ValueError):
+            continue
+        s, diag = k.curvature(features, w, coef, b)
+        e = np.exp(-np.abs(X @ coef + b))
+        np.testing.assert_allclose(s, w * e / (1 + e) ** 2, rtol=1e-12, atol=1e-300)  # p (1 - p), no cancellation
+        Xd = X.toarray()
+        np.testing.assert_allclose(diag, (Xd * Xd).T @ s, rtol=1e-10, atol=1e-12)
+        hv, hb = k.hessian_vector(features, s, v, vb)
+        u = s * (Xd @ v + vb)
+        np.testing.assert_allclose(hv, Xd.T @ u, rtol=1e-10, atol=1e-10)
+        assert hb == pytest.approx(u.sum(), rel=1e-10, abs=1e-10)
+
+
+# ----------------------------------------------------------------------------- solver="auto"
+def test_auto_picks_by_shape_and_options():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 5))
+    y = (rng.random(400) < 0.3).astype(float)
+    assert WeightedLogisticRegression().fit(X, y).solver_ == "lbfgs"          # converges within its budget
+    assert WeightedLogisticRegression().fit(sp.csr_array(X), y).solver_ == "newton-cg"
+    for sgd_option in ({"tol": None}, {"l1_ratio": 0.5, "optimizer": "ftrl"}, {"eta0": 0.1},
+                       {"optimizer": "sgd"}, {"weighting": "resample"}, {"average": False}):
+        assert WeightedLogisticRegression(max_iter=2, **sgd_option).fit(X, y).solver_ == "sgd", sgd_option
+    # the defaults' own values written out are still the defaults: an exact solver
+    assert WeightedLogisticRegression(l1_ratio=0, eta0="auto", power_t=0.5).fit(X, y).solver_ != "sgd"
+    est = WeightedLogisticRegression()
+    est.partial_fit(X, y)
+    assert est.solver_ == "sgd"
+
+
+def test_auto_hands_over_to_newton_where_lbfgs_is_slow():
+    """Rare one-hot columns and heavy-tailed weights in a dense array: lbfgs has not converged
+    within its budget, and newton finishes from where it stopped, at the optimum."""
+    X, y, w = _one_hot(20000, 60)
+    Xd = X.toarray()
+    auto = WeightedLogisticRegression(alpha=1e-6).fit(Xd, y, w)
+    lbfgs = WeightedLogisticRegression(alpha=1e-6, solver="lbfgs").fit(Xd, y, w)
+    assert lbfgs.n_iter_ > 15, "the case no longer needs the hand-over"
+    assert auto.solver_ == "newton" and auto.converged_ and auto.n_iter_ < lbfgs.n_iter_
+    L, L_lbfgs = _objective(Xd, y, w, auto, 1e-6), _objective(Xd, y, w, lbfgs, 1e-6)
+    assert abs(L - L_lbfgs) <= 1e-9 * L_lbfgs
+
+
+def test_auto_small_max_iter_is_plain_lbfgs_with_its_warning():
+    X, y, w = _one_hot(5000, 60)
+    with pytest.warns(ConvergenceWarning, match="lbfgs stopped after 3"):
+        est = WeightedLogisticRegression(max_iter=3).fit(X.toarray(), y, w)
+    assert est.solver_ == "lbfgs" and est.n_iter_ == 3
+
+
+def test_auto_model_files_record_the_solver(tmp_path):
+    import json
+    from fastwlr import load
+    X, y, w = _hashed(1000, 200, 6)
+    est = WeightedLogisticRegression().fit(X, y, w)
+    est.save(tmp_path / "m.npz")
+    back = load(tmp_path / "m.npz")
+    assert back.solver == "auto" and back.solver_ == "newton-cg"
+    # a header whose solver_ contradicts the saved state is refused
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(str(arrays["header"][()]))
+    header["fitted"]["solver_"] = "sgd"
+    arrays["header"] = np.array(json.dumps(header))
+    with open(tmp_path / "bad.npz", "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(ValueError, match="solver_"):
+        load(tmp_path / "bad.npz")
