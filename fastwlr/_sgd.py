@@ -36,7 +36,11 @@ from .exceptions import DivergenceError
 # Defaults that need no tuning on standardised features with mean-normalised weights, chosen on
 # the generator of fastwlr.datasets.make_watch_time (dense and hashed CSR) and on freMTPL2; tests/test_sgd.py
 # checks every weighting x optimiser against the exact optimum. sgd: see _resolve.
-DEFAULT_ETA0 = {"sgd": 9.0, "adagrad": 0.05, "ftrl": 0.05}
+DEFAULT_ETA0 = {"sgd": 9.0, "adagrad": 0.05, "ftrl": 0.05, "normalized": 1.0}
+# normalized: 1.0 measured on generated data (one pass / five, same row order; 40k rows): L2-normalised
+# text wants 2-4, dense standardised 0.5-1, hashed one-hot 1-2; 1.0 is within 1.5x of the best of
+# each. Not the default optimizer: on dense standardised rows adagrad's one pass ends 1.5-3x
+# closer to the optimum (there is nothing to normalise), see benchmarks/experiments/sgd_vs_vw.py.
 # "gradient" weighting steps with h g but its rates shrink with sum (h g)^2, which heavy-tailed
 # weights inflate: its rates end sqrt(E[h^2] / E[h]) (10-20x on watch times) below those of iwa or
 # resample. Larger rates catch up, but each heavy row's step is noisy: measured on hashed CSR (100k
@@ -63,8 +67,10 @@ class SGDParams:
     weighting : {"iwa", "gradient", "resample"}
         How sample weights act: importance-aware closed-form steps, gradient times weight, or rows
         repeated ``floor(w * resample_scale) + Bernoulli(frac)`` times per epoch with unit weight.
-    optimizer : {"adagrad", "sgd", "ftrl"}
-        AdaGrad (per-coordinate rates), plain SGD with a schedule, or FTRL-Proximal.
+    optimizer : {"adagrad", "normalized", "sgd", "ftrl"}
+        AdaGrad (per-coordinate rates), AdaGrad normalised by each feature's scale (Vowpal
+        Wabbit's default update: invariant to rescaling a column; docs/kernels.md), plain SGD with
+        a schedule, or FTRL-Proximal.
     l2, l1 : float
         Penalties of the objective. ``l1`` needs ``optimizer="ftrl"``.
     eta0 : float or "auto"
@@ -88,6 +94,10 @@ class SGDParams:
         Expected copies per unit of (mean-normalised) weight; "auto" = 1, an epoch of about n rows.
     ftrl_beta : float
     fit_intercept : bool
+    shuffle : bool
+        Visit the rows in a new random order each epoch; False: in the given order (an online
+        pass over a log). With weighting="resample" the copies are still drawn, and a row's
+        copies come one after another at its place.
     """
     weighting: str = "iwa"
     optimizer: str = "adagrad"
@@ -100,6 +110,7 @@ class SGDParams:
     resample_scale: object = "auto"
     ftrl_beta: float = FTRL_BETA
     fit_intercept: bool = True
+    shuffle: bool = True
 
     def validate(self):
         if self.weighting not in WEIGHTINGS:
@@ -126,6 +137,8 @@ class SGDParams:
             v = self.resample_scale
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"resample_scale must be 'auto' or a finite number > 0, got {v!r}")
+        if not isinstance(self.shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {self.shuffle!r}")
         if not isinstance(self.average, (bool, numbers.Integral)) or (
                 not isinstance(self.average, bool) and self.average < 0):
             raise ValueError(f"average must be a bool or an int >= 0, got {self.average!r}")
@@ -238,8 +251,11 @@ def _epoch_order(rng, n, params, w_norm):
         base = np.floor(expected)
         counts = base.astype(np.int64) + (rng.random(n) < (expected - base))
         order = np.repeat(np.arange(n, dtype=np.int64), counts)
-        rng.shuffle(order)
+        if params.shuffle:
+            rng.shuffle(order)
         return order
+    if not params.shuffle:
+        return np.arange(n, dtype=np.int64)
     return rng.permutation(n).astype(np.int64, copy=False)
 
 

@@ -105,7 +105,7 @@ AUTO_DENSE_NEWTON_MAX = 512
 # Parameters only SGD reads, at their defaults: solver="auto" runs SGD when one of them is set
 # otherwise (an option that was asked for is never ignored), or when tol=None (fixed epochs).
 _SGD_ONLY = {"l1_ratio": 0.0, "n_iter_no_change": 2, "weighting": "iwa", "optimizer": "adagrad", "eta0": "auto",
-             "learning_rate": "auto", "power_t": 0.5, "average": True}
+             "learning_rate": "auto", "power_t": 0.5, "average": True, "shuffle": True}
 
 # scikit-learn's estimator checks that cannot pass, and why (the docstrings and README repeat it;
 # tests/test_sklearn_checks.py asserts that exactly these fail).
@@ -240,7 +240,7 @@ class WeightedLogisticRegression(_Params):
         docs/performance.md "Choosing a solver". ``partial_fit`` runs ``"sgd"``, and so does ``fit``
         when a parameter only SGD reads
         is set (``l1_ratio``, ``n_iter_no_change``, ``weighting``, ``optimizer``, ``eta0``,
-        ``learning_rate``, ``power_t``, ``average`` away from their defaults, or ``tol=None``).
+        ``learning_rate``, ``power_t``, ``average``, ``shuffle`` away from their defaults, or ``tol=None``).
         ``solver_`` says which ran (the last one, when lbfgs handed over to newton).
         ``"newton-cg"``: trust-region Newton-CG (``fastwlr._tron``, LIBLINEAR's method): Hessian-vector
         products, never the Hessian, so memory O(n + n_features); the solver for wide and sparse data.
@@ -273,8 +273,10 @@ class WeightedLogisticRegression(_Params):
     n_iter_no_change : int, default=2
     weighting : {"iwa", "gradient", "resample"}, default="iwa"
         sgd: how a sample weight acts (importance-aware step, gradient times weight, or resampling).
-    optimizer : {"adagrad", "sgd", "ftrl"}, default="adagrad"
-        sgd: the per-step update.
+    optimizer : {"adagrad", "normalized", "sgd", "ftrl"}, default="adagrad"
+        sgd: the per-step update. "normalized": AdaGrad with each feature's rate normalised by
+        its scale (Vowpal Wabbit's default update): predictions do not depend on the units of a
+        column, so it needs no standardisation (``fastwlr._sgd.SGDParams``).
     eta0 : float or "auto", default="auto"
     learning_rate : {"auto", "constant", "invscaling", "optimal"}, default="auto"
         optimizer="sgd": the rate schedule (``fastwlr._sgd.SGDParams``); "optimal" decays as
@@ -282,6 +284,11 @@ class WeightedLogisticRegression(_Params):
     power_t : float, default=0.5
     average : bool or int, default=True
         sgd: Polyak-Ruppert averaging of the iterates.
+    shuffle : bool, default=True
+        sgd: visit the rows in a new random order each epoch; False: in the order given (an
+        online pass in the order of a log, e.g. ``max_iter=1``; ``partial_fit`` too). With
+        weighting="resample" the copies are still drawn (from ``random_state``) and a row's
+        copies come one after another at its place.
     warm_start : bool, default=False
         ``fit`` starts from the previous ``fit``'s solution (scikit-learn's meaning; the first fit,
         or one on another number of features, starts cold). lbfgs, newton: the previous coefficients and
@@ -342,7 +349,8 @@ class WeightedLogisticRegression(_Params):
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="auto", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
-                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
+                 learning_rate="auto", power_t=0.5, average=True, shuffle=True, warm_start=False, verbose=0,
+                 random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
                  negative_sampling_correction="weight"):
         self.alpha = alpha
@@ -358,6 +366,7 @@ class WeightedLogisticRegression(_Params):
         self.learning_rate = learning_rate
         self.power_t = power_t
         self.average = average
+        self.shuffle = shuffle
         self.warm_start = warm_start
         self.verbose = verbose
         self.random_state = random_state
@@ -569,7 +578,7 @@ class WeightedLogisticRegression(_Params):
         return SGDParams(weighting=self.weighting, optimizer=self.optimizer,
                          l2=alpha * (1.0 - l1_ratio) * mean_w, l1=alpha * l1_ratio * mean_w,
                          eta0=self.eta0, learning_rate=self.learning_rate, power_t=self.power_t,
-                         average=self.average, fit_intercept=bool(self.fit_intercept))
+                         average=self.average, fit_intercept=bool(self.fit_intercept), shuffle=self.shuffle)
 
     def _run_sgd(self, features, y01, w, alpha, l1_ratio, max_iter, tol, state, partial, n_threads):
         from . import _sgd
@@ -785,7 +794,7 @@ class WeightedLogisticRegression(_Params):
         if state is not None:
             info["sgd_state"] = {"optimizer": state.optimizer, "average": bool(state.average),
                                  "mean_weight": float(state.mean_weight)}
-            for name in _SGD_ARRAYS:
+            for name in _sgd_array_names(state.optimizer):
                 arrays[f"sgd/{name}"] = np.asarray(getattr(state, name), dtype=np.float64)
         return arrays, info
 
@@ -867,7 +876,7 @@ def _saved_shapes(info, classifier):
         optimizer, average = sgd.get("optimizer"), sgd.get("average")
         if isinstance(optimizer, str) and optimizer in OPTIMIZERS and isinstance(average, bool):
             template = SGDState.new(d, optimizer, average)
-            shapes.update({f"sgd/{name}": getattr(template, name).shape for name in _SGD_ARRAYS})
+            shapes.update({f"sgd/{name}": getattr(template, name).shape for name in _sgd_array_names(optimizer)})
         else:  # _from_state names the bad entry; the arrays must not be read meanwhile
             shapes.update({f"sgd/{name}": (-1,) for name in _SGD_ARRAYS})
     return shapes
@@ -897,7 +906,7 @@ def _saved_sgd_state(est, sgd, arrays, d):
         raise ValueError(f"sgd_state.mean_weight must be a finite number > 0, got {mean_w!r}")
     template = SGDState.new(d, optimizer, average)
     state_arrays = {}
-    for name in _SGD_ARRAYS:
+    for name in _sgd_array_names(optimizer):
         try:
             a = arrays[f"sgd/{name}"]
         except KeyError as exc:
@@ -950,6 +959,8 @@ def _check_saved_state_array(name, a):
     if accumulators is None:
         if not np.isfinite(a).all():
             raise ValueError(f"sgd/{name} is not finite")
+        if name == "xmax" and (a < 0).any():
+            raise ValueError("sgd/xmax: a feature scale is negative")
         return
     acc = a[accumulators]
     if np.isnan(acc).any() or (acc < 0).any():
@@ -1016,13 +1027,14 @@ class WatchTimeRanker(WeightedLogisticRegression):
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="auto", fit_intercept=True, max_iter="auto",
                  tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
-                 learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
+                 learning_rate="auto", power_t=0.5, average=True, shuffle=True, warm_start=False, verbose=0,
+                 random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
                  negative_sampling_correction="weight", fit_click_model=False):
         super().__init__(alpha, l1_ratio=l1_ratio, solver=solver, fit_intercept=fit_intercept,
                          max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
                          weighting=weighting, optimizer=optimizer, eta0=eta0,
-                         learning_rate=learning_rate, power_t=power_t, average=average,
+                         learning_rate=learning_rate, power_t=power_t, average=average, shuffle=shuffle,
                          warm_start=warm_start, verbose=verbose, random_state=random_state, n_threads=n_threads,
                          backend=backend, negative_sampling_rate=negative_sampling_rate,
                          negative_sampling_correction=negative_sampling_correction)
@@ -1164,11 +1176,17 @@ class WatchTimeRanker(WeightedLogisticRegression):
 
 # ---------------------------------------------------------------------- helpers
 _SGD_ARRAYS = ("coef", "acc", "zacc", "last", "avg", "scalars")  # the saved SGDState arrays
+
+
+def _sgd_array_names(optimizer):
+    """The SGDState arrays a file holds: xmax only for the optimiser that has one (files of the
+    others stay byte for byte what earlier versions wrote and read)."""
+    return _SGD_ARRAYS + ("xmax",) if optimizer == "normalized" else _SGD_ARRAYS
 # Parameters newer than the files already written, with their defaults: saved only when set
 # otherwise. A reader passes every saved parameter to the constructor, so a fastwlr from before
 # the parameter reads a model that leaves it at its default (and refuses one that sets it, naming
 # the parameter); loading a file without it gives the default.
-_SAVED_IF_SET = {"verbose": 0}
+_SAVED_IF_SET = {"verbose": 0, "shuffle": True}
 
 
 def _at_default(value, default):

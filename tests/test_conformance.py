@@ -347,19 +347,19 @@ def test_compiled_backends_agree_with_each_other(rng):
 
 # ------------------------------------------------------------------------------ SGD
 
-SGD_CONFIGS = [(opt, wt) for opt in ("sgd", "adagrad", "ftrl") for wt in ("gradient", "iwa")]
+SGD_CONFIGS = [(opt, wt) for opt in ("sgd", "adagrad", "ftrl", "normalized") for wt in ("gradient", "iwa")]
 
 
 def _epoch_params(optimizer, weighting, l2, n, average):
-    codes = {"sgd": 0, "adagrad": 1, "ftrl": 2}
+    codes = {"sgd": 0, "adagrad": 1, "ftrl": 2, "normalized": 3}
     return EpochParams(optimizer=codes[optimizer], weighting={"gradient": 0, "iwa": 1}[weighting],
-                       schedule=0, eta0=0.05 if optimizer != "sgd" else 0.5, power_t=0.5, l2=l2,
+                       schedule=0, eta0={"sgd": 0.5, "normalized": 0.5}.get(optimizer, 0.05), power_t=0.5, l2=l2,
                        l1=0.002 if optimizer == "ftrl" else 0.0, ftrl_alpha=0.05, ftrl_beta=1.0,
                        avg_start=float(n // 2) if average else math.inf, fit_intercept=True)
 
 
 def _states_close(a, b, what):
-    for field in ("coef", "acc", "zacc", "last", "avg", "scalars"):
+    for field in ("coef", "acc", "zacc", "last", "avg", "scalars", "xmax"):
         x, y = getattr(a, field), getattr(b, field)
         np.testing.assert_allclose(x, y, rtol=SGD_RTOL, atol=SGD_RTOL * (np.abs(y).max(initial=0.0) + 1e-300),
                                    err_msg=f"{what}: state.{field}")
@@ -396,7 +396,7 @@ def test_sgd_trajectory(compiled_backend_name, optimizer, weighting, layout, rng
 
 
 @pytest.mark.parametrize("n", [400, 200], ids=["packed", "unpacked"])
-@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "ftrl"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "ftrl", "normalized"])
 def test_sgd_trajectory_hashed_columns(compiled_backend_name, optimizer, n, rng):
     """Hashed-style CSR (2,000 columns, 6 a row): coordinates wait hundreds of steps between
     touches, so the lazy catch-up meets long gaps (r^m far below 1 with strong L2) and averaging

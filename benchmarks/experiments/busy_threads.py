@@ -29,6 +29,7 @@ def cases(smoke):
     csr = make_watch_time(200_000 // scale, sparse=True, n_hashed_features=2**20, nnz_per_row=40, random_state=1).X
     coef64, coef_csr = np.linspace(-1, 1, 64), np.linspace(-1, 1, 2**20)
     fit = make_watch_time(50_000 // scale, 20, random_state=2, dtype=np.float64)
+    fit_csr = make_watch_time(50_000 // scale, sparse=True, n_hashed_features=2**16, nnz_per_row=20, random_state=4)
     offsets = np.arange(0, X64.shape[0] + 1, 500)
     out = {}
     for n in (1_000, 10_000, 100_000, 1_000_000):
@@ -40,6 +41,12 @@ def cases(smoke):
         lambda nt: fastwlr.score_topk(X64, coef64, 0.1, 10, offsets=offsets, n_threads=nt))
     out[f"fit lbfgs {fit.X.shape[0]:,} x 20"] = (
         lambda nt: fastwlr.WatchTimeRanker(solver="lbfgs", n_threads=nt).fit(fit.X, fit.watch_time))
+    out[f"fit default (auto) {fit.X.shape[0]:,} x 20"] = (
+        lambda nt: fastwlr.WatchTimeRanker(n_threads=nt).fit(fit.X, fit.watch_time))
+    out[f"fit newton {fit.X.shape[0]:,} x 20"] = (
+        lambda nt: fastwlr.WatchTimeRanker(solver="newton", n_threads=nt).fit(fit.X, fit.watch_time))
+    out[f"fit default (auto: newton-cg) CSR {fit_csr.X.shape[0]:,} x 2^16"] = (
+        lambda nt: fastwlr.WatchTimeRanker(alpha=1e-4, n_threads=nt).fit(fit_csr.X, fit_csr.watch_time))
     out[f"fit sgd {fit.X.shape[0]:,} x 20, 5 epochs"] = (
         lambda nt: fastwlr.WatchTimeRanker(max_iter=5, tol=None, random_state=0, n_threads=nt).fit(fit.X, fit.watch_time))
     return out

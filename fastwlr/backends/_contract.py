@@ -5,7 +5,7 @@ adapter ``fastwlr._kernels`` and the SGD driver ``fastwlr._sgd``). The contract 
 up in docs/kernels.md. The Cython core needs these values at compile time: it declares them again
 as C enums and macros, and tests/test_layers.py checks that its copies equal the ones here.
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -22,14 +22,18 @@ EXP_UNDERFLOW_Z = -745.1332191019412
 # ------------------------------------------------------------------------------ SGD codes
 WEIGHTINGS = {"gradient": 0, "iwa": 1, "resample": 0}   # resample = unit-weight gradient steps
 GRADIENT, IWA = 0, 1
-OPTIMIZERS = {"sgd": 0, "adagrad": 1, "ftrl": 2}
-SGD, ADAGRAD, FTRL = 0, 1, 2
+OPTIMIZERS = {"sgd": 0, "adagrad": 1, "ftrl": 2, "normalized": 3}
+SGD, ADAGRAD, FTRL, NORMALIZED = 0, 1, 2, 3
 SCHEDULES = {"auto": 0, "constant": 1, "invscaling": 2, "optimal": 3}
 AUTO, CONSTANT, INVSCALING, OPTIMAL = 0, 1, 2, 3
 
 # layout of SGDState.scalars (one float64 vector, so that compiled kernels can mutate it in place)
 S_INTERCEPT, S_SCALE, S_T, S_ACC_B, S_Z_B, S_AVG_B, S_AVG_CLOCK, S_N_AVG, S_ACC_NORM = range(9)
 N_SCALARS = 9
+# The normalized optimiser's running sums (sum of h, sum of h ||x / xmax||^2) live in two slots
+# it never shares: FTRL's z_b and plain SGD's averaging clock. Nine scalars keep saved files of
+# the other optimisers byte for byte what they were (format version 1).
+S_NORM_W, S_NORM_X = S_Z_B, S_AVG_CLOCK
 
 ADA_EPS = 1e-12        # AdaGrad's rate eta0 / (sqrt(acc) + ADA_EPS)
 RESCALE_BELOW = 1e-9   # plain SGD's weight scale is folded into coef when it gets this small
@@ -57,7 +61,8 @@ class SGDState:
 
     coef: raw coefficients (the iterate is ``coef * scalars[S_SCALE]``); acc: AdaGrad's sum of
     squared gradients or FTRL's n; zacc: FTRL's z; last: per-coordinate step stamp (lazy
-    regularisation) or averaging clock (lazy averaging); avg: running sum of iterates.
+    regularisation) or averaging clock (lazy averaging); avg: running sum of iterates; xmax:
+    the normalized optimiser's per-feature scale (largest |x_j| seen so far).
     Arrays an optimiser does not use have length 0.
     """
     coef: np.ndarray
@@ -69,13 +74,14 @@ class SGDState:
     optimizer: str
     average: bool
     mean_weight: float = 1.0   # the normalisation of the first fit, reused by partial_fit
+    xmax: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def new(cls, n_features, optimizer, average, coef=None, intercept=0.0):
         d = int(n_features)
         e = np.zeros(0)
-        needs_acc = optimizer in ("adagrad", "ftrl")
-        needs_last = optimizer == "adagrad" or average
+        needs_acc = optimizer in ("adagrad", "ftrl", "normalized")
+        needs_last = optimizer in ("adagrad", "normalized") or average
         scalars = np.zeros(N_SCALARS)
         scalars[S_SCALE] = 1.0
         scalars[S_INTERCEPT] = float(intercept)
@@ -86,7 +92,8 @@ class SGDState:
                              "pass the state of a previous fit instead")
         return cls(coef=c, acc=np.zeros(d) if needs_acc else e, zacc=zacc,
                    last=np.zeros(d) if needs_last else e, avg=np.zeros(d) if average else e,
-                   scalars=scalars, optimizer=optimizer, average=bool(average))
+                   scalars=scalars, optimizer=optimizer, average=bool(average),
+                   xmax=np.zeros(d) if optimizer == "normalized" else e)
 
     def restart_average(self):
         """Forget the running average (between epochs, when every coordinate is up to date)."""
@@ -100,7 +107,8 @@ class SGDState:
 
     def copy(self):
         return replace(self, coef=self.coef.copy(), acc=self.acc.copy(), zacc=self.zacc.copy(),
-                       last=self.last.copy(), avg=self.avg.copy(), scalars=self.scalars.copy())
+                       last=self.last.copy(), avg=self.avg.copy(), scalars=self.scalars.copy(),
+                       xmax=self.xmax.copy())
 
     @property
     def t(self):
@@ -125,11 +133,11 @@ class SGDState:
         writable contiguous float64 vector: the kernels index without bounds checks. O(1)."""
         d = int(n_features)
         avg_on = bool(np.isfinite(params.avg_start)) and self.avg.shape[0] > 0
-        if params.optimizer not in (SGD, ADAGRAD, FTRL):
+        if params.optimizer not in (SGD, ADAGRAD, FTRL, NORMALIZED):
             raise ValueError(f"unknown optimizer code {params.optimizer}")
         need = {"coef": True, "acc": params.optimizer != SGD, "zacc": params.optimizer == FTRL,
-                "last": params.optimizer == ADAGRAD or (avg_on and params.optimizer == SGD),
-                "avg": avg_on}
+                "last": params.optimizer in (ADAGRAD, NORMALIZED) or (avg_on and params.optimizer == SGD),
+                "avg": avg_on, "xmax": params.optimizer == NORMALIZED}
         for name, needed in need.items():
             a = getattr(self, name)
             if a.dtype != np.float64 or a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:

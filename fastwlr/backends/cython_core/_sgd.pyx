@@ -19,6 +19,7 @@ cdef enum:
     AUTO = 0
     ADAGRAD = 1
     FTRL = 2
+    NORMALIZED = 3
     IWA = 1
     CONSTANT = 1
     INVSCALING = 2
@@ -34,6 +35,8 @@ cdef enum:
     I_NAVG = 7
     I_ACC_NORM = 8
     N_SC = 9
+    I_NORM_W = I_Z_B     # the normalized optimiser's running sums (see _contract.S_NORM_W)
+    I_NORM_X = I_CLOCK
 
 cdef double RESCALE_BELOW = 1e-9   # the SGD weight scale is folded into coef below this
 
@@ -132,6 +135,7 @@ cdef struct State:
     double* zacc
     double* last
     double* avg
+    double* xmax
     double* sc
     double* buf     # per-row scratch (AdaGrad rates)
     Py_ssize_t stride   # coordinate j's values sit at [j * stride] of each array (see pack_state)
@@ -208,16 +212,31 @@ cdef inline double geom(double lr, double x, double i0, double m) noexcept nogil
     return s if i0 <= 1.0 else s * exp_nonpos(-(i0 - 1.0) * lr)
 
 
-cdef inline void ada_catch_up(Py_ssize_t j, double last_j, double acc_j, double c, double avg_j,
+cdef inline double ada_rate(const Params* p, double acc_j) noexcept nogil:
+    return p.eta0 / (sqrt(acc_j) + ADA_EPS)
+
+
+cdef inline double norm_multiplier(const double* sc) noexcept nogil:
+    # the normalized optimiser's sqrt(sum h / sum h ||x / xmax||^2), 1 before any step
+    return sqrt(sc[I_NORM_W] / sc[I_NORM_X]) if sc[I_NORM_X] > 0.0 else 1.0
+
+
+cdef inline double norm_rate(double eta0m, double s, double acc_j) noexcept nogil:
+    # the reference's _norm_rate: AdaGrad's rate of x / s per unit of x^2; 0 if never seen
+    return eta0m / (s * (sqrt(acc_j) + ADA_EPS * s)) if s > 0.0 else 0.0
+
+
+cdef inline void ada_catch_up(Py_ssize_t j, double last_j, double eta_j, double c, double avg_j,
                               State* st, const Params* p, double t) noexcept nogil:
     # apply the L2 prox factors r = 1 / (1 + eta_j l2) (and averaging terms) of the steps
-    # last_j .. t-1 that skipped coordinate j; eta_j did not change since (acc_j did not).
+    # last_j .. t-1 that skipped coordinate j; AdaGrad's eta_j did not change since (acc_j did
+    # not); the normalized optimiser's is the rate of now.
     # Takes coordinate j's state as values (see ada_catch_up_row); two transcendentals in the
     # common case. m == 0 or c == 0 make it a no-op, without a branch.
     cdef double m = t - last_j, x = 0.0, lr = 0.0, shrink = 0.0, i0
     st.last[j] = t
     if p.l2 > 0.0:
-        x = p.eta0 / (sqrt(acc_j) + ADA_EPS) * p.l2
+        x = eta_j * p.l2
         lr = log1p_nonneg(x)
         shrink = expm1_nonpos(-m * lr)    # r^m - 1
     if p.avg_on:
@@ -257,7 +276,7 @@ cdef inline void ada_catch_up_row(const index_t* cols, Py_ssize_t nr, State* st,
     for q in range(nr):
         j = <Py_ssize_t>cols[q] * st.stride
         if slow[q] != 0.0:
-            ada_catch_up(j, g_last[q], g_acc[q], g_coef[q], g_avg[q], st, p, t)
+            ada_catch_up(j, g_last[q], ada_rate(p, g_acc[q]), g_coef[q], g_avg[q], st, p, t)
         else:
             st.last[j] = t
             st.coef[j] = new_coef[q]
@@ -297,7 +316,7 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
     cdef double* sc = st.sc
     cdef double* coef = st.coef
     cdef double loss_sum = 0.0, h, label, t, z, g, eta, k, G, inv_scale, q, eta_b, gj, nj, sigma, v
-    cdef double nb, sqn, x2
+    cdef double nb, sqn, x2, xv, ax, nx, eta0m
     cdef Py_ssize_t pos, i, i3, a, b, nr, q_i, j, jd
     cdef const feature_t* x
     cdef const index_t* cols
@@ -357,11 +376,22 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
                         prefetch(st.avg + j)
                     if st.zacc != NULL:
                         prefetch(st.zacc + j)
+                    if st.xmax != NULL:
+                        prefetch(st.xmax + j)
         t = sc[I_T]
         # 1. lazy catch-up and 2. margin
         if p.optimizer == ADAGRAD:
             if cols != NULL and (p.l2 > 0 or p.avg_on):  # dense rows are never behind
                 ada_catch_up_row(cols, nr, st, p, t)
+        elif p.optimizer == NORMALIZED:
+            # a step touches the nonzero x_j only, dense or CSR; skipped steps at the rate of now
+            if p.l2 > 0 or p.avg_on:
+                eta0m = p.eta0 * norm_multiplier(sc)
+                for q_i in range(nr):
+                    if x[q_i] != 0:
+                        j = colj(cols, q_i, st.stride)
+                        ada_catch_up(j, st.last[j], norm_rate(eta0m, st.xmax[j], st.acc[j]), coef[j],
+                                     st.avg[j] if p.avg_on else 0.0, st, p, t)
         elif p.optimizer == FTRL:
             for q_i in range(nr):
                 j = colj(cols, q_i, st.stride)
@@ -438,6 +468,48 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
                 coef[j] = (coef[j] - st.buf[q_i] * G * <double>x[q_i]) / (1.0 + st.buf[q_i] * p.l2)
                 st.last[j] = t + 1
             sc[I_B] -= eta_b * G
+        elif p.optimizer == NORMALIZED:
+            q = h * g * g if p.weighting == IWA else (h * g) * (h * g)
+            nx = 0.0
+            for q_i in range(nr):
+                xv = <double>x[q_i]
+                if xv == 0.0:
+                    continue
+                j = colj(cols, q_i, st.stride)
+                st.acc[j] += q * (xv * xv)
+                ax = fabs(xv)
+                if ax > st.xmax[j]:   # a larger scale: rescale the weight (Vowpal Wabbit's rule)
+                    if st.xmax[j] > 0.0:
+                        coef[j] *= st.xmax[j] / ax
+                    st.xmax[j] = ax
+                x2 = xv / st.xmax[j]
+                nx += x2 * x2
+            if p.fit_intercept:
+                sc[I_ACC_B] += q
+                nx += 1.0
+            sc[I_NORM_W] += h
+            sc[I_NORM_X] += h * nx
+            eta0m = p.eta0 * norm_multiplier(sc)
+            k = 0.0
+            for q_i in range(nr):
+                xv = <double>x[q_i]
+                st.buf[q_i] = 0.0
+                if xv != 0.0:
+                    j = colj(cols, q_i, st.stride)
+                    st.buf[q_i] = norm_rate(eta0m, st.xmax[j], st.acc[j])
+                    k += st.buf[q_i] * (xv * xv)
+            eta_b = 0.0
+            if p.fit_intercept:
+                eta_b = eta0m / (sqrt(sc[I_ACC_B]) + ADA_EPS)
+                k += eta_b
+            G = iwa_step(z, label, h, k) if p.weighting == IWA else h * g
+            for q_i in range(nr):
+                xv = <double>x[q_i]
+                if xv != 0.0:
+                    j = colj(cols, q_i, st.stride)
+                    coef[j] = (coef[j] - st.buf[q_i] * G * xv) / (1.0 + st.buf[q_i] * p.l2)
+                    st.last[j] = t + 1
+            sc[I_B] -= eta_b * G
         else:  # FTRL-Proximal
             if p.weighting == IWA:
                 q = h * g * g if p.weighting == IWA else (h * g) * (h * g)
@@ -471,10 +543,11 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
         if p.avg_on and t + 1 > p.avg_start:
             if p.optimizer == SGD:
                 sc[I_CLOCK] += sc[I_SCALE]
-            else:
+            else:  # AdaGrad, normalized: the touched coordinates (others lazily)
                 for q_i in range(nr):
-                    j = colj(cols, q_i, st.stride)
-                    st.avg[j] += coef[j]
+                    if p.optimizer == ADAGRAD or x[q_i] != 0:
+                        j = colj(cols, q_i, st.stride)
+                        st.avg[j] += coef[j]
             sc[I_AVG_B] += sc[I_B]
             sc[I_NAVG] += 1.0
     # bring every coordinate up to date
@@ -482,7 +555,14 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
     if p.optimizer == ADAGRAD:
         for jd in range(st.d):
             j = jd * st.stride
-            ada_catch_up(j, st.last[j], st.acc[j], coef[j], st.avg[j] if p.avg_on else 0.0, st, p, t)
+            ada_catch_up(j, st.last[j], ada_rate(p, st.acc[j]), coef[j], st.avg[j] if p.avg_on else 0.0,
+                         st, p, t)
+    elif p.optimizer == NORMALIZED:
+        eta0m = p.eta0 * norm_multiplier(sc)
+        for jd in range(st.d):
+            j = jd * st.stride
+            ada_catch_up(j, st.last[j], norm_rate(eta0m, st.xmax[j], st.acc[j]), coef[j],
+                         st.avg[j] if p.avg_on else 0.0, st, p, t)
     elif p.optimizer == FTRL:
         for jd in range(st.d):
             j = jd * st.stride
@@ -498,13 +578,15 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
 
 
 cdef enum:
-    PACK = 4   # doubles per packed record: 32 bytes, two records to a 64-byte cache line
+    PACK = 4   # doubles per packed record: 32 bytes, two records to a 64-byte cache line ...
+    PACK_WIDE = 8   # ... or 64 bytes, one a line, when more than 4 arrays are used
+    N_FIELDS = 6
 
 cdef struct Packed:
     double* raw         # the malloc'ed block, NULL when the state is not packed
-    double** field[5]   # the State fields (coef, acc, zacc, last, avg) ...
-    double* orig[5]     # ... and the arrays they pointed to before packing
-    bint used[5]
+    double** field[6]   # the State fields (coef, acc, zacc, last, avg, xmax) ...
+    double* orig[6]     # ... and the arrays they pointed to before packing
+    bint used[6]
 
 
 cdef bint pack_state(State* st, const Params* p, Packed* pk) noexcept nogil:
@@ -514,7 +596,7 @@ cdef bint pack_state(State* st, const Params* p, Packed* pk) noexcept nogil:
     acc, last, avg): interleaved, coordinate j's values share one line and cost one miss. The two
     O(d) copies an epoch are small next to the epoch (the final catch-up is O(d) already). Returns
     False, leaving the state as it was, when there is nothing to gain or no memory for it."""
-    cdef Py_ssize_t f, k = 0, j, d = st.d
+    cdef Py_ssize_t f, k = 0, j, d = st.d, width
     cdef double* rec
     pk.raw = NULL
     pk.field[0] = &st.coef
@@ -522,33 +604,36 @@ cdef bint pack_state(State* st, const Params* p, Packed* pk) noexcept nogil:
     pk.field[2] = &st.zacc
     pk.field[3] = &st.last
     pk.field[4] = &st.avg
+    pk.field[5] = &st.xmax
     pk.used[0] = True
     pk.used[1] = p.optimizer != SGD
     pk.used[2] = p.optimizer == FTRL
-    pk.used[3] = p.optimizer == ADAGRAD or (p.optimizer == SGD and p.avg_on)
+    pk.used[3] = p.optimizer == ADAGRAD or p.optimizer == NORMALIZED or (p.optimizer == SGD and p.avg_on)
     pk.used[4] = p.avg_on
-    for f in range(5):
+    pk.used[5] = p.optimizer == NORMALIZED
+    for f in range(N_FIELDS):
         k += pk.used[f]
     if k < 2 or d == 0:
         return False
-    pk.raw = <double*>alloc_random_access(d * PACK * sizeof(double))
+    width = PACK if k <= PACK else PACK_WIDE
+    pk.raw = <double*>alloc_random_access(d * width * sizeof(double))
     if pk.raw == NULL:
         return False
     rec = pk.raw   # 64-byte aligned: records never straddle cache lines
     k = 0
-    for f in range(5):
+    for f in range(N_FIELDS):
         pk.orig[f] = pk.field[f][0]
         if not pk.used[f]:
             pk.field[f][0] = NULL
             continue
         for j in range(d):
-            rec[j * PACK + k] = pk.orig[f][j]
+            rec[j * width + k] = pk.orig[f][j]
         pk.field[f][0] = rec + k
         k += 1
-    for f in range(k, PACK):     # padding: never read, but defined
+    for f in range(k, width):     # padding: never read, but defined
         for j in range(d):
-            rec[j * PACK + f] = 0.0
-    st.stride = PACK
+            rec[j * width + f] = 0.0
+    st.stride = width
     return True
 
 
@@ -557,11 +642,11 @@ cdef void unpack_state(State* st, Packed* pk) noexcept nogil:
     cdef double* src
     if pk.raw == NULL:
         return
-    for f in range(5):
+    for f in range(N_FIELDS):
         if pk.used[f]:
             src = pk.field[f][0]
             for j in range(st.d):
-                pk.orig[f][j] = src[j * PACK]
+                pk.orig[f][j] = src[j * st.stride]
         pk.field[f][0] = pk.orig[f]
     st.stride = 1
     free_random_access(pk.raw)
@@ -587,7 +672,7 @@ cdef object _setup(object state, object params, Py_ssize_t d, State* st, Params*
     p.avg_start = params.avg_start
     p.fit_intercept = params.fit_intercept
     p.avg_on = isfinite(p.avg_start) and state.avg.shape[0] > 0
-    if p.optimizer not in (SGD, ADAGRAD, FTRL):
+    if p.optimizer not in (SGD, ADAGRAD, FTRL, NORMALIZED):
         raise ValueError(f"unknown optimizer code {p.optimizer}")
     # every array the chosen optimiser touches must have length d (never read out of bounds)
     st.d = d
@@ -595,18 +680,20 @@ cdef object _setup(object state, object params, Py_ssize_t d, State* st, Params*
     st.coef = _ptr(state.coef, d, "coef")
     st.acc = _ptr(state.acc, d if p.optimizer != SGD else state.acc.shape[0], "acc")
     st.zacc = _ptr(state.zacc, d if p.optimizer == FTRL else state.zacc.shape[0], "zacc")
-    need_last = p.optimizer == ADAGRAD or (p.avg_on and p.optimizer == SGD)
+    need_last = p.optimizer == ADAGRAD or p.optimizer == NORMALIZED or (p.avg_on and p.optimizer == SGD)
     st.last = _ptr(state.last, d if need_last else state.last.shape[0], "last")
     st.avg = _ptr(state.avg, d if p.avg_on else state.avg.shape[0], "avg")
+    st.xmax = _ptr(state.xmax, d if p.optimizer == NORMALIZED else state.xmax.shape[0], "xmax")
     st.sc = _ptr(state.scalars, N_SC, "scalars")
     # keep the arrays alive while we hold raw pointers
-    return (state.coef, state.acc, state.zacc, state.last, state.avg, state.scalars)
+    return (state.coef, state.acc, state.zacc, state.last, state.avg, state.scalars, state.xmax)
 
 
 def compiled_constants():
     """The compile-time copies of the contract's names, for the test that pins them equal."""
     return {"LOG_ODDS": LOG_ODDS, "ODDS": ODDS, "PROBA": PROBA, "EXP_OVERFLOW_Z": EXP_OVERFLOW_Z,
-            "EXP_UNDERFLOW_Z": EXP_UNDERFLOW_Z, "SGD": SGD, "ADAGRAD": ADAGRAD, "FTRL": FTRL, "GRADIENT": 0,
+            "EXP_UNDERFLOW_Z": EXP_UNDERFLOW_Z, "SGD": SGD, "ADAGRAD": ADAGRAD, "FTRL": FTRL,
+            "NORMALIZED": NORMALIZED, "S_NORM_W": I_NORM_W, "S_NORM_X": I_NORM_X, "GRADIENT": 0,
             "IWA": IWA, "AUTO": AUTO, "CONSTANT": CONSTANT, "INVSCALING": INVSCALING, "OPTIMAL": OPTIMAL,
             "S_INTERCEPT": I_B, "S_SCALE": I_SCALE, "S_T": I_T, "S_ACC_B": I_ACC_B, "S_Z_B": I_Z_B,
             "S_AVG_B": I_AVG_B, "S_AVG_CLOCK": I_CLOCK, "S_N_AVG": I_NAVG, "S_ACC_NORM": I_ACC_NORM,

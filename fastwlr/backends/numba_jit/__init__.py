@@ -142,7 +142,7 @@ def _pack(state, params):
 
 
 def _epoch(rows, y, sample_weight, order, state, params):
-    arrays = (state.coef, state.acc, state.zacc, state.last, state.avg, state.scalars)
+    arrays = (state.coef, state.acc, state.zacc, state.last, state.avg, state.scalars, state.xmax)
     loss, bad = _sgd.run_epoch(rows, (y, sample_weight, order), arrays, _pack(state, params))
     return float(loss), int(bad)
 

@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 
-from .._contract import (ADA_EPS, ADAGRAD, AUTO, CONSTANT, FTRL, INVSCALING, IWA, RESCALE_BELOW, SGD,
-                         S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B)
+from .._contract import (ADA_EPS, ADAGRAD, AUTO, CONSTANT, FTRL, INVSCALING, IWA, NORMALIZED, RESCALE_BELOW, SGD,
+                         S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_NORM_W, S_NORM_X,
+                         S_SCALE, S_T, S_Z_B)
 from ._jit import dot_csr, dot_dense, jit, sigmoid, softplus
 
 # packed params (Numba freezes the contract's module globals above as compile-time constants)
@@ -108,18 +109,52 @@ def _ada_catch_up(cols, dense, nr, coef, acc, last, avg, eta0, l2, avg_on, avg_s
 
 
 @jit()
+def _norm_multiplier(sc):
+    # the reference's _norm_multiplier: sqrt(sum h / sum h ||x / xmax||^2), 1 before any step
+    return math.sqrt(sc[S_NORM_W] / sc[S_NORM_X]) if sc[S_NORM_X] > 0.0 else 1.0
+
+
+@jit()
+def _norm_rate(eta0m, s, acc):
+    # the reference's _norm_rate: 0 for a coordinate never seen
+    return eta0m / (s * (math.sqrt(acc) + ADA_EPS * s)) if s > 0.0 else 0.0
+
+
+@jit()
+def _norm_catch_up(j, eta, coef, last, avg, l2, avg_on, avg_start, t):
+    """The reference's _ada_catch_up at a given rate eta (the normalized optimiser's)."""
+    m = t - last[j]
+    if m <= 0:
+        return
+    last[j] = t
+    c = coef[j]
+    if c == 0.0:
+        return
+    lr = 0.0
+    if l2 > 0.0:
+        lr = math.log1p(eta * l2)
+    if avg_on:
+        i0 = math.ceil(avg_start - (t - m)) + 1.0
+        if i0 < 1.0:
+            i0 = 1.0
+        avg[j] += c * _geom(lr, i0, m)
+    if lr > 0.0:
+        coef[j] = c * math.exp(-m * lr)
+
+
+@jit()
 def run_epoch(rows, samples, state, prm):
     """One epoch; returns (loss_sum, -1 or the position where z became non-finite).
 
     rows = (data, cols_all, indptr, dense, d), samples = (y, sample_weight, order),
-    state = (coef, acc, zacc, last, avg, scalars), prm = the packed params (``P_*``).
+    state = (coef, acc, zacc, last, avg, scalars, xmax), prm = the packed params (``P_*``).
 
     Dense rows: ``data`` is X flattened, row i at ``i * d``, column q is coordinate q. CSR rows:
     ``data[indptr[i]:indptr[i + 1]]`` at coordinates ``cols_all[...]``.
     """
     data, cols_all, indptr, dense, d = rows
     y, sw, order = samples
-    coef, acc, zacc, last, avg, sc = state
+    coef, acc, zacc, last, avg, sc, xmax = state
     opt = int(prm[P_OPT])
     weighting = int(prm[P_WEIGHTING])
     schedule = int(prm[P_SCHEDULE])
@@ -159,6 +194,14 @@ def run_epoch(rows, samples, state, prm):
         if opt == ADAGRAD:
             if l2 > 0 or avg_on:
                 _ada_catch_up(cols, dense, nr, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
+        elif opt == NORMALIZED:
+            if l2 > 0 or avg_on:
+                eta0m = eta0 * _norm_multiplier(sc)
+                for q in range(nr):
+                    if x[q] != 0:
+                        j = q if dense else cols[q]
+                        _norm_catch_up(j, _norm_rate(eta0m, xmax[j], acc[j]), coef, last, avg, l2,
+                                       avg_on, avg_start, t)
         elif opt == FTRL:
             for q in range(nr):
                 j = q if dense else cols[q]
@@ -232,6 +275,48 @@ def run_epoch(rows, samples, state, prm):
                 coef[j] = (coef[j] - buf[q] * G * np.float64(x[q])) / (1.0 + buf[q] * l2)
                 last[j] = t + 1
             sc[S_INTERCEPT] -= eta_b * G
+        elif opt == NORMALIZED:
+            qq = h * g * g if weighting == IWA else (h * g) * (h * g)
+            nx = 0.0
+            for q in range(nr):
+                xv = np.float64(x[q])
+                if xv == 0.0:
+                    continue
+                j = q if dense else cols[q]
+                acc[j] += qq * (xv * xv)
+                ax = abs(xv)
+                if ax > xmax[j]:
+                    if xmax[j] > 0.0:
+                        coef[j] *= xmax[j] / ax
+                    xmax[j] = ax
+                r = xv / xmax[j]
+                nx += r * r
+            if fit_intercept:
+                sc[S_ACC_B] += qq
+                nx += 1.0
+            sc[S_NORM_W] += h
+            sc[S_NORM_X] += h * nx
+            eta0m = eta0 * _norm_multiplier(sc)
+            k = 0.0
+            for q in range(nr):
+                xv = np.float64(x[q])
+                buf[q] = 0.0
+                if xv != 0.0:
+                    j = q if dense else cols[q]
+                    buf[q] = _norm_rate(eta0m, xmax[j], acc[j])
+                    k += buf[q] * (xv * xv)
+            eta_b = 0.0
+            if fit_intercept:
+                eta_b = eta0m / (math.sqrt(sc[S_ACC_B]) + ADA_EPS)
+                k += eta_b
+            G = iwa_step(z, label, h, k) if weighting == IWA else h * g
+            for q in range(nr):
+                xv = np.float64(x[q])
+                if xv != 0.0:
+                    j = q if dense else cols[q]
+                    coef[j] = (coef[j] - buf[q] * G * xv) / (1.0 + buf[q] * l2)
+                    last[j] = t + 1
+            sc[S_INTERCEPT] -= eta_b * G
         else:  # FTRL-Proximal
             if weighting == IWA:
                 qq = h * g * g
@@ -266,16 +351,21 @@ def run_epoch(rows, samples, state, prm):
         if avg_on and t + 1 > avg_start:
             if opt == SGD:
                 sc[S_AVG_CLOCK] += sc[S_SCALE]
-            else:
+            else:  # AdaGrad, normalized: the touched coordinates (others lazily)
                 for q in range(nr):
-                    j = q if dense else cols[q]
-                    avg[j] += coef[j]
+                    if opt == ADAGRAD or x[q] != 0:
+                        j = q if dense else cols[q]
+                        avg[j] += coef[j]
             sc[S_AVG_B] += sc[S_INTERCEPT]
             sc[S_N_AVG] += 1.0
     # bring every coordinate up to date
     t = sc[S_T]
     if opt == ADAGRAD:
         _ada_catch_up(cols_all[0:0], True, ncoef, coef, acc, last, avg, eta0, l2, avg_on, avg_start, t)
+    elif opt == NORMALIZED:
+        eta0m = eta0 * _norm_multiplier(sc)
+        for j in range(ncoef):
+            _norm_catch_up(j, _norm_rate(eta0m, xmax[j], acc[j]), coef, last, avg, l2, avg_on, avg_start, t)
     elif opt == FTRL:
         for j in range(ncoef):
             coef[j] = _ftrl_w(zacc[j], acc[j], l1, l2, alpha, beta, t)

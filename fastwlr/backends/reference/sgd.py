@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 
-from .._contract import (ADA_EPS, ADAGRAD, AUTO, CONSTANT, FTRL, INVSCALING, IWA, RESCALE_BELOW, SGD, S_ACC_B,
-                         S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_SCALE, S_T, S_Z_B)
+from .._contract import (ADA_EPS, ADAGRAD, AUTO, CONSTANT, FTRL, INVSCALING, IWA, NORMALIZED, RESCALE_BELOW, SGD,
+                         S_ACC_B, S_ACC_NORM, S_AVG_B, S_AVG_CLOCK, S_INTERCEPT, S_N_AVG, S_NORM_W, S_NORM_X,
+                         S_SCALE, S_T, S_Z_B)
 
 
 def _softplus(z):
@@ -84,9 +85,21 @@ def _geom(lr, i0, m):
     return math.exp(-i0 * lr) * math.expm1(-(m - i0 + 1) * lr) / math.expm1(-lr)
 
 
-def _ada_catch_up(j, st, p, t, avg_on):
+def _norm_multiplier(sc):
+    """The normalized optimiser's global factor sqrt(sum h / sum h ||x / xmax||^2) (1 before any)."""
+    return math.sqrt(sc[S_NORM_W] / sc[S_NORM_X]) if sc[S_NORM_X] > 0.0 else 1.0
+
+
+def _norm_rate(eta0m, s, acc):
+    """The normalized optimiser's rate of a coordinate of scale s, eta0m = eta0 x multiplier:
+    AdaGrad's rate of the feature x / s, per unit of x^2 (eps relative to the scale: rate x^2 is
+    free of the feature's units). 0 for a coordinate never seen (its scale is unknown)."""
+    return eta0m / (s * (math.sqrt(acc) + ADA_EPS * s)) if s > 0.0 else 0.0
+
+
+def _ada_catch_up(j, st, p, t, avg_on, eta=None):
     """Apply the L2 prox factors r = 1 / (1 + eta_j l2) (and averaging terms) of the steps
-    last_j .. t-1 that skipped coordinate j."""
+    last_j .. t-1 that skipped coordinate j (eta_j: AdaGrad's, or the given rate)."""
     m = int(t - st.last[j])
     if m <= 0:
         return
@@ -97,7 +110,9 @@ def _ada_catch_up(j, st, p, t, avg_on):
         return
     lr = 0.0
     if p.l2 > 0.0:
-        lr = math.log1p(p.eta0 / (math.sqrt(st.acc[j]) + ADA_EPS) * p.l2)
+        if eta is None:
+            eta = p.eta0 / (math.sqrt(st.acc[j]) + ADA_EPS)
+        lr = math.log1p(eta * p.l2)
     if avg_on:
         # steps s = last_j .. t-1 hold values c r^(s - last_j + 1); counted if s >= avg_start
         i0 = max(1, int(math.ceil(p.avg_start - last)) + 1)
@@ -119,6 +134,10 @@ def _finish(st, p, avg_on):
     if p.optimizer == ADAGRAD:
         for j in range(d):
             _ada_catch_up(j, st, p, t, avg_on)
+    elif p.optimizer == NORMALIZED:
+        eta0m = p.eta0 * _norm_multiplier(st.scalars)
+        for j in range(d):
+            _ada_catch_up(j, st, p, t, avg_on, _norm_rate(eta0m, st.xmax[j], st.acc[j]))
     elif p.optimizer == FTRL:
         for j in range(d):
             st.coef[j] = _ftrl_w(st.zacc[j], st.acc[j], p, t)
@@ -142,6 +161,13 @@ def _epoch(rows, y, sample_weight, order, st, p):
         if p.optimizer == ADAGRAD:
             for j in cols:
                 _ada_catch_up(j, st, p, t, avg_on)
+        elif p.optimizer == NORMALIZED:
+            # a step touches the nonzero x_j only (dense and CSR alike); the skipped steps'
+            # L2 factors and averaging terms come at the rate of now
+            eta0m = p.eta0 * _norm_multiplier(sc)
+            for j, v in zip(cols, vals):
+                if v != 0.0:
+                    _ada_catch_up(j, st, p, t, avg_on, _norm_rate(eta0m, st.xmax[j], st.acc[j]))
         elif p.optimizer == FTRL:
             for j in cols:
                 st.coef[j] = _ftrl_w(st.zacc[j], st.acc[j], p, t)
@@ -201,6 +227,43 @@ def _epoch(rows, y, sample_weight, order, st, p):
                 st.coef[j] = (st.coef[j] - etas[a] * G * v) / (1.0 + etas[a] * p.l2)
                 st.last[j] = t + 1
             sc[S_INTERCEPT] -= eta_b * G
+        elif p.optimizer == NORMALIZED:
+            q = h * g * g if p.weighting == IWA else (h * g) ** 2
+            nx = 0.0
+            for j, v in zip(cols, vals):
+                if v == 0.0:
+                    continue
+                st.acc[j] += q * v * v
+                ax = abs(v)
+                if ax > st.xmax[j]:
+                    # a larger scale: shrink the weight as if this scale had been known (Vowpal
+                    # Wabbit's rescaling; z above used the old weight)
+                    if st.xmax[j] > 0.0:
+                        st.coef[j] *= st.xmax[j] / ax
+                    st.xmax[j] = ax
+                nx += (v / st.xmax[j]) ** 2
+            if p.fit_intercept:
+                sc[S_ACC_B] += q
+                nx += 1.0
+            sc[S_NORM_W] += h
+            sc[S_NORM_X] += h * nx
+            eta0m = p.eta0 * _norm_multiplier(sc)
+            k = 0.0
+            etas = np.zeros(len(cols))
+            for a, (j, v) in enumerate(zip(cols, vals)):
+                if v != 0.0:
+                    etas[a] = _norm_rate(eta0m, st.xmax[j], st.acc[j])
+                    k += etas[a] * v * v
+            eta_b = 0.0
+            if p.fit_intercept:
+                eta_b = eta0m / (math.sqrt(sc[S_ACC_B]) + ADA_EPS)
+                k += eta_b
+            G = iwa_step(z, label, h, k) if p.weighting == IWA else h * g
+            for a, (j, v) in enumerate(zip(cols, vals)):
+                if v != 0.0:
+                    st.coef[j] = (st.coef[j] - etas[a] * G * v) / (1.0 + etas[a] * p.l2)
+                    st.last[j] = t + 1
+            sc[S_INTERCEPT] -= eta_b * G
         else:  # FTRL
             if p.weighting == IWA:
                 q = h * g * g if p.weighting == IWA else (h * g) ** 2
@@ -230,9 +293,10 @@ def _epoch(rows, y, sample_weight, order, st, p):
         if avg_on and t + 1 > p.avg_start:
             if p.optimizer == SGD:
                 sc[S_AVG_CLOCK] += sc[S_SCALE]
-            else:  # AdaGrad: this step's value of the touched coordinates (others lazily)
-                for j in cols:
-                    st.avg[j] += st.coef[j]
+            else:  # AdaGrad, normalized: this step's value of the touched coordinates (others lazily)
+                for j, v in zip(cols, vals):
+                    if p.optimizer == ADAGRAD or v != 0.0:
+                        st.avg[j] += st.coef[j]
             sc[S_AVG_B] += sc[S_INTERCEPT]
             sc[S_N_AVG] += 1.0
     _finish(st, p, avg_on)
