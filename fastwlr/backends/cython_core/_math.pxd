@@ -206,6 +206,7 @@ cdef extern from *:
 #
 # Dot product: eight partial sums, lane l summing x[j] w[j] for j = l (mod 8) by fused
 # multiply-adds, the tail (d mod 8 terms) into lane 0, then ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)).
+# Scoring float32 rows against float32 coefficients: fastwlr_dot_f32s below (float32 chains).
 # The order depends only on d, so the bits do not depend on the thread count, on the row's
 # position in a block, or on whether one row or four are computed at once.
 #
