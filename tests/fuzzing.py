@@ -25,11 +25,13 @@ from hypothesis import strategies as st
 
 import fastwlr
 from fastwlr import metrics
+from fastwlr.backends._contract import F32_SUM_ATOL, F32_SUM_RTOL
 from fastwlr.backends._math import safe_exp, sigmoid, softplus
 from fastwlr.exceptions import ConvergenceWarning, ModelFileError
 
 DOCUMENTED = (ValueError, TypeError)
 SUM_RTOL = 1e-12        # the compiled sums' order-of-summation slack, relative to |b| + sum |w_j x_j|
+# dense float32 features may be summed in float32: then the contract's F32_SUM_RTOL / F32_SUM_ATOL
 BACKENDS = [b for b in fastwlr.available_backends()]
 
 
@@ -374,8 +376,9 @@ def reference_scores(values, coef, intercept):
 _TRANSFORM = {"log_odds": lambda t: t, "odds": safe_exp, "proba": sigmoid}
 
 
-def check_scores(got, z, scale, nan_row, output, out_dtype):
-    """``got`` is transform(z') for some z' within the summation slack of z, rounded to ``out_dtype``."""
+def check_scores(got, z, scale, nan_row, output, out_dtype, f32_sum=False, d=0):
+    """``got`` is transform(z') for some z' within the summation slack of z, rounded to ``out_dtype``.
+    ``f32_sum``: the kernel summed dense float32 features (d of them a row)."""
     expect(isinstance(got, np.ndarray) and got.shape == z.shape, f"result shape {getattr(got, 'shape', None)} != {z.shape}")
     expect(got.dtype == out_dtype, f"result dtype {got.dtype}, documented {out_dtype}")
     expect(np.array_equal(np.isnan(got), nan_row),
@@ -384,7 +387,7 @@ def check_scores(got, z, scale, nan_row, output, out_dtype):
     ok = ~nan_row & np.isfinite(scale)  # an overflowing scale: the order of summation decides, any non-NaN is fine
     z, scale, got64 = z[ok], scale[ok], got[ok].astype(np.float64)
     with np.errstate(all="ignore"):
-        slack = SUM_RTOL * scale
+        slack = F32_SUM_RTOL * scale + d * F32_SUM_ATOL if f32_sum else SUM_RTOL * scale
         lo, hi = _TRANSFORM[output](z - slack), _TRANSFORM[output](z + slack)
         eps = float(np.finfo(out_dtype).eps) + (4.5e-16 if output != "log_odds" else 0.0)
         lo = np.where(lo >= 0, lo * (1 - eps), lo * (1 + eps))
@@ -506,7 +509,9 @@ def run_score(case):
     z, scale, nan_row = reference_scores(f.values, _coef64(case["coef"]), _intercept64(case["intercept"]))
     # a row whose terms overflow (inf - inf: a NaN reference) must be an error or a number, never a
     # NaN (check_scores); which, depends on rounding: with fused multiply-adds -1.8e308 + inf is inf
-    check_scores(got, z, scale, nan_row, case["output"], out_dtype if out is None else out.dtype)
+    f32_sum = not sp.issparse(f.X) and f.float_dtype == np.float32
+    check_scores(got, z, scale, nan_row, case["output"], out_dtype if out is None else out.dtype,
+                 f32_sum=f32_sum, d=f.values.shape[1] if f.values.ndim == 2 else 0)
     if case["n_threads"] not in (1,) and case["out_kind"] == "none":  # the thread count never changes a bit
         again = fastwlr.score(f.X, case["coef"], case["intercept"], **dict(_kw(case, None), n_threads=1))
         expect(np.array_equal(again, got, equal_nan=True), "the result depends on n_threads")

@@ -9,6 +9,8 @@ the numpy reference (the specification).
 Tolerances (what "the same" means):
 
 * log-odds: |z - z_exact| <= (d + 2) * eps64 * (sum_j |x_j coef_j| + |b|)   (any summation order);
+  dense float32 X: the contract's float32 bound F32_SUM_RTOL * (sum_j |x_j coef_j| + |b|) + d * F32_SUM_ATOL
+  (``fastwlr.backends._contract``: a backend may sum float32 rows in float32);
   odds e^z and sigma(z): relative error <= that bound + 4 eps64 (e^z and sigma are 1-Lipschitz in
   log scale); float32 results: additionally one float32 rounding (2^-23 relative).
 * inf, 0.0 and NaN results (overflow, underflow, NaN features) must be identical.
@@ -32,6 +34,7 @@ import fastwlr
 from fastwlr._config import available_backends, get_backend
 from fastwlr._sgd import EpochParams, SGDParams, SGDState, fit_sgd
 from fastwlr._validation import check_features
+from fastwlr.backends._contract import F32_SUM_ATOL, F32_SUM_RTOL
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
@@ -47,13 +50,17 @@ OUTPUTS = ("log_odds", "odds", "proba")
 # ------------------------------------------------------------------------------ oracles
 
 def exact_log_odds(X, coef, b):
-    """(z, bound): z_i = fsum_j x_ij coef_j + b, and the tolerance of any summation order."""
+    """(z, bound): z_i = fsum_j x_ij coef_j + b, and the tolerance of any summation order (of a
+    float32 sum for dense float32 X)."""
+    f32 = not sp.issparse(X) and np.asarray(X).dtype == np.float32
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
     X = X.astype(np.float64)
     n, d = X.shape
     z = np.array([math.fsum(list(X[i] * coef) + [b]) for i in range(n)])
     with np.errstate(invalid="ignore"):
         mag = np.abs(X) @ np.abs(coef) + abs(b)
+    if f32:
+        return z, F32_SUM_RTOL * mag + d * F32_SUM_ATOL
     return z, (d + 2) * EPS64 * mag
 
 

@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastwlr
 from fastwlr import Scorer
+from fastwlr.backends._contract import F32_SUM_ATOL, F32_SUM_RTOL
 
 
 @pytest.mark.parametrize("output", ["odds", "log_odds", "proba"])
@@ -30,7 +31,16 @@ def test_scorer_matches_the_reference_on_random_shapes(n, d, f32, seed, output, 
     coef = rng.standard_normal(d)
     got = Scorer(coef, 0.25, output=output)(X)
     ref = fastwlr.score(X, coef, 0.25, output=output, backend="reference")
-    np.testing.assert_allclose(got, ref, rtol=1e-5 if f32 else 1e-12, atol=0)
+    assert got.dtype == ref.dtype
+    # the sum's bound (float32 X: the contract's), then odds and probability are 1-Lipschitz in
+    # log scale (relative error e^dz - 1); each result rounded to its dtype
+    scale = np.abs(X.astype(np.float64)) @ np.abs(coef) + 0.25
+    dz = (F32_SUM_RTOL if f32 else 1e-12) * scale + d * F32_SUM_ATOL
+    eps, sub = float(np.finfo(got.dtype).eps), float(np.finfo(got.dtype).smallest_subnormal)
+    with np.errstate(invalid="ignore"):   # inf - inf: equal infinities pass by got == ref
+        err = np.abs(got.astype(np.float64) - ref)
+    tol = dz + 2 * eps * np.abs(ref) if output == "log_odds" else (np.expm1(dz) + 2 * eps) * np.abs(ref) + sub
+    assert np.all((got == ref) | (err <= tol))
 
 
 def test_the_model_is_copied_and_read_only(rng):

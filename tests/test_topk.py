@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fastwlr
 from fastwlr import score, score_topk, topk
+from fastwlr.backends._contract import F32_SUM_ATOL, F32_SUM_RTOL
 from fuzzing import brute_topk  # noqa: E402  (the specification in a few lines: sort each group by (-score, index))
 ref = importlib.import_module("fastwlr.backends.reference.topk")  # the module (the package re-exports the function)
 
@@ -418,9 +419,14 @@ def test_ranker_workflow_on_generated_requests():
     data = make_watch_time(3000, 8, random_state=0)
     offsets = np.arange(0, 3001, 100)
     idx, odds = score_topk(data.X, data.coef, data.intercept, k=5, offsets=offsets)
-    z = data.X.astype(np.float64) @ data.coef + data.intercept
+    X64 = data.X.astype(np.float64)
+    z = X64 @ data.coef + data.intercept
     assert idx.shape == (30, 5) and (idx // 100 == np.arange(30)[:, None]).all()
-    np.testing.assert_allclose(odds, np.exp(z[idx]), rtol=1e-12)
+    # the sum's bound (float32 X: the contract's float32 one), then e^z: relative error e^dz - 1
+    scale = np.abs(X64) @ np.abs(data.coef) + abs(data.intercept)
+    rtol = F32_SUM_RTOL if data.X.dtype == np.float32 else 1e-12
+    dz = rtol * scale[idx] + X64.shape[1] * F32_SUM_ATOL
+    assert np.all(np.abs(odds - np.exp(z[idx])) <= (np.expm1(dz) + 1e-15) * np.exp(z[idx]))
     assert (np.diff(odds, axis=1) <= 0).all()
 
 

@@ -80,7 +80,7 @@ def sweep(args):
     for d in args.d:
         coef = rng.standard_normal(d) / np.sqrt(d)
         b = -1.0
-        for dtype in (np.float32, np.float64):
+        for dtype in map(np.dtype, args.dtypes):
             fits = [n for n in sizes if n * d * np.dtype(dtype).itemsize <= args.max_bytes]
             if not fits:
                 continue
@@ -183,6 +183,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--d", type=int, nargs="+", default=[16, 64, 256, 1024])
     ap.add_argument("--outputs", nargs="+", default=list(OUTPUTS), choices=OUTPUTS)
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--max-rows", type=int, default=10_000_000)
     ap.add_argument("--max-bytes", type=float, default=2.6e9, help="skip X larger than this")
     ap.add_argument("--repeat", type=int, default=5)

@@ -19,6 +19,16 @@ OUTPUT_CODES = {"log_odds": LOG_ODDS, "odds": ODDS, "proba": PROBA}
 EXP_OVERFLOW_Z = 709.782712893384
 EXP_UNDERFLOW_Z = -745.1332191019412
 
+# ------------------------------------------------------------------- float32 features (scoring)
+# A backend may sum a dense float32 row in float32: the Cython core does, against the coefficients
+# rounded to float32, in chains of at most F32_CHUNK fused multiply-adds per lane (docs/kernels.md).
+# Any backend's log-odds of float32 features are within
+#     F32_SUM_RTOL * (|b| + sum_j |w_j x_j|) + d * F32_SUM_ATOL
+# of the exact sum of the features as given (derived in README, "Dtype and numerical rules").
+F32_CHUNK = 8
+F32_SUM_RTOL = (F32_CHUNK + 1.05) * 2.0 ** -24
+F32_SUM_ATOL = 2.0 ** -149   # per term: products that underflow float32 (below 2^-126)
+
 # ------------------------------------------------------------------------------ SGD codes
 WEIGHTINGS = {"gradient": 0, "iwa": 1, "resample": 0}   # resample = unit-weight gradient steps
 GRADIENT, IWA = 0, 1

@@ -4,6 +4,8 @@
 from cpython.buffer cimport Py_buffer
 from libc.math cimport fabs, INFINITY
 
+from ._math cimport coef_f32_fill, f32_padded
+
 cdef extern from "Python.h":
     # without Cython's "except -1": a refused request (not contiguous, ...) is a "no", not an error
     int PyObject_GetBuffer(object obj, Py_buffer* view, int flags)
@@ -37,3 +39,23 @@ cdef inline bint all_finite(const double* w, Py_ssize_t d) noexcept nogil:
     for j in range(d):
         v += w[j] * 0.0   # NaN if any entry is NaN or inf
     return v == 0.0
+
+
+cdef inline object coef_f32(const double* w, Py_ssize_t d):
+    """The model's float32 coefficients for float32 rows (zero-padded, in a bytearray), or None:
+    float32 rows take the float64 path (the rule is coef_f32_fill's, _math.pxd)."""
+    cdef bytearray buf
+    if d == 0:
+        return None
+    buf = bytearray(f32_padded(d) * 4)
+    if not coef_f32_fill(w, d, <float*><char*>buf):
+        return None
+    return buf
+
+
+cdef inline const float* f32_ptr(object coef32):
+    cdef bytearray buf
+    if coef32 is None:
+        return NULL
+    buf = coef32
+    return <const float*><char*>buf

@@ -206,6 +206,7 @@ cdef extern from *:
 #
 # Dot product: eight partial sums, lane l summing x[j] w[j] for j = l (mod 8) by fused
 # multiply-adds, the tail (d mod 8 terms) into lane 0, then ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)).
+# Scoring float32 rows against float32 coefficients: fastwlr_dot_f32s below (float32 chains).
 # The order depends only on d, so the bits do not depend on the thread count, on the row's
 # position in a block, or on whether one row or four are computed at once.
 #
@@ -393,7 +394,156 @@ cdef extern from *:
     #endif
     FASTWLR_DEFINE_DOT(double, f64)
     FASTWLR_DEFINE_DOT(float, f32)
+
+    /* float32 rows against float32 coefficients: the scoring kernels' path for float32 X (README,
+       "Dtype and numerical rules", derives its bound). 16 lanes, lane l summing x[j] w[j] for
+       j = l (mod 16) by float32 FMAs, in chunks of FASTWLR_F32_CHUNK terms per lane (128 columns);
+       after each chunk lane l's sum is widened and added to double lane l mod 8 (l before l + 8);
+       then ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)) as fastwlr_dot_f64. Short float32 chains keep the
+       bound (K + 1) 2^-24 instead of d/16 2^-24. w is zero-padded to FASTWLR_F32_PADDED(d); the
+       last partial 16 columns of x are read with a mask. The order depends only on d. */
+    #define FASTWLR_F32_CHUNK 8
+    #define FASTWLR_F32_PADDED(d) (((d) + 15) / 16 * 16)
+    #define FASTWLR_F32_STEPS(d) (((d) + 15) / 16)
+
+    /* The rule "float32 path or float64 path", in one place: fills w32 (FASTWLR_F32_PADDED(d)
+       floats) and returns 1 when every coefficient is 0 or a normal float32 in magnitude
+       (FLT_MIN <= |w| <= FLT_MAX), so that rounding it is relative (2^-24); else 0: the model
+       takes the float64 path. Never raises a floating-point flag (w is finite: validated). */
+    static inline int fastwlr_coef_f32(const double* w, Py_ssize_t d, float* w32) {
+        Py_ssize_t j;
+        for (j = 0; j < d; j++) {
+            double a = fabs(w[j]);
+            if (!(a == 0.0 || (a >= 0x1p-126 && a <= 0x1.fffffep+127))) return 0;
+            w32[j] = (float)w[j];
+        }
+        for (; j < FASTWLR_F32_PADDED(d); j++) w32[j] = 0.0f;
+        return 1;
+    }
+
+    #if FASTWLR_SIMD
+    /* lanes [0, r) of 8 set, r in [0, 8] */
+    static inline __m256i fastwlr_mask8(Py_ssize_t r) {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    #define FASTWLR_WIDEN_ADD(lo, hi, a, b) do { \
+            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(a))); \
+            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))); \
+            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(b))); \
+            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1))); } while (0)
+
+    static inline double fastwlr_dot_f32s(const float* x, const float* w, Py_ssize_t d) {
+        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+        Py_ssize_t steps = FASTWLR_F32_STEPS(d), full = d / 16, r = d - 16 * full;
+        __m256i m0 = fastwlr_mask8(r < 8 ? r : 8), m1 = fastwlr_mask8(r > 8 ? r - 8 : 0);
+        for (Py_ssize_t s0 = 0; s0 < steps; s0 += FASTWLR_F32_CHUNK) {
+            Py_ssize_t s1 = s0 + FASTWLR_F32_CHUNK < full ? s0 + FASTWLR_F32_CHUNK : full;
+            __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+            for (Py_ssize_t j = 16 * s0; j < 16 * s1; j += 16) {
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(w + j), a);
+                b = _mm256_fmadd_ps(_mm256_loadu_ps(x + j + 8), _mm256_loadu_ps(w + j + 8), b);
+            }
+            if (r && s1 == full && full < s0 + FASTWLR_F32_CHUNK) {   /* the masked last step */
+                Py_ssize_t j = 16 * full;
+                a = _mm256_fmadd_ps(_mm256_maskload_ps(x + j, m0), _mm256_loadu_ps(w + j), a);
+                b = _mm256_fmadd_ps(_mm256_maskload_ps(x + j + 8, m1), _mm256_loadu_ps(w + j + 8), b);
+            }
+            FASTWLR_WIDEN_ADD(lo, hi, a, b);
+        }
+        __m256d h = _mm256_hadd_pd(lo, hi);             /* s0+s1, s4+s5, s2+s3, s6+s7 */
+        __m128d u = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+        return _mm_cvtsd_f64(u) + _mm_cvtsd_f64(_mm_unpackhi_pd(u, u));
+    }
+
+    /* four consecutive rows (stride d); lane r is bitwise fastwlr_dot_f32s(x + r d, w, d) */
+    static inline __m256d fastwlr_dot4_f32s(const float* x, const float* w, Py_ssize_t d) {
+        __m256d lo0 = _mm256_setzero_pd(), hi0 = lo0, lo1 = lo0, hi1 = lo0, lo2 = lo0, hi2 = lo0, lo3 = lo0, hi3 = lo0;
+        Py_ssize_t steps = FASTWLR_F32_STEPS(d), full = d / 16, r = d - 16 * full;
+        __m256i m0 = fastwlr_mask8(r < 8 ? r : 8), m1 = fastwlr_mask8(r > 8 ? r - 8 : 0);
+        for (Py_ssize_t s0 = 0; s0 < steps; s0 += FASTWLR_F32_CHUNK) {
+            Py_ssize_t s1 = s0 + FASTWLR_F32_CHUNK < full ? s0 + FASTWLR_F32_CHUNK : full;
+            __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+            for (Py_ssize_t j = 16 * s0; j < 16 * s1; j += 16) {
+                __m256 wa = _mm256_loadu_ps(w + j), wb = _mm256_loadu_ps(w + j + 8);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + j), wa, a0);
+                b0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + j + 8), wb, b0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + d + j), wa, a1);
+                b1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + d + j + 8), wb, b1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 2 * d + j), wa, a2);
+                b2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 2 * d + j + 8), wb, b2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 3 * d + j), wa, a3);
+                b3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 3 * d + j + 8), wb, b3);
+            }
+            if (r && s1 == full && full < s0 + FASTWLR_F32_CHUNK) {
+                Py_ssize_t j = 16 * full;
+                __m256 wa = _mm256_loadu_ps(w + j), wb = _mm256_loadu_ps(w + j + 8);
+                a0 = _mm256_fmadd_ps(_mm256_maskload_ps(x + j, m0), wa, a0);
+                b0 = _mm256_fmadd_ps(_mm256_maskload_ps(x + j + 8, m1), wb, b0);
+                a1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + d + j, m0), wa, a1);
+                b1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + d + j + 8, m1), wb, b1);
+                a2 = _mm256_fmadd_ps(_mm256_maskload_ps(x + 2 * d + j, m0), wa, a2);
+                b2 = _mm256_fmadd_ps(_mm256_maskload_ps(x + 2 * d + j + 8, m1), wb, b2);
+                a3 = _mm256_fmadd_ps(_mm256_maskload_ps(x + 3 * d + j, m0), wa, a3);
+                b3 = _mm256_fmadd_ps(_mm256_maskload_ps(x + 3 * d + j + 8, m1), wb, b3);
+            }
+            FASTWLR_WIDEN_ADD(lo0, hi0, a0, b0);
+            FASTWLR_WIDEN_ADD(lo1, hi1, a1, b1);
+            FASTWLR_WIDEN_ADD(lo2, hi2, a2, b2);
+            FASTWLR_WIDEN_ADD(lo3, hi3, a3, b3);
+        }
+        /* as fastwlr_dot4_f64: per row (s0+s1)+(s2+s3) and (s4+s5)+(s6+s7), four rows to a vector */
+        __m256d h01 = _mm256_hadd_pd(lo0, lo1), h23 = _mm256_hadd_pd(lo2, lo3);
+        __m256d sa = _mm256_add_pd(_mm256_permute2f128_pd(h01, h23, 0x20), _mm256_permute2f128_pd(h01, h23, 0x31));
+        __m256d g01 = _mm256_hadd_pd(hi0, hi1), g23 = _mm256_hadd_pd(hi2, hi3);
+        __m256d sb = _mm256_add_pd(_mm256_permute2f128_pd(g01, g23, 0x20), _mm256_permute2f128_pd(g01, g23, 0x31));
+        return _mm256_add_pd(sa, sb);
+    }
+    #else
+    #if defined(FP_FAST_FMAF)
+    #define FASTWLR_FMAF(x, w, s) fmaf((x), (w), (s))
+    #else
+    /* the product is exact in double; the sum rounds twice (double, then float): < 2^-24 + 2^-53 */
+    #define FASTWLR_FMAF(x, w, s) ((float)((double)(x) * (double)(w) + (double)(s)))
+    #endif
+    static inline double fastwlr_dot_f32s(const float* x, const float* w, Py_ssize_t d) {
+        double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (Py_ssize_t j0 = 0; j0 < d; j0 += 16 * FASTWLR_F32_CHUNK) {
+            float a[16] = {0};
+            Py_ssize_t j1 = j0 + 16 * FASTWLR_F32_CHUNK < d ? j0 + 16 * FASTWLR_F32_CHUNK : d;
+            for (Py_ssize_t j = j0; j < j1; j++) a[(j - j0) % 16] = FASTWLR_FMAF(x[j], w[j], a[(j - j0) % 16]);
+            for (int l = 0; l < 8; l++) { s[l] += (double)a[l]; s[l] += (double)a[l + 8]; }
+        }
+        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    }
+    #endif
+
+    /* A float32 sum that overflowed (|x_j w_j| or a lane sum beyond FLT_MAX) is not the row's
+       log-odds: such a row (and a NaN row) is summed again in float64, so overflow never shows. */
+    static inline double fastwlr_dot_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d) {
+        double z = fastwlr_dot_f32s(x, w32, d);
+        return fabs(z) < INFINITY ? z : fastwlr_dot_f32(x, w, d);
+    }
+    static inline void fastwlr_dot4_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d, double* z) {
+    #if FASTWLR_SIMD
+        /* checked in the register: reading z back right after the store stalled (11 % of 1k x 64) */
+        __m256d v = fastwlr_dot4_f32s(x, w32, d);
+        __m256d a = _mm256_andnot_pd(_mm256_set1_pd(-0.0), v);
+        int finite = _mm256_movemask_pd(_mm256_cmp_pd(a, _mm256_set1_pd(INFINITY), _CMP_LT_OQ));
+        _mm256_storeu_pd(z, v);
+        if (finite == 15) return;
+    #else
+        for (int r = 0; r < 4; r++) z[r] = fastwlr_dot_f32s(x + r * d, w32, d);
+    #endif
+        for (int r = 0; r < 4; r++)
+            if (!(fabs(z[r]) < INFINITY)) z[r] = fastwlr_dot_f32(x + r * d, w, d);
+    }
     """
+    int F32_CHUNK "FASTWLR_F32_CHUNK"
+    Py_ssize_t f32_padded "FASTWLR_F32_PADDED"(Py_ssize_t d) noexcept nogil
+    int coef_f32_fill "fastwlr_coef_f32"(const double* w, Py_ssize_t d, float* w32) noexcept nogil
+    double dot_f32w "fastwlr_dot_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d) noexcept nogil
+    void dot4_f32w "fastwlr_dot4_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d,
+                                      double* z) noexcept nogil
     bint SIMD_BUILD "FASTWLR_SIMD"
     double score_exp "fastwlr_score_exp"(double x) noexcept nogil
     double score_sigmoid "fastwlr_score_sigmoid"(double z) noexcept nogil
@@ -417,6 +567,29 @@ cdef inline void dot_dense4(const feature_t* x, const double* w, Py_ssize_t d, d
     # each z[r] is bitwise dot_dense(x + r * d, w, d)
     if feature_t is float:
         dot4_f32(x, w, d, z)
+    else:
+        dot4_f64(x, w, d, z)
+
+
+cdef inline double dot_score(const feature_t* x, const double* w, const float* w32, Py_ssize_t d) noexcept nogil:
+    # The scoring kernels' dot product (score, Scorer, top-k): float32 rows take the float32 path
+    # when the model has one (w32 from coef_f32_fill, else NULL); training keeps dot_dense.
+    if feature_t is float:
+        if w32 != NULL:
+            return dot_f32w(x, w32, w, d)
+        return dot_f32(x, w, d)
+    else:
+        return dot_f64(x, w, d)
+
+
+cdef inline void dot_score4(const feature_t* x, const double* w, const float* w32, Py_ssize_t d,
+                            double* z) noexcept nogil:
+    # four consecutive rows; each z[r] is bitwise dot_score(x + r * d, w, w32, d)
+    if feature_t is float:
+        if w32 != NULL:
+            dot4_f32w(x, w32, w, d, z)
+        else:
+            dot4_f32(x, w, d, z)
     else:
         dot4_f64(x, w, d, z)
 

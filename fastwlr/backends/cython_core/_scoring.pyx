@@ -1,5 +1,9 @@
 # cython: language_level=3
-"""Batch scoring: z = X @ coef + b in float64, optionally transformed to odds or probability.
+"""Batch scoring: z = X @ coef + b, optionally transformed to odds or probability.
+
+float64 rows are summed in float64; float32 rows against the model's float32 coefficients in
+short float32 chains added up in float64 (``dot_score``, _math.pxd), or in float64 when the model
+has no float32 copy (``coef_f32``, _fastpath.pxd). z and the transforms are float64.
 
 Parallel over blocks of rows with OpenMP; each row's sum has a fixed order, so results are identical
 for any thread count. No temporaries: a block's log-odds wait on the stack for the vectorised
@@ -14,12 +18,15 @@ from cython.parallel cimport prange
 from cpython.buffer cimport Py_buffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
 from cpython.exc cimport PyErr_Clear
 
-from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite
+from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite, coef_f32, f32_ptr
 
 import numpy as np
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
-                     transform_block, dot_dense, dot_dense4, dot_csr, madd)
+                     transform_block, dot_score, dot_score4, dot_csr, madd, F32_CHUNK as _F32_CHUNK)
+
+# terms per lane of a float32 chain (tests compare it with fastwlr.backends._contract.F32_CHUNK)
+F32_CHUNK = _F32_CHUNK
 
 
 # Below this many multiply-adds, starting threads costs more than it saves.
@@ -71,8 +78,8 @@ cdef inline double dot_csr_prefetch(const feature_t* data, const index_t* indice
     return s0 + s1
 
 
-cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double* coef, double intercept,
-                                  int output, out_t* out, Py_ssize_t i0, Py_ssize_t m,
+cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double* coef, const float* coef32,
+                                  double intercept, int output, out_t* out, Py_ssize_t i0, Py_ssize_t m,
                                   const char* base, Py_ssize_t total_bytes) noexcept nogil:
     # Rows [i0, i0 + m), m <= BLOCK_ROWS: log-odds four rows at a time into a block on the stack,
     # the output transform over the whole block (vectorised), then one converting copy to out.
@@ -88,10 +95,10 @@ cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double
         while q < q_end:
             prefetch(base + q)
             q = q + 64
-        dot_dense4(x + r * d, coef, d, &z[r])
+        dot_score4(x + r * d, coef, coef32, d, &z[r])
         r += 4
     while r < m:
-        z[r] = dot_dense(x + r * d, coef, d)
+        z[r] = dot_score(x + r * d, coef, coef32, d)
         r += 1
     for r in range(m):
         z[r] = z[r] + intercept
@@ -103,9 +110,10 @@ cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double
 
 
 cdef Py_ssize_t score_dense_rows(const feature_t* X, Py_ssize_t n, Py_ssize_t d, const double* coef,
-                                 double intercept, int output, out_t* out, int n_threads) noexcept nogil:
+                                 const float* coef32, double intercept, int output, out_t* out,
+                                 int n_threads) noexcept nogil:
     """The dense kernel on raw pointers (score_dense and DenseScorer): returns the count of
-    non-finite log-odds."""
+    non-finite log-odds. coef32: coef_f32's copy for float32 rows (NULL: the float64 path)."""
     cdef Py_ssize_t blk, i, n_nonfinite = 0
     cdef Py_ssize_t n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
     cdef double v
@@ -119,11 +127,11 @@ cdef Py_ssize_t score_dense_rows(const feature_t* X, Py_ssize_t n, Py_ssize_t d,
     if n_threads <= 1 or n * (d + 1) <= PARALLEL_MIN_WORK or n_blocks == 1:
         # no parallel region at all: entering one costs ~1 us even when it runs on one thread
         for blk in range(n_blocks):
-            n_nonfinite += score_rows(X, d, coef, intercept, output, out, blk * BLOCK_ROWS,
+            n_nonfinite += score_rows(X, d, coef, coef32, intercept, output, out, blk * BLOCK_ROWS,
                                       min(BLOCK_ROWS, n - blk * BLOCK_ROWS), <const char*>X, n * d * sizeof(feature_t))
         return n_nonfinite
     for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
-        n_nonfinite += score_rows(X, d, coef, intercept, output, out, blk * BLOCK_ROWS,
+        n_nonfinite += score_rows(X, d, coef, coef32, intercept, output, out, blk * BLOCK_ROWS,
                                   min(BLOCK_ROWS, n - blk * BLOCK_ROWS), <const char*>X, n * d * sizeof(feature_t))
     return n_nonfinite
 
@@ -136,8 +144,10 @@ def score_dense(const feature_t[:, ::1] X, const double[::1] coef, double interc
     # &X[0, 0] is invalid when d == 0: the kernel does not read X then
     cdef const feature_t* x = &X[0, 0] if d > 0 else NULL
     cdef const double* w = &coef[0] if d > 0 else NULL
+    coef32 = coef_f32(w, d) if feature_t is float else None
+    cdef const float* w32 = f32_ptr(coef32)
     with nogil:
-        r = score_dense_rows(x, n, d, w, intercept, output, &out[0], n_threads)
+        r = score_dense_rows(x, n, d, w, w32, intercept, output, &out[0], n_threads)
     return r
 
 
@@ -163,9 +173,10 @@ cdef class DenseScorer:
 
     coef: float64, C-contiguous, finite, read-only (the caller's prepared copy, kept alive here).
     out_size: 4 or 8 (the result's itemsize), 0 for the rule "odds float64, else X's precision".
+    The float32 coefficients for float32 rows are made once, here.
     Threads: one below PARALLEL_MIN_WORK element operations (the kernel would not start more),
     else ``threads_for(work)``."""
-    cdef object coef
+    cdef object coef, coef32
     cdef const double* w
     cdef Py_ssize_t d
     cdef double intercept
@@ -176,13 +187,15 @@ cdef class DenseScorer:
         self.coef = coef.base
         self.d = coef.shape[0]
         self.w = &coef[0] if self.d > 0 else NULL
+        self.coef32 = coef_f32(self.w, self.d)
         self.intercept = intercept
         self.output = output
         self.out_size = out_size
         self.threads_for = threads_for
 
     def __call__(self, X):
-        return fast_dense(X, self.w, self.d, self.intercept, self.output, self.out_size, self.threads_for)
+        return fast_dense(X, self.w, self.d, self.coef32, self.intercept, self.output, self.out_size,
+                          self.threads_for)
 
 
 def score_fast(X, coef, intercept, int output, threads_for):
@@ -199,14 +212,19 @@ def score_fast(X, coef, intercept, int output, threads_for):
     try:
         if buffer_kind(&cv) != 8 or cv.ndim != 1 or not all_finite(<const double*>cv.buf, cv.shape[0]):
             return None
-        return fast_dense(X, <const double*>cv.buf, cv.shape[0], b, output, 0, threads_for)
+        return fast_dense(X, <const double*>cv.buf, cv.shape[0], _PER_CALL, b, output, 0, threads_for)
     finally:
         PyBuffer_Release(&cv)
 
 
-cdef object fast_dense(X, const double* w, Py_ssize_t d, double intercept, int output, int out_size,
+# fast_dense's coef32 when the caller has not prepared one: made for float32 X only
+cdef object _PER_CALL = object()
+
+
+cdef object fast_dense(X, const double* w, Py_ssize_t d, coef32, double intercept, int output, int out_size,
                        threads_for):
-    """The fast path's checks of X, the allocation and the kernel (see above)."""
+    """The fast path's checks of X, the allocation and the kernel (see above). coef32: coef_f32's
+    result, or _PER_CALL."""
     cdef Py_buffer view
     cdef Py_ssize_t n, work, n_nonfinite = 0
     cdef int kind, size, nt
@@ -226,14 +244,17 @@ cdef object fast_dense(X, const double* w, Py_ssize_t d, double intercept, int o
             return out
         work = n * (d + 1)
         nt = 1 if work <= PARALLEL_MIN_WORK else threads_for(work)
-        n_nonfinite = run_dense(view.buf, kind, n, d, w, intercept, output, out, size, nt, work >= NOGIL_MIN_WORK)
+        if coef32 is _PER_CALL:
+            coef32 = coef_f32(w, d) if kind == 4 else None
+        n_nonfinite = run_dense(view.buf, kind, n, d, w, f32_ptr(coef32), intercept, output, out, size, nt,
+                                work >= NOGIL_MIN_WORK)
     finally:
         PyBuffer_Release(&view)
     return None if n_nonfinite else out
 
 
-cdef Py_ssize_t run_dense(void* X, int kind, Py_ssize_t n, Py_ssize_t d, const double* w, double b, int output,
-                          object out, int size, int nt, bint release):
+cdef Py_ssize_t run_dense(void* X, int kind, Py_ssize_t n, Py_ssize_t d, const double* w, const float* w32,
+                          double b, int output, object out, int size, int nt, bint release):
     cdef Py_buffer ov
     cdef Py_ssize_t r
     if PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) != 0:   # our own new array
@@ -241,23 +262,24 @@ cdef Py_ssize_t run_dense(void* X, int kind, Py_ssize_t n, Py_ssize_t d, const d
     try:
         if release:
             with nogil:
-                r = dense_dispatch(X, kind, n, d, w, b, output, ov.buf, size, nt)
+                r = dense_dispatch(X, kind, n, d, w, w32, b, output, ov.buf, size, nt)
         else:
-            r = dense_dispatch(X, kind, n, d, w, b, output, ov.buf, size, nt)
+            r = dense_dispatch(X, kind, n, d, w, w32, b, output, ov.buf, size, nt)
     finally:
         PyBuffer_Release(&ov)
     return r
 
 
-cdef inline Py_ssize_t dense_dispatch(void* X, int kind, Py_ssize_t n, Py_ssize_t d, const double* w, double b,
-                                      int output, void* out, int size, int nt) noexcept nogil:
+cdef inline Py_ssize_t dense_dispatch(void* X, int kind, Py_ssize_t n, Py_ssize_t d, const double* w,
+                                      const float* w32, double b, int output, void* out, int size,
+                                      int nt) noexcept nogil:
     if kind == 4:
         if size == 4:
-            return score_dense_rows(<const float*>X, n, d, w, b, output, <float*>out, nt)
-        return score_dense_rows(<const float*>X, n, d, w, b, output, <double*>out, nt)
+            return score_dense_rows(<const float*>X, n, d, w, w32, b, output, <float*>out, nt)
+        return score_dense_rows(<const float*>X, n, d, w, w32, b, output, <double*>out, nt)
     if size == 4:
-        return score_dense_rows(<const double*>X, n, d, w, b, output, <float*>out, nt)
-    return score_dense_rows(<const double*>X, n, d, w, b, output, <double*>out, nt)
+        return score_dense_rows(<const double*>X, n, d, w, NULL, b, output, <float*>out, nt)
+    return score_dense_rows(<const double*>X, n, d, w, NULL, b, output, <double*>out, nt)
 
 
 def score_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,

@@ -35,7 +35,7 @@ from libc.stdlib cimport malloc, free
 from cpython.buffer cimport Py_buffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
 from cpython.exc cimport PyErr_Clear
 
-from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite
+from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite, coef_f32, f32_ptr
 
 cdef extern from *:
     """
@@ -52,7 +52,7 @@ cdef extern from *:
 cdef Py_ssize_t DENSE_PREFETCH_BYTES = 4096
 from cython.parallel cimport prange, threadid
 
-from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_dense, dot_dense4,
+from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_score, dot_score4,
                      dot_csr)
 
 
@@ -153,11 +153,11 @@ cdef inline void heap_sort_desc(double* hv, int64_t* hi, Py_ssize_t m) noexcept 
 # ------------------------------------------------------------------ scan and finish
 
 cdef inline double row_value(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
-                             Py_ssize_t d, const double* w, double b, Py_ssize_t i) noexcept nogil:
+                             Py_ssize_t d, const double* w, const float* w32, double b, Py_ssize_t i) noexcept nogil:
     if source == SCORES:
         return vals[i]
     if source == DENSE:
-        return dot_dense(vals + i * d, w, d) + b
+        return dot_score(vals + i * d, w, w32, d) + b
     return dot_csr(vals, ind, indptr[i], indptr[i + 1], w) + b
 
 
@@ -190,7 +190,7 @@ cdef inline double offer(int source, double z, Py_ssize_t i, double* hv, int64_t
 
 
 cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
-                            Py_ssize_t d, const double* w, double b, const unsigned char* exclude,
+                            Py_ssize_t d, const double* w, const float* w32, double b, const unsigned char* exclude,
                             Py_ssize_t start, Py_ssize_t stop, double* hv, int64_t* hi, Py_ssize_t m,
                             Py_ssize_t k, int64_t* bad) noexcept nogil:
     """Offer rows [start, stop) (ascending) to the heap of size m; returns its new size.
@@ -203,7 +203,7 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
     cdef double zb[4]
     while m < k and i < stop:  # filling: every candidate enters, -inf included
         if exclude == NULL or not exclude[i]:
-            z = row_value(source, vals, ind, indptr, d, w, b, i)
+            z = row_value(source, vals, ind, indptr, d, w, w32, b, i)
             if not (fabs(z) < INFINITY):
                 note_nonfinite(source, z, i, bad)
             if z == z:
@@ -234,14 +234,14 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
             while q < q_end:
                 prefetch(<const char*>vals + q)
                 q += 64
-            dot_dense4(vals + i * d, w, d, zb)  # an excluded row is computed too, never looked at
+            dot_score4(vals + i * d, w, w32, d, zb)  # an excluded row is computed too, never looked at
             for r in range(4):
                 if exclude == NULL or not exclude[i + r]:
                     thr = offer(source, zb[r] + b, i + r, hv, hi, k, thr, bad)
             i += 4
     while i < stop:
         if exclude == NULL or not exclude[i]:
-            thr = offer(source, row_value(source, vals, ind, indptr, d, w, b, i), i, hv, hi, k, thr, bad)
+            thr = offer(source, row_value(source, vals, ind, indptr, d, w, w32, b, i), i, hv, hi, k, thr, bad)
         i += 1
     return m
 
@@ -261,6 +261,7 @@ cdef inline void finish(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t k, int
 
 cdef struct Model:
     const double* w       # coefficients (NULL when ranking given scores)
+    const float* w32      # their float32 copy for float32 rows (coef_f32), or NULL
     double b              # intercept
     Py_ssize_t d          # dense row length (0 for CSR and for scores)
 
@@ -289,6 +290,7 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
     # local copies: the loops below read them as plain values (the compiler keeps them in registers)
     cdef Py_ssize_t d = model.d, G = sel.G, k = sel.k, kh = sel.kh, row_cost = sel.row_cost
     cdef const double* w = model.w
+    cdef const float* w32 = model.w32
     cdef double b = model.b
     cdef const unsigned char* exclude = sel.exclude
     cdef const int64_t* offsets = sel.offsets
@@ -313,7 +315,7 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
         if split and stop - start >= SPLIT_MIN:
             continue
         t = threadid()
-        m = scan(source, vals, ind, indptr, d, w, b, exclude, start, stop, hv + t * hs, hi + t * hs, 0, kh,
+        m = scan(source, vals, ind, indptr, d, w, w32, b, exclude, start, stop, hv + t * hs, hi + t * hs, 0, kh,
                  bad + BAD_STRIDE * t)
         finish(hv + t * hs, hi + t * hs, m, k, output, out_idx + g * k, out_val + g * k)
 
@@ -327,7 +329,7 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
             continue
         n_chunks = min(<Py_ssize_t>n_threads, size // (SPLIT_MIN // 2))
         for c in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
-            chunk_m[c] = scan(source, vals, ind, indptr, d, w, b, exclude, start + size * c // n_chunks,
+            chunk_m[c] = scan(source, vals, ind, indptr, d, w, w32, b, exclude, start + size * c // n_chunks,
                               start + size * (c + 1) // n_chunks, hv + c * hs, hi + c * hs, 0, kh,
                               bad + BAD_STRIDE * c)
         m = 0
@@ -392,7 +394,7 @@ def topk(const feature_t[::1] scores, const int64_t[::1] offsets, Py_ssize_t k, 
     cdef Py_ssize_t G = offsets.shape[0] - 1
     cdef _Scratch s = _Scratch(offsets, k, n_threads, np.asarray(scores).dtype)
     cdef const feature_t* p = &scores[0] if scores.shape[0] > 0 else NULL
-    cdef Model model = Model(NULL, 0.0, 0)
+    cdef Model model = Model(NULL, NULL, 0.0, 0)
     cdef Selection sel = s.selection(offsets, k, NULL, LOG_ODDS, n_threads, 1)
     with nogil:
         select_groups(SCORES, p, <const int*>NULL, <const int*>NULL, &model, &sel, <feature_t*>s.out_val)
@@ -414,7 +416,8 @@ def _fused(int source, const feature_t[::1] vals, const index_t[::1] ind, const 
     cdef const index_t* pp = &indptr[0] if indptr.shape[0] > 0 else NULL
     cdef const double* w = &coef[0] if coef.shape[0] > 0 else NULL
     cdef bint is32 = s.out_val_arr.dtype == np.float32
-    cdef Model model = Model(w, intercept, d)
+    coef32 = coef_f32(w, d) if source == DENSE and feature_t is float else None
+    cdef Model model = Model(w, f32_ptr(coef32), intercept, d)
     cdef Selection sel = s.selection(offsets, k, excl, output, n_threads, row_cost)
     with nogil:
         if is32:
@@ -466,6 +469,7 @@ def score_topk_fast(X, coef, intercept, k, int output):
     cdef int64_t bad[2]
     cdef double* hv
     cdef int64_t* hi
+    cdef const float* w32
     if type(X) is not _ndarray or type(coef) is not _ndarray or type(k) is not int:
         return None
     if not (1 <= k <= (1 << 28)) or not as_finite_intercept(intercept, &b):
@@ -486,6 +490,8 @@ def score_topk_fast(X, coef, intercept, k, int output):
             if n >= SPLIT_MIN or n == 0 or not all_finite(<const double*>cv.buf, d):
                 return None
             kh = min(kk, n)
+            coef32 = coef_f32(<const double*>cv.buf, d) if kind == 4 else None
+            w32 = f32_ptr(coef32)
             idx = _empty((1, kk), _I64)
             vals = _empty((1, kk), _F64 if (output == ODDS or kind == 8) else _F32)
             hv = <double*>malloc(kh * sizeof(double))
@@ -499,10 +505,10 @@ def score_topk_fast(X, coef, intercept, k, int output):
             with nogil:
                 if kind == 4:
                     m = scan(DENSE, <const float*>xv.buf, <const int*>NULL, <const int*>NULL, d,
-                             <const double*>cv.buf, b, NULL, 0, n, hv, hi, 0, kh, bad)
+                             <const double*>cv.buf, w32, b, NULL, 0, n, hv, hi, 0, kh, bad)
                 else:
                     m = scan(DENSE, <const double*>xv.buf, <const int*>NULL, <const int*>NULL, d,
-                             <const double*>cv.buf, b, NULL, 0, n, hv, hi, 0, kh, bad)
+                             <const double*>cv.buf, NULL, b, NULL, 0, n, hv, hi, 0, kh, bad)
             try:
                 if bad[0] >= 0 or bad[1] > 0:
                     return None
