@@ -69,6 +69,9 @@ def main():
     from fastwlr import WeightedLogisticRegression
 
     rows = []
+    warm = np.random.default_rng(0).standard_normal((500, 4))
+    for solver in ("auto", "newton", "newton-cg", "lbfgs"):  # untimed: imports, first calls
+        WeightedLogisticRegression(solver=solver).fit(warm, warm[:, 0] > 0)
     for name, X, y, w, alpha in cases(args.smoke):
         res = {}
         for solver in ("auto", "newton", "newton-cg", "lbfgs"):
