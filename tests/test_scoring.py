@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastwlr
 from fastwlr import score
-from fastwlr.backends._contract import F32_CHUNK, F32_SUM_ATOL, F32_SUM_RTOL
+from fastwlr.backends._contract import F32_CHUNK, F32_MIN_D, F32_SUM_ATOL, F32_SUM_RTOL
 from fastwlr.backends._math import EXP_OVERFLOW_Z, EXP_UNDERFLOW_Z, safe_exp, sigmoid, softplus
 
 OUTPUTS = ("log_odds", "odds", "proba")
@@ -383,9 +383,12 @@ def test_float32_path_is_taken_and_its_exceptions(compiled_backend_name):
     subnormal in float32) send the model to the float64 path; a row whose float32 products overflow
     is summed again in float64, so no inf appears."""
     be = compiled_backend_name
-    X = np.zeros((5, 17), dtype=np.float32)
+    X = np.zeros((5, F32_MIN_D + 1), dtype=np.float32)
     X[:, 0], X[:, 16] = 1.0, 2.0 ** -25
-    coef = np.ones(17)
+    coef = np.ones(F32_MIN_D + 1)
+    # narrower rows are summed in float64
+    got, z = _assert_f32_bound(np.ascontiguousarray(X[:, :F32_MIN_D - 1]), coef[:F32_MIN_D - 1], 0.0, be)
+    assert np.all(got == 1.0 + 2.0 ** -25)
     f32_sum = be == "cython"   # the numba backend sums float32 rows in float64 (docs/kernels.md)
     expect = 1.0 if f32_sum else 1.0 + 2.0 ** -25
     got, z = _assert_f32_bound(X, coef, 0.0, be)
@@ -407,7 +410,7 @@ def test_float32_path_is_taken_and_its_exceptions(compiled_backend_name):
 
 def test_f32_chunk_is_the_contracts():
     _scoring = pytest.importorskip("fastwlr.backends.cython_core._scoring")
-    assert _scoring.F32_CHUNK == F32_CHUNK
+    assert _scoring.F32_CHUNK == F32_CHUNK and _scoring.F32_MIN_D == F32_MIN_D
 
 
 # ----------------------------------------------------------------- threads and out=

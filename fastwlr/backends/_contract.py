@@ -26,6 +26,7 @@ EXP_UNDERFLOW_Z = -745.1332191019412
 #     F32_SUM_RTOL * (|b| + sum_j |w_j x_j|) + d * F32_SUM_ATOL
 # of the exact sum of the features as given (derived in README, "Dtype and numerical rules").
 F32_CHUNK = 8
+F32_MIN_D = 64   # rows of fewer features are summed in float64 (faster there; docs/kernels.md)
 F32_SUM_RTOL = (F32_CHUNK + 1.05) * 2.0 ** -24
 F32_SUM_ATOL = 2.0 ** -149   # per term: products that underflow float32 (below 2^-126)
 

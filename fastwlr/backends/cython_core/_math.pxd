@@ -403,15 +403,22 @@ cdef extern from *:
        bound (K + 1) 2^-24 instead of d/16 2^-24. w is zero-padded to FASTWLR_F32_PADDED(d); the
        last partial 16 columns of x are read with a mask. The order depends only on d. */
     #define FASTWLR_F32_CHUNK 8
+    /* Narrower rows stay on the float64 path: each row's widening and pairwise combination of 16
+       lanes costs as much as ~3 float32 steps, and below 48 columns that outweighs the cheaper
+       multiply-adds (one thread, 1k-100k rows: float64 path / float32 path 0.49-0.67 at d = 8-24,
+       0.83-0.86 at 32, 0.95-1.09 at 48, 1.05-1.27 at 64, 1.05-1.66 at 96-256). */
+    #define FASTWLR_F32_MIN_D 64
     #define FASTWLR_F32_PADDED(d) (((d) + 15) / 16 * 16)
     #define FASTWLR_F32_STEPS(d) (((d) + 15) / 16)
 
     /* The rule "float32 path or float64 path", in one place: fills w32 (FASTWLR_F32_PADDED(d)
-       floats) and returns 1 when every coefficient is 0 or a normal float32 in magnitude
+       floats) and returns 1 when the row has at least FASTWLR_F32_MIN_D columns and every
+       coefficient is 0 or a normal float32 in magnitude
        (FLT_MIN <= |w| <= FLT_MAX), so that rounding it is relative (2^-24); else 0: the model
        takes the float64 path. Never raises a floating-point flag (w is finite: validated). */
     static inline int fastwlr_coef_f32(const double* w, Py_ssize_t d, float* w32) {
         Py_ssize_t j;
+        if (d < FASTWLR_F32_MIN_D) return 0;
         for (j = 0; j < d; j++) {
             double a = fabs(w[j]);
             if (!(a == 0.0 || (a >= 0x1p-126 && a <= 0x1.fffffep+127))) return 0;
@@ -539,6 +546,7 @@ cdef extern from *:
     }
     """
     int F32_CHUNK "FASTWLR_F32_CHUNK"
+    int F32_MIN_D "FASTWLR_F32_MIN_D"
     Py_ssize_t f32_padded "FASTWLR_F32_PADDED"(Py_ssize_t d) noexcept nogil
     int coef_f32_fill "fastwlr_coef_f32"(const double* w, Py_ssize_t d, float* w32) noexcept nogil
     double dot_f32w "fastwlr_dot_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d) noexcept nogil

@@ -23,10 +23,13 @@ from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, al
 import numpy as np
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
-                     transform_block, dot_score, dot_score4, dot_csr, madd, F32_CHUNK as _F32_CHUNK)
+                     transform_block, dot_score, dot_score4, dot_csr, madd, F32_CHUNK as _F32_CHUNK,
+                     F32_MIN_D as _F32_MIN_D)
 
-# terms per lane of a float32 chain (tests compare it with fastwlr.backends._contract.F32_CHUNK)
+# terms per lane of a float32 chain, and the fewest columns summed that way (tests compare them
+# with fastwlr.backends._contract's)
 F32_CHUNK = _F32_CHUNK
+F32_MIN_D = _F32_MIN_D
 
 
 # Below this many multiply-adds, starting threads costs more than it saves.
