@@ -579,7 +579,7 @@ class WeightedLogisticRegression(_DaskMixin, _est.WeightedLogisticRegression):
     ``n_threads`` is per task (None: 1)."""
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="lbfgs", fit_intercept=True, max_iter="auto",
-                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
+                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="auto", eta0="auto",
                  learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
                  negative_sampling_correction="weight"):
@@ -616,7 +616,7 @@ class WatchTimeRanker(_DaskMixin, _est.WatchTimeRanker):
     Same parameters; ``solver`` defaults to (and must be) "lbfgs"."""
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="lbfgs", fit_intercept=True, max_iter="auto",
-                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
+                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="auto", eta0="auto",
                  learning_rate="auto", power_t=0.5, average=True, warm_start=False, verbose=0, random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
                  negative_sampling_correction="weight", fit_click_model=False):

@@ -104,7 +104,7 @@ AUTO_LBFGS_FIRST = 15
 AUTO_DENSE_NEWTON_MAX = 512
 # Parameters only SGD reads, at their defaults: solver="auto" runs SGD when one of them is set
 # otherwise (an option that was asked for is never ignored), or when tol=None (fixed epochs).
-_SGD_ONLY = {"l1_ratio": 0.0, "n_iter_no_change": 2, "weighting": "iwa", "optimizer": "adagrad", "eta0": "auto",
+_SGD_ONLY = {"l1_ratio": 0.0, "n_iter_no_change": 2, "weighting": "iwa", "optimizer": "auto", "eta0": "auto",
              "learning_rate": "auto", "power_t": 0.5, "average": True, "shuffle": True}
 
 # scikit-learn's estimator checks that cannot pass, and why (the docstrings and README repeat it;
@@ -232,7 +232,8 @@ class WeightedLogisticRegression(_Params):
         scikit-learn's ``C``: ``C = 1 / (alpha * sum(sample_weight))``). The intercept is not
         regularised.
     l1_ratio : float in [0, 1], default=0.0
-        Share of L1 in the penalty; > 0 needs ``solver="sgd"`` with ``optimizer="ftrl"``.
+        Share of L1 in the penalty; > 0 needs SGD with FTRL (what ``solver="auto"`` and
+        ``optimizer="auto"`` then run).
     solver : {"auto", "sgd", "lbfgs", "newton"}, default="auto"
         ``"auto"``: ``fit`` solves exactly: ``"newton-cg"`` for sparse (CSR) input; for dense input
         ``"lbfgs"``, which hands over to ``"newton"`` from where it is if it has not converged after
@@ -273,10 +274,13 @@ class WeightedLogisticRegression(_Params):
     n_iter_no_change : int, default=2
     weighting : {"iwa", "gradient", "resample"}, default="iwa"
         sgd: how a sample weight acts (importance-aware step, gradient times weight, or resampling).
-    optimizer : {"adagrad", "normalized", "sgd", "ftrl"}, default="adagrad"
+    optimizer : {"auto", "adagrad", "normalized", "sgd", "ftrl"}, default="auto"
         sgd: the per-step update. "normalized": AdaGrad with each feature's rate normalised by
         its scale (Vowpal Wabbit's default update): predictions do not depend on the units of a
-        column, so it needs no standardisation (``fastwlr._sgd.SGDParams``).
+        column, so it needs no standardisation (``fastwlr._sgd.SGDParams``). "auto": "ftrl" when
+        ``l1_ratio > 0``, else "normalized" for sparse X and "adagrad" for dense X (measured:
+        ``fastwlr._sgd.DEFAULT_ETA0``'s comment); a warm start or ``partial_fit`` keeps the
+        optimiser of the state it continues.
     eta0 : float or "auto", default="auto"
     learning_rate : {"auto", "constant", "invscaling", "optimal"}, default="auto"
         optimizer="sgd": the rate schedule (``fastwlr._sgd.SGDParams``); "optimal" decays as
@@ -348,7 +352,7 @@ class WeightedLogisticRegression(_Params):
     _estimator_type = "classifier"
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="auto", fit_intercept=True, max_iter="auto",
-                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
+                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="auto", eta0="auto",
                  learning_rate="auto", power_t=0.5, average=True, shuffle=True, warm_start=False, verbose=0,
                  random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,
@@ -898,7 +902,7 @@ def _saved_sgd_state(est, sgd, arrays, d):
     optimizer, average, mean_w = sgd.get("optimizer"), sgd.get("average"), sgd.get("mean_weight")
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"sgd_state.optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    if optimizer != est.optimizer:
+    if optimizer != est.optimizer and est.optimizer != "auto":
         raise ValueError(f"sgd_state.optimizer {optimizer!r} differs from the parameter optimizer={est.optimizer!r}")
     if not isinstance(average, bool):
         raise ValueError(f"sgd_state.average must be true or false, got {average!r}")
@@ -1026,7 +1030,7 @@ class WatchTimeRanker(WeightedLogisticRegression):
     _estimator_type = "regressor"
 
     def __init__(self, alpha=1e-6, *, l1_ratio=0.0, solver="auto", fit_intercept=True, max_iter="auto",
-                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="adagrad", eta0="auto",
+                 tol="auto", n_iter_no_change=2, weighting="iwa", optimizer="auto", eta0="auto",
                  learning_rate="auto", power_t=0.5, average=True, shuffle=True, warm_start=False, verbose=0,
                  random_state=None,
                  n_threads=None, backend=None, negative_sampling_rate=1.0,

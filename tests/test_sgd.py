@@ -559,3 +559,40 @@ def test_one_pass_of_the_default_lands_near_the_optimum_on_l2_normalised_text(se
 
 
 ONE_PASS_GAP = 0.35
+
+
+# ------------------------------------------------------------------------------------------------
+# optimizer="auto"
+
+def test_auto_optimizer_by_input_penalty_and_state():
+    from fastwlr._sgd import resolve_optimizer
+    assert resolve_optimizer("auto", 0.0, is_sparse=False) == "adagrad"
+    assert resolve_optimizer("auto", 0.0, is_sparse=True) == "normalized"
+    assert resolve_optimizer("auto", 1e-3, is_sparse=False) == "ftrl"
+    state = SGDState.new(3, "normalized", True)
+    assert resolve_optimizer("auto", 0.0, is_sparse=False, state=state) == "normalized"  # continues its own
+    assert resolve_optimizer("sgd", 1e-3, is_sparse=True) == "sgd"                       # asked for: kept
+
+
+def test_auto_optimizer_in_the_estimators(rng, tmp_path):
+    import scipy.sparse as sp
+    import fastwlr
+    from fastwlr import WeightedLogisticRegression
+    X = rng.standard_normal((600, 5))
+    y = (rng.random(600) < 0.3).astype(float)
+    assert WeightedLogisticRegression(solver="sgd", max_iter=2).fit(X, y)._sgd_state.optimizer == "adagrad"
+    est = WeightedLogisticRegression(solver="sgd", max_iter=2).fit(sp.csr_array(X), y)
+    assert est._sgd_state.optimizer == "normalized"
+    # an L1 penalty needs nothing more than l1_ratio: solver and optimizer "auto" run SGD with FTRL
+    l1 = WeightedLogisticRegression(l1_ratio=0.5, alpha=1e-2).fit(X, y)
+    assert l1.solver_ == "sgd" and l1._sgd_state.optimizer == "ftrl"
+    # partial_fit continues the state's optimiser, and the saved model loads and continues too
+    stream = WeightedLogisticRegression()
+    stream.partial_fit(sp.csr_array(X), y)
+    stream.partial_fit(sp.csr_array(X), y)
+    assert stream._sgd_state.optimizer == "normalized"
+    stream.save(tmp_path / "m.npz")
+    back = fastwlr.load(tmp_path / "m.npz")
+    assert back.optimizer == "auto" and back._sgd_state.optimizer == "normalized"
+    back.partial_fit(sp.csr_array(X), y)
+    assert back.n_iter_ == 3

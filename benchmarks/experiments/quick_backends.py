@@ -114,7 +114,7 @@ def speed(n, repeat, n_threads):
     offsets = np.arange(0, n + 1, 100)
     scores = rng.standard_normal(n)
     fd, fs = check_features(X), check_features(S)
-    params = SGDParams()
+    params = SGDParams(optimizer="adagrad")  # the states below are AdaGrad's
     order = rng.permutation(n).astype(np.int64)
 
     def cases(name):

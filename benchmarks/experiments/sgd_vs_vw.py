@@ -151,7 +151,8 @@ def main(argv=None):
             def gap(cb):
                 return objective(features, y, w, cb[0], cb[1], l2, kernels=kernels) / opt - 1.0
             t0 = time.perf_counter()
-            res = {"fastwlr adagrad (old default)": run_fastwlr(X, y, w, passes, optimizer="adagrad"),
+            res = {"fastwlr default (optimizer auto)": run_fastwlr(X, y, w, passes),
+                   "fastwlr adagrad": run_fastwlr(X, y, w, passes, optimizer="adagrad"),
                    "fastwlr normalized": run_fastwlr(X, y, w, passes, optimizer="normalized")}
             if have_vw:
                 res["VW defaults"] = run_vw(lines, y, w, X.shape[1], passes)
