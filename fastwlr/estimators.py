@@ -234,7 +234,7 @@ class WeightedLogisticRegression(_Params):
     l1_ratio : float in [0, 1], default=0.0
         Share of L1 in the penalty; > 0 needs SGD with FTRL (what ``solver="auto"`` and
         ``optimizer="auto"`` then run).
-    solver : {"auto", "sgd", "lbfgs", "newton"}, default="auto"
+    solver : {"auto", "sgd", "lbfgs", "newton", "newton-cg"}, default="auto"
         ``"auto"``: ``fit`` solves exactly: ``"newton-cg"`` for sparse (CSR) input; for dense input
         ``"lbfgs"``, which hands over to ``"newton"`` from where it is if it has not converged after
         max(15, n_features // 4) iterations (up to 512 features; lbfgs alone beyond). Measured rules,
@@ -336,7 +336,7 @@ class WeightedLogisticRegression(_Params):
     n_iter_ : int
         Epochs (sgd) or iterations (lbfgs, newton) run by the last ``fit``; epochs so far for ``partial_fit``.
     converged_ : bool
-    solver_ : {"sgd", "lbfgs", "newton"}
+    solver_ : {"sgd", "lbfgs", "newton", "newton-cg"}
         The solver the last ``fit`` or ``partial_fit`` ran (``solver``, or what ``"auto"`` chose).
 
     Notes
