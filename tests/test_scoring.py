@@ -408,8 +408,9 @@ def test_float32_path_is_taken_and_its_exceptions(compiled_backend_name):
     assert np.isfinite(got).all() and got[2] == z[2] and np.all(np.delete(got, 2) == expect)
 
 
+@pytest.mark.requires_backend("cython")
 def test_f32_chunk_is_the_contracts():
-    _scoring = pytest.importorskip("fastwlr.backends.cython_core._scoring")
+    from fastwlr.backends.cython_core import _scoring
     assert _scoring.F32_CHUNK == F32_CHUNK and _scoring.F32_MIN_D == F32_MIN_D
 
 
