@@ -41,7 +41,7 @@ DEFAULT_ETA0 = {"sgd": 9.0, "adagrad": 0.05, "ftrl": 0.05, "normalized": 1.0}
 # text wants 2-4, dense standardised 0.5-1, hashed one-hot 1-2; 1.0 is within 1.5x of the best of
 # each. optimizer="auto" (the default) takes it for sparse rows only: on dense standardised rows
 # adagrad's one pass ends 1.5-3x closer to the optimum (there is nothing to normalise), on
-# L2-normalised text rows normalized ends 2.3-4.4x closer than adagrad and closer than Vowpal
+# L2-normalised text rows normalized ends 3.5-4.4x closer than adagrad and closer than Vowpal
 # Wabbit's defaults (benchmarks/experiments/sgd_vs_vw.py; ``resolve_optimizer``).
 # "gradient" weighting steps with h g but its rates shrink with sum (h g)^2, which heavy-tailed
 # weights inflate: its rates end sqrt(E[h^2] / E[h]) (10-20x on watch times) below those of iwa or
