@@ -201,11 +201,12 @@ cdef void dense_block(const feature_t* X, Py_ssize_t d, const double* y, const d
 
 cdef void reduce_partials(const double* partials, Py_ssize_t k, Py_ssize_t d, double* out,
                           int n_threads) noexcept nogil:
-    """out[j] = sum over blocks, in block order, of partials[b, j] (parallel over j)."""
+    """out[j] = sum over blocks, in block order, of partials[b, j] (parallel over j; one block is a
+    copy, not worth a parallel region: newton-cg on wide CSR calls this for every CG step)."""
     cdef Py_ssize_t j, b
     cdef double s
     for j in prange(d, schedule="static", num_threads=n_threads,
-                    use_threads_if=n_threads > 1 and k * d > PARALLEL_MIN_WORK):
+                    use_threads_if=n_threads > 1 and k > 1 and k * d > PARALLEL_MIN_WORK):
         s = 0.0
         for b in range(k):
             s = s + partials[b * d + j]
