@@ -272,6 +272,12 @@ cdef _dense(const feature_t[:, ::1] X, const double[::1] y, const double[::1] sa
     return _finish(loss, g_b, grad, coef, l2, n) + (colsq,)
 
 
+cdef Py_ssize_t csr_scatter_blocks(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
+    """Blocks of the X^T r scatter (gradient, curvature, Hessian-vector products): each costs O(d) to
+    zero and reduce, so K * d stays well under nnz; a function of n, d and nnz, never of the threads."""
+    return max(1, min(n_blocks(n, d), nnz // (4 * max(d, 1))))
+
+
 cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
                    const double* y, const double* w, const double* coef, double intercept,
                    Py_ssize_t start, Py_ssize_t stop, double* residual, double* loss,
@@ -323,9 +329,7 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
     cdef const double* coef_p = &coef[0] if d > 0 else NULL
     cdef Py_ssize_t R = n_blocks(n, 0)  # row blocks for pass 1: no per-block buffer of size d
-    # Scatter blocks: each costs O(d) to zero and reduce, so keep K * d well under nnz (a function of
-    # n, d and nnz only, never of the thread count).
-    cdef Py_ssize_t K = max(1, min(n_blocks(n, d), nnz // (4 * max(d, 1))))
+    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz)
     cdef double[::1] residual = np.empty(n, dtype=np.float64)
     cdef double[::1] losses = np.empty(R, dtype=np.float64)
     cdef double[::1] gbs = np.empty(R, dtype=np.float64)
@@ -589,7 +593,7 @@ def curvature_csr(const feature_t[::1] data, const index_t[::1] indices, const i
     cdef double zero = 0.0
     cdef const double* coef_p = &coef[0] if d > 0 else &zero
     cdef Py_ssize_t R = n_blocks(n, 0)
-    cdef Py_ssize_t K = max(1, min(n_blocks(n, d), nnz // (4 * max(d, 1))))
+    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz)
     cdef double[:, ::1] partials = np.empty((K, max(d, 1)), dtype=np.float64)
     cdef double[::1] s = s_arr
     cdef double[::1] g = diag
@@ -621,7 +625,7 @@ def hessvec_csr(const feature_t[::1] data, const index_t[::1] indices, const ind
     cdef double zero = 0.0
     cdef const double* v_p = &v[0] if d > 0 else &zero
     cdef Py_ssize_t R = n_blocks(n, 0)
-    cdef Py_ssize_t K = max(1, min(n_blocks(n, d), nnz // (4 * max(d, 1))))
+    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz)
     cdef double[::1] u = np.empty(n, dtype=np.float64)
     cdef double[::1] accs = np.empty(R, dtype=np.float64)
     cdef double[:, ::1] partials = np.empty((K, max(d, 1)), dtype=np.float64)
