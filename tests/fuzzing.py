@@ -537,6 +537,18 @@ def run_scorer(case):
 
 # ------------------------------------------------------------------------------------ top-k
 
+def fitted_objective(X, y, w, est, alpha):
+    """The estimators' objective at a fitted model, by the numpy reference (not the kernels that drove
+    the solvers): sum_i w_i l_i / sum_i w_i + (alpha / 2) ||coef||^2."""
+    from fastwlr.backends import reference as ref
+    w_norm = w * (len(w) / w.sum())
+    coef, b = est.coef_[0], float(est.intercept_[0])
+    if sp.issparse(X):
+        X = sp.csr_array(X)
+        return ref.objective_grad_csr(X.data, X.indices, X.indptr, X.shape[1], y, w_norm, coef, b, alpha)[0]
+    return ref.objective_grad_dense(X, y, w_norm, coef, b, alpha)[0]
+
+
 def brute_topk(scores, offsets, k, exclude=None):
     """Each group sorted by (-score, index); -1 / -inf padding."""
     scores = np.asarray(scores)

@@ -10,17 +10,8 @@ from fastwlr import WatchTimeRanker, WeightedLogisticRegression
 from fastwlr._newton import MAX_HESSIAN_SIZE
 from fastwlr.backends import reference as ref
 from fastwlr.datasets import make_watch_time
+from fuzzing import fitted_objective  # noqa: E402  (the numpy oracle of the objective)
 from fastwlr.exceptions import ConvergenceWarning, DivergenceError
-
-
-def _objective(X, y, w, est, alpha):
-    """The estimators' objective, by the numpy oracle (not the kernels that drove the solvers)."""
-    w_norm = w * (len(w) / w.sum())
-    coef, b = est.coef_[0], float(est.intercept_[0])
-    if sp.issparse(X):
-        X = sp.csr_array(X)
-        return ref.objective_grad_csr(X.data, X.indices, X.indptr, X.shape[1], y, w_norm, coef, b, alpha)[0]
-    return ref.objective_grad_dense(X, y, w_norm, coef, b, alpha)[0]
 
 
 def _watch_time_data(sparse, dtype, n=6000, d=12, seed=0):
@@ -47,7 +38,7 @@ def test_newton_reaches_the_lbfgs_optimum(sparse, dtype, fit_intercept, alpha):
     assert newton.n_iter_ <= 15
     if not fit_intercept:
         assert newton.intercept_[0] == 0.0
-    L_newton, L_lbfgs = _objective(X, y, w, newton, alpha), _objective(X, y, w, lbfgs, alpha)
+    L_newton, L_lbfgs = fitted_objective(X, y, w, newton, alpha), fitted_objective(X, y, w, lbfgs, alpha)
     assert abs(L_newton - L_lbfgs) <= 1e-6 * abs(L_lbfgs)
     assert L_newton <= L_lbfgs * (1 + 1e-12)  # newton's optimum is at least as good
     np.testing.assert_allclose(newton.coef_, lbfgs.coef_, rtol=1e-4, atol=1e-4 * np.abs(lbfgs.coef_).max())
@@ -241,5 +232,5 @@ def test_newton_fremtpl2_matches_lbfgs():
     lbfgs = WatchTimeRanker(solver="lbfgs").fit(data.X, data.watch_time)
     assert newton.converged_ and newton.n_iter_ <= 20
     y, w = data.y, data.sample_weight
-    L_n, L_l = _objective(data.X, y, w, newton, 1e-6), _objective(data.X, y, w, lbfgs, 1e-6)
+    L_n, L_l = fitted_objective(data.X, y, w, newton, 1e-6), fitted_objective(data.X, y, w, lbfgs, 1e-6)
     assert abs(L_n - L_l) <= 1e-6 * L_l

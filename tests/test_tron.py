@@ -11,17 +11,8 @@ from fastwlr._kernels import Kernels
 from fastwlr._validation import check_features
 from fastwlr.backends import reference as ref
 from fastwlr.datasets import make_watch_time
+from fuzzing import fitted_objective  # noqa: E402  (the numpy oracle of the objective)
 from fastwlr.exceptions import ConvergenceWarning
-
-
-def _objective(X, y, w, est, alpha):
-    """The estimators' objective by the numpy oracle (not the kernels that drove the solvers)."""
-    w_norm = w * (len(w) / w.sum())
-    coef, b = est.coef_[0], float(est.intercept_[0])
-    if sp.issparse(X):
-        X = sp.csr_array(X)
-        return ref.objective_grad_csr(X.data, X.indices, X.indptr, X.shape[1], y, w_norm, coef, b, alpha)[0]
-    return ref.objective_grad_dense(X, y, w_norm, coef, b, alpha)[0]
 
 
 def _hashed(n=4000, cols=3000, nnz=12, seed=0, dtype=np.float64):
@@ -55,7 +46,7 @@ def test_newton_cg_reaches_the_exact_optimum(data, fit_intercept, alpha):
         warnings.simplefilter("ignore", ConvergenceWarning)
         exact = WeightedLogisticRegression(solver="lbfgs", tol=1e-10, max_iter=20000, **kw).fit(X, y, w)
     assert tron.converged_ and tron.solver_ == "newton-cg"
-    L, L_exact = _objective(X, y, w, tron, alpha), _objective(X, y, w, exact, alpha)
+    L, L_exact = fitted_objective(X, y, w, tron, alpha), fitted_objective(X, y, w, exact, alpha)
     assert L <= L_exact * (1 + 1e-9) + 1e-15, (L, L_exact)
     if not fit_intercept:
         assert tron.intercept_[0] == 0.0
@@ -176,7 +167,7 @@ def test_auto_hands_over_to_newton_where_lbfgs_is_slow():
     lbfgs = WeightedLogisticRegression(alpha=1e-6, solver="lbfgs").fit(Xd, y, w)
     assert lbfgs.n_iter_ > 15, "the case no longer needs the hand-over"
     assert auto.solver_ == "newton" and auto.converged_ and auto.n_iter_ < lbfgs.n_iter_
-    L, L_lbfgs = _objective(Xd, y, w, auto, 1e-6), _objective(Xd, y, w, lbfgs, 1e-6)
+    L, L_lbfgs = fitted_objective(Xd, y, w, auto, 1e-6), fitted_objective(Xd, y, w, lbfgs, 1e-6)
     assert abs(L - L_lbfgs) <= 1e-9 * L_lbfgs
 
 
