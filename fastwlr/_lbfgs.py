@@ -49,7 +49,7 @@ class LbfgsResult:
 
 def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init=None,
               intercept_init=0.0, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=1,
-              backend=None, callback=None, precondition="auto", verbose=0):
+              backend=None, callback=None, precondition="auto", verbose=0, stop_when=None):
     """Minimise the weighted-mean objective exactly (to ``tol``) with L-BFGS-B.
 
     Parameters
@@ -79,6 +79,10 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     verbose : int
         > 0: print a line per iteration to stdout (iteration, objective, the largest scaled
         gradient component that ``tol`` bounds, elapsed seconds) and one at the end.
+    stop_when : callable(history) -> bool, optional
+        Called after every iteration with the list of the stopping criterion's values so far (the
+        start's first); True ends the run there, unconverged, without a warning (``solver="auto"``
+        hands over to newton this way).
 
     Returns
     -------
@@ -87,7 +91,7 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     problem = _InMemory(features, y, normalised_weights(sample_weight), alpha, Kernels(backend, n_threads))
     return minimize(problem, fit_intercept=fit_intercept, coef_init=coef_init, intercept_init=intercept_init,
                     tol=tol, max_iter=max_iter, callback=callback, precondition=precondition,
-                    verbose=verbose)
+                    verbose=verbose, stop_when=stop_when)
 
 
 class _InMemory:
@@ -119,7 +123,8 @@ class _InMemory:
 
 
 def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0, tol=DEFAULT_TOL,
-             max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto", name="lbfgs", verbose=0):
+             max_iter=DEFAULT_MAX_ITER, callback=None, precondition="auto", name="lbfgs", verbose=0,
+             stop_when=None):
     """L-BFGS-B over ``problem`` (``_InMemory``, or the distributed objective of ``fastwlr.dask``):
     the start, the diagonal preconditioner, scipy's options and the stopping rule of ``fit_lbfgs``."""
     from scipy.optimize import minimize as scipy_minimize
@@ -178,6 +183,7 @@ def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0,
         return coef, (float(theta[d]) if fit_intercept else 0.0)
 
     last = {}  # the most recent evaluation: the solution's loss/gradient need no extra pass
+    history = []  # the stopping criterion at the start and after each iteration (for stop_when)
 
     def fun(theta):
         if first and theta.tobytes() == first[0]:
@@ -192,23 +198,31 @@ def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0,
             raise _diverged(theta * scale, loss)
         last.clear()
         last[theta.tobytes()] = (loss, grad.copy())
+        if not history:  # scipy's first call is at the start
+            history.append(float(np.abs(grad * scale).max()))
         return loss, grad * scale  # chain rule: d/du = scale * d/dcoef
 
     iteration = [0]
+    stopped = [False]
 
     def cb(theta):
         iteration[0] += 1
+        # scipy calls back at the accepted point, which its line search evaluated last
+        loss, grad = last.get(theta.tobytes(), (math.nan, np.full(d + 1, math.nan)))
+        gmax = float(np.abs(grad * scale).max())
         if verbose:
-            # scipy calls back at the accepted point, which its line search evaluated last
-            loss, grad = last.get(theta.tobytes(), (math.nan, np.full(d + 1, math.nan)))
             print(f"{name} iteration {iteration[0]}: objective {loss:.12g}, max |gradient| "
-                  f"{float(np.abs(grad * scale).max()):.3g} (tol {tol:g}), "
-                  f"{time.perf_counter() - started:.3f} s", flush=True)
+                  f"{gmax:.3g} (tol {tol:g}), {time.perf_counter() - started:.3f} s", flush=True)
         if callback is not None:
             callback(*split(theta))
+        if stop_when is not None:
+            history.append(gmax)
+            if gmax > tol and stop_when(history):
+                stopped[0] = True
+                raise StopIteration
 
     res = scipy_minimize(fun, theta0, method="L-BFGS-B", jac=True,
-                         callback=cb if callback is not None or verbose else None,
+                         callback=cb if callback is not None or verbose or stop_when is not None else None,
                          options={"maxiter": int(max_iter), "gtol": float(tol),
                                   # ftol = 0: stop on the gradient (or a failed line search), never on a
                                   # stalled loss
@@ -232,7 +246,7 @@ def minimize(problem, *, fit_intercept=True, coef_init=None, intercept_init=0.0,
         print(f"{name}: {'converged' if converged else 'not converged'} after {res.nit} iterations "
               f"({res.nfev} evaluations), objective {float(loss):.12g}, max |gradient| {grad_max:.3g} "
               f"(tol {tol:g}), {time.perf_counter() - started:.3f} s: {_message(res)}", flush=True)
-    if not converged:
+    if not converged and not stopped[0]:
         warnings.warn(
             f"{name} stopped after {res.nit} iterations with max |gradient| = {grad_max:.3g} > tol = {tol:g} "
             f"({_message(res)}). Increase max_iter, scale the features (e.g. to unit variance), "

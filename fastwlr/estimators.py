@@ -93,15 +93,32 @@ STREAMING_SOLVERS = ("auto", "sgd")  # partial_fit runs SGD epochs; "auto" strea
 # docs/performance.md "Choosing a solver"). CSR: trust-region Newton-CG, as fast as newton at 43
 # columns and 5-15x faster than newton or lbfgs from 256 columns up (lbfgs is not preconditioned on
 # CSR: 80-440 iterations on one-hot columns; scipy's L-BFGS-B costs ~0.2 s an iteration of its own
-# at 2^18 columns). Dense: lbfgs first, newton if lbfgs has not converged after
-# max(AUTO_LBFGS_FIRST, d // 4) iterations, from where it stopped. Preconditioned lbfgs converges in
-# 9-17 iterations on standardised rows (newton is 2-9x slower there: a dense Hessian pass costs ~5x a
-# gradient pass at d = 64, ~14x at d = 128), but needs 35-160+ on heavy-tailed weights and rare
-# one-hot columns, where newton takes 5-8 steps whatever the conditioning: the budget is a fraction
-# of newton's own cost, so the switch costs little when lbfgs is slow and nothing when it is not.
-# Above AUTO_DENSE_NEWTON_MAX columns the Hessian costs too much: lbfgs alone.
-AUTO_LBFGS_FIRST = 15
+# at 2^18 columns). Dense: lbfgs first, and newton from where it is as soon as lbfgs's recent
+# progress predicts more iterations to tol than newton would cost (``_lbfgs_too_slow``).
+# Preconditioned lbfgs converges in 5-17 iterations on standardised rows (newton is 2-9x slower
+# there: a dense Hessian pass costs ~4.4x a gradient pass at d = 43, ~5x at 64, ~14x at 128), but
+# needs 35-160+ on heavy-tailed weights and rare one-hot columns, where newton takes 5-8 steps
+# whatever the conditioning. Above AUTO_DENSE_NEWTON_MAX columns the Hessian costs too much: lbfgs alone.
 AUTO_DENSE_NEWTON_MAX = 512
+AUTO_WINDOW = 3             # lbfgs iterations over which its rate of progress is measured
+AUTO_NEWTON_PASSES = 3      # Hessian passes newton needs from a point lbfgs has reached (measured: 2-4)
+HESSIAN_PASS_COLUMNS = 10   # a dense Hessian pass costs ~ (d + 1) / 10 gradient passes (the figures above)
+
+
+def _lbfgs_too_slow(history, tol, n_features):
+    """True when lbfgs should hand over to newton: at the rate by which lbfgs shrank its stopping
+    criterion over its last AUTO_WINDOW iterations (``history``: the criterion at the start and
+    after each iteration), reaching ``tol`` would take more gradient passes than newton's
+    AUTO_NEWTON_PASSES Hessian passes cost."""
+    if len(history) <= AUTO_WINDOW:
+        return False
+    newton_cost = AUTO_NEWTON_PASSES * max(1.0, (n_features + 1) / HESSIAN_PASS_COLUMNS)
+    rate = (history[-1] / history[-1 - AUTO_WINDOW]) ** (1.0 / AUTO_WINDOW) if history[-1 - AUTO_WINDOW] > 0 else 0.0
+    if not rate < 1.0:  # no progress (lbfgs's criterion is not monotone): newton
+        return True
+    if not rate > 0.0:
+        return False
+    return math.log(tol / history[-1]) / math.log(rate) > newton_cost
 # Parameters only SGD reads, at their defaults: solver="auto" runs SGD when one of them is set
 # otherwise (an option that was asked for is never ignored), or when tol=None (fixed epochs).
 _SGD_ONLY = {"l1_ratio": 0.0, "n_iter_no_change": 2, "weighting": "iwa", "optimizer": "auto", "eta0": "auto",
@@ -236,8 +253,9 @@ class WeightedLogisticRegression(_Params):
         ``optimizer="auto"`` then run).
     solver : {"auto", "sgd", "lbfgs", "newton", "newton-cg"}, default="auto"
         ``"auto"``: ``fit`` solves exactly: ``"newton-cg"`` for sparse (CSR) input; for dense input
-        ``"lbfgs"``, which hands over to ``"newton"`` from where it is if it has not converged after
-        max(15, n_features // 4) iterations (up to 512 features; lbfgs alone beyond). Measured rules,
+        ``"lbfgs"``, which hands over to ``"newton"`` from where it is as soon as its progress predicts
+        more work to ``tol`` than newton's (``_lbfgs_too_slow``; up to 512 features, lbfgs alone
+        beyond). Measured rules,
         docs/performance.md "Choosing a solver". ``partial_fit`` runs ``"sgd"``, and so does ``fit``
         when a parameter only SGD reads
         is set (``l1_ratio``, ``n_iter_no_change``, ``weighting``, ``optimizer``, ``eta0``,
@@ -556,22 +574,24 @@ class WeightedLogisticRegression(_Params):
     def _fit_exact(self, solver, features, y01, w, alpha, max_iter, tol, coef0, b0):
         """An exact solver's fit from (coef0, b0) -> (result, the solver that gave it, iterations run
         before it). "lbfgs+newton": lbfgs, then newton from where lbfgs stopped if it has not
-        converged within its budget (see AUTO_LBFGS_FIRST)."""
+        converged by the time it looks slower than newton (``_lbfgs_too_slow``)."""
         kw = dict(alpha=alpha, fit_intercept=bool(self.fit_intercept), tol=tol, n_threads=self.n_threads,
                   backend=self.backend, verbose=int(self.verbose))
         n_before = 0
         if solver == "lbfgs+newton":
-            budget = max(AUTO_LBFGS_FIRST, features.n_features // 4)
-            if max_iter <= budget:
-                solver = "lbfgs"
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)  # newton takes over
-                    res = fit_lbfgs(features, y01, w, coef_init=coef0, intercept_init=b0, max_iter=budget, **kw)
-                if res.converged:
-                    return res, "lbfgs", 0
-                solver, coef0, b0, n_before, max_iter = "newton", res.coef, res.intercept, res.n_iter, \
-                    max_iter - res.n_iter
+            d = features.n_features
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                res = fit_lbfgs(features, y01, w, coef_init=coef0, intercept_init=b0, max_iter=max_iter,
+                                stop_when=lambda history: len(history) <= max_iter and
+                                _lbfgs_too_slow(history, tol, d), **kw)
+            if res.converged or res.n_iter >= max_iter:  # done, or out of iterations: lbfgs's own warning
+                for warning in caught:
+                    warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+                return res, "lbfgs", 0
+            # not converged (too slow, or its line search failed): newton takes over and warns if it must
+            solver, coef0, b0, n_before, max_iter = "newton", res.coef, res.intercept, res.n_iter, \
+                max_iter - res.n_iter
         fit = {"lbfgs": fit_lbfgs, "newton": fit_newton, "newton-cg": fit_tron}[solver]
         return fit(features, y01, w, coef_init=coef0, intercept_init=b0, max_iter=max_iter, **kw), solver, n_before
 

@@ -144,9 +144,9 @@ def test_curvature_and_hessian_vector_match_numpy(n, d, density, seed, index64, 
 # ----------------------------------------------------------------------------- solver="auto"
 def test_auto_picks_by_shape_and_options():
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((400, 5))
-    y = (rng.random(400) < 0.3).astype(float)
-    assert WeightedLogisticRegression().fit(X, y).solver_ == "lbfgs"          # converges within its budget
+    X = rng.standard_normal((2000, 64))
+    y = (rng.random(2000) < 0.3).astype(float)
+    assert WeightedLogisticRegression().fit(X, y).solver_ == "lbfgs"  # standardised rows: lbfgs is fast enough
     assert WeightedLogisticRegression().fit(sp.csr_array(X), y).solver_ == "newton-cg"
     for sgd_option in ({"tol": None}, {"l1_ratio": 0.5, "optimizer": "ftrl"}, {"eta0": 0.1},
                        {"optimizer": "sgd"}, {"weighting": "resample"}, {"average": False}):
@@ -159,8 +159,8 @@ def test_auto_picks_by_shape_and_options():
 
 
 def test_auto_hands_over_to_newton_where_lbfgs_is_slow():
-    """Rare one-hot columns and heavy-tailed weights in a dense array: lbfgs has not converged
-    within its budget, and newton finishes from where it stopped, at the optimum."""
+    """Rare one-hot columns and heavy-tailed weights in a dense array: lbfgs's progress is too slow,
+    and newton finishes from where it stopped, at the optimum."""
     X, y, w = _one_hot(20000, 60)
     Xd = X.toarray()
     auto = WeightedLogisticRegression(alpha=1e-6).fit(Xd, y, w)
@@ -169,6 +169,19 @@ def test_auto_hands_over_to_newton_where_lbfgs_is_slow():
     assert auto.solver_ == "newton" and auto.converged_ and auto.n_iter_ < lbfgs.n_iter_
     L, L_lbfgs = fitted_objective(Xd, y, w, auto, 1e-6), fitted_objective(Xd, y, w, lbfgs, 1e-6)
     assert abs(L - L_lbfgs) <= 1e-9 * L_lbfgs
+
+
+def test_lbfgs_too_slow_rule():
+    from fastwlr.estimators import AUTO_WINDOW, _lbfgs_too_slow
+    fast = [10.0 ** -k for k in range(AUTO_WINDOW + 1)]          # 10x an iteration: 5 more to 1e-8
+    assert not _lbfgs_too_slow(fast, 1e-8, 64)
+    assert not _lbfgs_too_slow(fast[:-1], 1e-8, 64) and not _lbfgs_too_slow([1.0], 1e-8, 64)  # too early
+    slow = [1.0, 0.9, 0.8, 0.7]                                       # ~130 more iterations
+    assert _lbfgs_too_slow(slow, 1e-8, 64)
+    assert _lbfgs_too_slow([1.0, 2.0, 3.0, 1.5], 1e-8, 64)           # no progress over the window
+    # the same rate is slow against a cheap Hessian (few columns), fast enough against a costly one
+    moderate = [1.0, 0.5, 0.25, 0.125]                                # ~25 more iterations
+    assert _lbfgs_too_slow(moderate, 1e-8, 20) and not _lbfgs_too_slow(moderate, 1e-8, 200)
 
 
 def test_auto_small_max_iter_is_plain_lbfgs_with_its_warning():

@@ -400,8 +400,8 @@ def weighted_column_sq_dense(const feature_t[:, ::1] X, const double[::1] sample
 # The Hessian is that of the augmented rows x~ = (x, 1): H~ = sum_i s_i x~_i x~_i^T, s_i = w_i p_i (1 - p_i),
 # so its last row and column belong to the intercept. Row blocks as in the objective (K a function
 # of n and d only, partials summed in block order: bit-identical for any thread count); each block
-# holds a (d+1)^2 partial, so K is capped by HESSIAN_PARTIALS_BUDGET (d = 43: up to 256 blocks, 4 MB;
-# d = 1000: 8 blocks; d >= 2900: one block, a serial pass).
+# holds a (d+1)^2 partial, so K is capped by HESSIAN_PARTIALS_BUDGET (d = 1000: 8 blocks; d >= 2900:
+# one block, a serial pass) and by HESSIAN_MAX_BLOCKS.
 cdef Py_ssize_t HESSIAN_PARTIALS_BUDGET = 64 << 20
 # and at most this many: the partials are fresh pages every pass, which the kernel zeroes (256 blocks
 # at d = 43, 4 MB: 19 % of freMTPL2's pass in clear_page); 32 still balance a few threads' loads.
