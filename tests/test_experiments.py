@@ -33,6 +33,7 @@ EXPECT = {
     "quick_sgd.py": "gradient vs resample",
     "quick_topk.py": "score_topk, k=10",
     "sgd_vs_vw.py": "| gap, 1 pass |",
+    "shoppers_alphas.py": "| rel. diff to newton-cholesky |",
     "solver_crossover.py": "| auto / fastest |",
     "training_defaults.py": "fastest sklearn exact solver's time / this",
     "weighting_experiment.py": "| weighting |",
