@@ -112,6 +112,8 @@ def _lbfgs_too_slow(history, tol, n_features):
     AUTO_NEWTON_PASSES Hessian passes cost."""
     if len(history) <= AUTO_WINDOW:
         return False
+    if not tol > 0.0:  # tol=0: lbfgs never gets there; newton ends where float64 lets it
+        return True
     newton_cost = AUTO_NEWTON_PASSES * max(1.0, (n_features + 1) / HESSIAN_PASS_COLUMNS)
     rate = (history[-1] / history[-1 - AUTO_WINDOW]) ** (1.0 / AUTO_WINDOW) if history[-1 - AUTO_WINDOW] > 0 else 0.0
     if not rate < 1.0:  # no progress (lbfgs's criterion is not monotone): newton
@@ -119,6 +121,8 @@ def _lbfgs_too_slow(history, tol, n_features):
     if not rate > 0.0:
         return False
     return math.log(tol / history[-1]) / math.log(rate) > newton_cost
+
+
 # Parameters only SGD reads, at their defaults: solver="auto" runs SGD when one of them is set
 # otherwise (an option that was asked for is never ignored), or when tol=None (fixed epochs).
 _SGD_ONLY = {"l1_ratio": 0.0, "n_iter_no_change": 2, "weighting": "iwa", "optimizer": "auto", "eta0": "auto",
@@ -585,9 +589,11 @@ class WeightedLogisticRegression(_Params):
                 res = fit_lbfgs(features, y01, w, coef_init=coef0, intercept_init=b0, max_iter=max_iter,
                                 stop_when=lambda history: len(history) <= max_iter and
                                 _lbfgs_too_slow(history, tol, d), **kw)
-            if res.converged or res.n_iter >= max_iter:  # done, or out of iterations: lbfgs's own warning
-                for warning in caught:
+            done = res.converged or res.n_iter >= max_iter  # done, or out of iterations: lbfgs's own warning
+            for warning in caught:  # lbfgs's ConvergenceWarning only if newton does not take over
+                if done or not issubclass(warning.category, ConvergenceWarning):
                     warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            if done:
                 return res, "lbfgs", 0
             # not converged (too slow, or its line search failed): newton takes over and warns if it must
             solver, coef0, b0, n_before, max_iter = "newton", res.coef, res.intercept, res.n_iter, \

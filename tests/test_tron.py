@@ -182,6 +182,15 @@ def test_lbfgs_too_slow_rule():
     # the same rate is slow against a cheap Hessian (few columns), fast enough against a costly one
     moderate = [1.0, 0.5, 0.25, 0.125]                                # ~25 more iterations
     assert _lbfgs_too_slow(moderate, 1e-8, 20) and not _lbfgs_too_slow(moderate, 1e-8, 200)
+    assert _lbfgs_too_slow(fast, 0.0, 64)  # tol=0: lbfgs never gets there
+
+
+def test_auto_with_tol_zero_hands_over_and_stops():
+    X, y, w = _one_hot(3000, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # tol=0 is never met exactly
+        est = WeightedLogisticRegression(alpha=1e-4, tol=0.0, max_iter=60).fit(X.toarray(), y, w)
+    assert est.solver_ == "newton" and np.isfinite(est.coef_).all()
 
 
 def test_auto_small_max_iter_is_plain_lbfgs_with_its_warning():
