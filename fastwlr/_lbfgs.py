@@ -304,8 +304,8 @@ def _penalty_ridge(alpha, base):
     solver's stopping rule, so that ``tol`` means the same for lbfgs and newton."""
     if not alpha > 0:
         return 0.0
-    p0 = 1.0 / (1.0 + math.exp(-base))
-    return alpha / max(p0 * (1.0 - p0), 1e-300)
+    e = math.exp(-abs(base))  # p0 (1 - p0) = e / (1 + e)^2 without overflow (|base| up to ~745 for
+    return alpha / max(e / (1.0 + e) ** 2, 1e-300)  # a subnormal weight share of one class)
 
 
 def _with_ridge(scale, ridge):

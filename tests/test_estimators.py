@@ -547,3 +547,14 @@ def test_predictions_take_the_fast_path_with_the_same_bits_and_errors(dtype):
             model.predict_odds(bad)
     with pytest.raises(ValueError, match="features"):
         model.predict_odds(np.ones((2, 6), dtype))
+
+
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "newton", "newton-cg"])
+def test_subnormal_watch_time_fits(solver):
+    """A watch time of 5e-310 puts the starting intercept at log(5e-310) = -712: the penalty's
+    share of the curvature there (p0 (1 - p0) ~ 1e-309) must not overflow (it raised OverflowError)."""
+    X = np.array([[0.1257], [-0.1321]], dtype=np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = WatchTimeRanker(solver=solver).fit(X, np.array([0.0, 5e-310]))
+    assert np.isfinite(est.coef_).all() and est.intercept_[0] == pytest.approx(np.log(5e-310), rel=1e-6)
