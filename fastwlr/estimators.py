@@ -36,7 +36,7 @@ import weakref
 import numpy as np
 
 from . import _io, _validation as v, _weights
-from ._config import check_backend_name, resolve_n_threads
+from ._config import blas_single_threaded, check_backend_name, resolve_n_threads
 from ._kernels import Kernels
 from ._lbfgs import DEFAULT_MAX_ITER as LBFGS_MAX_ITER, DEFAULT_TOL as LBFGS_TOL, fit_lbfgs
 from ._newton import DEFAULT_MAX_ITER as NEWTON_MAX_ITER, fit_newton
@@ -552,7 +552,8 @@ class WeightedLogisticRegression(_Params):
         n_threads = self.n_threads
         if solver in EXACT_SOLVERS or solver == "lbfgs+newton":
             coef0, b0 = (self.coef_[0], float(self.intercept_[0]) - shift) if warm else (None, 0.0)
-            res, solver, n_before = self._fit_exact(solver, features, y01, w, alpha, max_iter, tol, coef0, b0)
+            with blas_single_threaded():  # scipy's small algebra between passes must not wake BLAS's workers
+                res, solver, n_before = self._fit_exact(solver, features, y01, w, alpha, max_iter, tol, coef0, b0)
             self._sgd_state = None
             self._set_solution(res.coef, res.intercept + shift, features.n_features, n_before + res.n_iter,
                                res.converged, solver)

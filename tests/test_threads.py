@@ -267,3 +267,35 @@ def test_the_gil_check_detects_a_call_that_holds_it():
     np.sort(values)
     duration = time.perf_counter() - t0
     assert _longest_pause(lambda: np.sort(values)) > 0.5 * duration
+
+
+def test_exact_fits_run_blas_on_one_thread_and_restore_it():
+    """Inside an exact fit every BLAS library (numpy's and scipy's own OpenBLAS alike) is limited to
+    one thread, so scipy's small algebra between passes never wakes BLAS workers; afterwards the
+    user's settings are back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  load scipy's own BLAS before taking the "before" picture
+    import scipy.optimize  # noqa: F401
+    import fastwlr.estimators as estimators
+
+    def blas_threads():
+        return sorted((p["filepath"], p["num_threads"]) for p in threadpoolctl.threadpool_info()
+                      if p["user_api"] == "blas")
+
+    before = blas_threads()
+    seen = []
+    original = estimators.fit_lbfgs
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return original(*args, **kwargs)
+
+    X = np.random.default_rng(0).normal(size=(500, 5))
+    y = (X[:, 0] > 0).astype(float)
+    try:
+        estimators.fit_lbfgs = spy
+        estimators.WeightedLogisticRegression(alpha=1e-3).fit(X, y)
+    finally:
+        estimators.fit_lbfgs = original
+    assert seen and seen[0] and all(n == 1 for _, n in seen[0])
+    assert blas_threads() == before
