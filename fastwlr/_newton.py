@@ -11,7 +11,8 @@ gradient and the Hessian
     H = (1/n) X~^T D X~ + alpha * diag(1, ..., 1, 0),   X~ = (X, 1),   D = diag(w~_i p_i (1 - p_i))
 
 (the intercept's row and column last; the penalty is on the coefficients only, in the user's
-coordinates), solves H step = -gradient by Cholesky (of the Jacobi-scaled H; an eigenvalue floor
+coordinates; the step that the last one's quadratic rate predicts to end the fit is evaluated without
+its Hessian), solves H step = -gradient by Cholesky (of the Jacobi-scaled H; an eigenvalue floor
 when it is not numerically positive definite) and backtracks (Armijo) along the step. The Hessian
 is dense: (d + 1)^2 float64, so d + 1 <= ``MAX_HESSIAN_SIZE`` (beyond that: ``solver="lbfgs"``).
 
@@ -131,6 +132,7 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
 
     gmax = criterion(grad)
     n_iter, message, stalled = 0, "", False
+    contraction = None  # gmax_new / gmax^2 of the last full step: quadratic convergence's constant
     while True:
         if gmax <= tol:
             message = f"max scaled |gradient| {gmax:.3g} <= tol"
@@ -144,12 +146,15 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
             message, stalled = "the Newton step is not a descent direction", True
             break
         # Backtracking: the full step (almost always taken) is tried with the Hessian pass itself,
-        # so an accepted full step needs no second read of X; shorter steps with the cheap pass.
+        # so an accepted full step needs no second read of X; shorter steps with the cheap pass. And
+        # the full step too when the last step's rate of quadratic convergence predicts it ends the
+        # fit: the Hessian there would not be used (freMTPL2: the last pass costs a third).
+        last_step = contraction is not None and contraction * gmax * gmax <= tol
         t, accepted, new = 1.0, False, None
         for _ in range(MAX_LINE_SEARCH):
             trial = theta.copy()
             trial[:p] += t * step
-            found = full(trial) if t == 1.0 else cheap(trial)
+            found = full(trial) if t == 1.0 and not last_step else cheap(trial)
             if found is None:  # the step overflowed (log-odds beyond float64): shorter
                 t *= 0.5
                 continue
@@ -165,12 +170,14 @@ def fit_newton(features, y, sample_weight, *, alpha, fit_intercept=True, coef_in
             message, stalled = "the line search found no decrease", True
             break
         theta, loss, grad, H = new
-        if H is None:
+        gmax_before, gmax = gmax, criterion(grad)
+        contraction = gmax / (gmax_before * gmax_before) if t == 1.0 and gmax_before > 0 else None
+        if H is None and gmax > tol:  # the next step needs the Hessian here
             found = full(theta)
             if found is None:  # finite a pass ago, at this very point: the Hessian overflowed
                 raise _diverged(theta)
             loss, grad, H, _ = found
-        gmax = criterion(grad)
+            gmax = criterion(grad)
         n_iter += 1
         if verbose:
             print(f"newton iteration {n_iter}: objective {float(loss):.12g}, max |gradient| {gmax:.3g} "

@@ -234,3 +234,29 @@ def test_newton_fremtpl2_matches_lbfgs():
     y, w = data.y, data.sample_weight
     L_n, L_l = fitted_objective(data.X, y, w, newton, 1e-6), fitted_objective(data.X, y, w, lbfgs, 1e-6)
     assert abs(L_n - L_l) <= 1e-6 * L_l
+
+
+def test_newton_skips_the_hessian_of_its_last_step(monkeypatch):
+    """Once the last step's quadratic rate predicts that the next step meets tol, that step is
+    evaluated without its Hessian (which nothing would use): one Hessian pass fewer than steps + 1,
+    and the same optimum."""
+    from fastwlr._kernels import Kernels
+    X, y, w = _watch_time_data(False, np.float64)
+    calls = {"hess": 0, "grad": 0}
+    hess, grad = Kernels.objective_grad_hess, Kernels.objective_grad
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(Kernels, "objective_grad_hess", counted("hess", hess))
+    monkeypatch.setattr(Kernels, "objective_grad", counted("grad", grad))
+    est = WeightedLogisticRegression(alpha=1e-4, solver="newton").fit(X, y, w)
+    assert est.converged_ and est.n_iter_ >= 3
+    assert calls == {"hess": est.n_iter_, "grad": 1}  # the start and n_iter - 1 steps; the last cheap
+    monkeypatch.undo()
+    lbfgs = WeightedLogisticRegression(alpha=1e-4, solver="lbfgs", tol=1e-10).fit(X, y, w)
+    L, L_ref = fitted_objective(X, y, w, est, 1e-4), fitted_objective(X, y, w, lbfgs, 1e-4)
+    assert abs(L - L_ref) <= 1e-9 * L_ref
