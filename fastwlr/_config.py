@@ -89,21 +89,35 @@ def _running_elsewhere():
     return max(0, running - max(_own_running() or 0, 1))
 
 
-# Two more measured rules (benchmarks/experiments/busy_threads.py, 2-core VM):
-# * big work (>= BIG_WORK element operations, ~5 ms on one core) uses every core even when they are
-#   busy: each thread gets its share of the CPU, so 2 threads beside 2 busy processes scored 1M x 64
-#   in 42 ms against 71 ms on one; the wait at the end of the region is small beside the work.
-# * threads that have been idle for COLD_AFTER seconds are asleep (on a VM, so is their CPU), and
-#   waking them cost ~7 ms: after a 0.2 s pause 10,000 x 64 took 7.8 ms on 2 threads, 0.8 ms on one.
-#   Work below BIG_WORK then runs on one thread.
-BIG_WORK = 8_000_000
-COLD_AFTER = 0.02
-_last_parallel = [-1.0]  # monotonic time a kernel last ran on several threads
+# Rules for work of known size (benchmarks/experiments/busy_threads.py and wake_cost.py, 2-core VM):
+# * OpenMP workers (libgomp) spin for a while after each parallel region (300,000 pause
+#   instructions: 7.8 ms on this AMD EPYC; the pause's latency, so the window, differs by CPU),
+#   then sleep. Waking a sleeping worker is what costs: on a VM the scheduler puts it on the
+#   caller's own core (the idle vCPU is halted), where it waits while the caller spins at the end
+#   of the region for the same 300,000 pauses. 300,000 x 64 float32 rows took 7.4 ms on 2 cold
+#   threads against 2.5 ms on one; on 2 threads still spinning from the call before, 1.3 ms.
+#   So a call uses several threads when they are warm (a parallel call ended within WARM_FOR) or
+#   when waking them pays: big work (>= BIG_WORK element operations, one thread >= ~4 ms), or a
+#   loop (calls back to back, each starting within STREAM_GAP of the previous one's end, for
+#   STREAM_WARMUP seconds): waking then costs at most one spin window once, a fraction of the
+#   loop's time already spent, and every later call of the loop finds the threads warm.
+# * big work uses every core even when they are busy: each thread gets its share of the CPU, so 2
+#   threads beside 2 busy processes scored 1M x 64 in 42 ms against 71 ms on one; the wait at the
+#   end of the region is small beside the work. Other work follows the count of idle cores.
+WARM_FOR = 0.004
+BIG_WORK = 1 << 25
+STREAM_GAP = WARM_FOR          # a longer gap lets the workers fall asleep between two calls anyway
+STREAM_WARMUP = 0.03
+STREAM_MIN_WORK = 1 << 18      # below (4,000 rows x 64), warm threads did not beat one
+OWN_SPIN_MAX = 0.02            # the longest our workers may spin (300,000 pauses: 1-15 ms by CPU)
+# [end of the last call on several threads, end of the last call, start of the current run of
+# back-to-back calls] (monotonic seconds): written lock-free; a race only misjudges one call
+_clock = [-1.0, -1.0, -1.0]
 
 
 def _foreign_spinners():
     """Threads of this process, besides the caller, running while fastwlr's own workers are asleep
-    (no parallel call for COLD_AFTER): another library's workers spinning, typically OpenBLAS's for
+    (no parallel call for OWN_SPIN_MAX): another library's workers spinning, typically OpenBLAS's for
     ~0.1 s after a matmul. A core one of them holds is not ours: 1M x 64 float32 right after a
     BLAS call took 22.7 ms on 2 threads against 18.9 ms on one (12.0 ms on 2 idle cores). At most
     _N_CPU - 1, so that a call keeps one thread."""
@@ -135,20 +149,29 @@ def blas_single_threaded():
         yield
 
 
-def note_parallel_call():
-    """The adapter says a kernel just ran on several threads (they are awake for a while)."""
-    _last_parallel[0] = _monotonic()
+def note_call_end(n_threads):
+    """The adapter says a kernel call with work of known size just ended, on ``n_threads``
+    threads (several: they are spinning, warm, for a while)."""
+    now = _monotonic()
+    _clock[1] = now
+    if n_threads > 1:
+        _clock[0] = now
 
 
 def default_n_threads(work=None):
-    """Threads for ``n_threads=None``: the cores not busy with other work now (at least 1); for
-    ``work`` (element operations of the call) every core if it is big, one if it is small and the
-    threads are asleep."""
+    """Threads for ``n_threads=None``: the cores not busy with other work now (at least 1); for a
+    kernel call of ``work`` element operations, one while the threads sleep unless waking them
+    pays (big work, or a loop of calls: see WARM_FOR)."""
     if work is not None:
-        cold = _monotonic() - _last_parallel[0] > COLD_AFTER
+        now = _monotonic()
+        clock = _clock
+        if now - clock[1] > STREAM_GAP:
+            clock[2] = now                  # not back to back with the last call: a new run starts
+        warm = now - clock[0] <= WARM_FOR
         if work >= BIG_WORK:
-            return _N_CPU - _foreign_spinners() if cold else _N_CPU
-        if cold:
+            # this process's running threads are another library's only once ours are asleep
+            return _N_CPU if now - clock[0] <= OWN_SPIN_MAX else _N_CPU - _foreign_spinners()
+        if not warm and (work < STREAM_MIN_WORK or now - clock[2] < STREAM_WARMUP):
             return 1
     busy = _busy
     if _monotonic() < busy[0]:

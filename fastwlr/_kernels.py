@@ -11,7 +11,7 @@ setting) and the thread count (None: the idle cores, counted at each call; -1: a
 """
 import numpy as np
 
-from ._config import default_n_threads, get_backend, note_parallel_call, resolve_n_threads
+from ._config import default_n_threads, get_backend, note_call_end, resolve_n_threads
 
 FLOAT_DTYPES = (np.float32, np.float64)
 NAN, INF = 1, 2   # bits of nonfinite_flags
@@ -34,11 +34,17 @@ class Kernels:
 
     def _threads(self, work):
         """Threads for a kernel call of ``work`` element operations (``default_n_threads``'s rules
-        when the caller left n_threads=None); a call on several threads is noted (they stay awake)."""
-        n = default_n_threads(work) if self._n_threads is None else self._n_threads
-        if n > 1:
-            note_parallel_call()
-        return n
+        when the caller left n_threads=None). The call's end is reported to ``note_call_end``."""
+        return default_n_threads(work) if self._n_threads is None else self._n_threads
+
+    def _run(self, work, call):
+        """``call(n_threads)`` on the threads for ``work``, its end noted: the thread rule watches
+        for workers still awake and for loops of calls."""
+        nt = self._threads(work)
+        try:
+            return call(nt)
+        finally:
+            note_call_end(nt)
 
     @property
     def name(self):
@@ -52,12 +58,12 @@ class Kernels:
         counts = getattr(self.backend, "SCORE_COUNTS_NONFINITE", False)
         if not counts:
             check_no_inf(features, self.n_threads)
-        nt = self._threads(_work(features))
         if features.is_sparse:
-            n_nonfinite = self.backend.score_csr(features.data, features.indices, features.indptr, coef,
-                                                 intercept, output, out, nt)
+            n_nonfinite = self._run(_work(features), lambda nt: self.backend.score_csr(
+                features.data, features.indices, features.indptr, coef, intercept, output, out, nt))
         else:
-            n_nonfinite = self.backend.score_dense(features.X, coef, intercept, output, out, nt)
+            n_nonfinite = self._run(_work(features), lambda nt: self.backend.score_dense(
+                features.X, coef, intercept, output, out, nt))
         if counts and n_nonfinite:  # NaN features or an overflowing sum land here too: look for inf
             check_no_inf(features, self.n_threads)
         if n_nonfinite or not counts:
@@ -75,7 +81,7 @@ class Kernels:
         make = getattr(self.backend, "dense_scorer", None)
         if make is None:
             return None
-        return make(coef, intercept, output, out_dtype, self._threads)
+        return make(coef, intercept, output, out_dtype, self._threads, note_call_end)
 
     def score_fast(self, X, coef, intercept, output):
         """``score(X, coef, intercept, output=output)`` by the backend's compiled path for the
@@ -83,11 +89,11 @@ class Kernels:
         width, a finite float intercept), or None: for anything else, for a non-finite log-odds,
         and when the backend has no such path (the caller then takes the full path)."""
         fast = getattr(self.backend, "score_fast", None)
-        return None if fast is None else fast(X, coef, intercept, output, self._threads)
+        return None if fast is None else fast(X, coef, intercept, output, self._threads, note_call_end)
 
     # -------------------------------------------------------------------------------- top-k
     def topk(self, scores, offsets, k):
-        indices, values, nan_at = self.backend.topk(scores, offsets, k, self._threads(scores.shape[0]))
+        indices, values, nan_at = self._run(scores.shape[0], lambda nt: self.backend.topk(scores, offsets, k, nt))
         if nan_at >= 0:
             raise ValueError(f"scores[{nan_at}] is NaN; top-k needs comparable scores (drop or fill NaN first)")
         return indices, values
@@ -99,26 +105,25 @@ class Kernels:
         return None if fast is None else fast(X, coef, intercept, k, output)
 
     def score_topk(self, features, coef, intercept, offsets, k, output, exclude, out_dtype):
-        nt = self._threads(_work(features))
         if features.is_sparse:
-            indices, values, nan_row, n_inf = self.backend.score_topk_csr(
+            indices, values, nan_row, n_inf = self._run(_work(features), lambda nt: self.backend.score_topk_csr(
                 features.data, features.indices, features.indptr, coef, intercept, offsets, k, output,
-                exclude, out_dtype, nt)
+                exclude, out_dtype, nt))
         else:
-            indices, values, nan_row, n_inf = self.backend.score_topk_dense(
-                features.X, coef, intercept, offsets, k, output, exclude, out_dtype, nt)
+            indices, values, nan_row, n_inf = self._run(_work(features), lambda nt: self.backend.score_topk_dense(
+                features.X, coef, intercept, offsets, k, output, exclude, out_dtype, nt))
         check_nonfinite_log_odds(features, nan_row, n_inf > 0)
         return indices, values
 
     # ---------------------------------------------------------------------------- objective
     def objective_grad(self, features, y, sample_weight, coef, intercept, l2):
         """(loss, grad_coef, grad_intercept) of (1/n) sum_i w_i l_i + (l2/2) ||coef||^2."""
-        nt = self._threads(_work(features))
         if features.is_sparse:
-            return self.backend.objective_grad_csr(features.data, features.indices, features.indptr,
-                                                   features.n_features, y, sample_weight, coef, intercept,
-                                                   l2, nt)
-        return self.backend.objective_grad_dense(features.X, y, sample_weight, coef, intercept, l2, nt)
+            return self._run(_work(features), lambda nt: self.backend.objective_grad_csr(
+                features.data, features.indices, features.indptr, features.n_features, y, sample_weight, coef,
+                intercept, l2, nt))
+        return self._run(_work(features), lambda nt: self.backend.objective_grad_dense(
+            features.X, y, sample_weight, coef, intercept, l2, nt))
 
     def objective_grad_colsq(self, features, y, sample_weight, coef, intercept, l2):
         """``objective_grad`` plus sum_i w_i x_ij^2 per column from the same pass, or None when the
@@ -126,7 +131,7 @@ class Kernels:
         fused = None if features.is_sparse else getattr(self.backend, "objective_grad_colsq_dense", None)
         if fused is None:
             return None
-        return fused(features.X, y, sample_weight, coef, intercept, l2, self._threads(_work(features)))
+        return self._run(_work(features), lambda nt: fused(features.X, y, sample_weight, coef, intercept, l2, nt))
 
     def objective_grad_hess(self, features, y, sample_weight, coef, intercept, l2, want_sq=False):
         """``objective_grad`` plus the Hessian of the data term (1/n) sum_i w_i l_i with respect to
@@ -142,8 +147,8 @@ class Kernels:
             if kernel is not None:
                 # threads by the elements read, as the other passes: counted in multiply-adds
                 # (d/2 times more) 12k x 67 ran on both cores of a busy VM, 3x slower than on one
-                return kernel(features.X, y, sample_weight, coef, intercept, l2, self._threads(_work(features)),
-                              bool(want_sq))
+                return self._run(_work(features), lambda nt: kernel(
+                    features.X, y, sample_weight, coef, intercept, l2, nt, bool(want_sq)))
         loss, grad, grad_b = self.objective_grad(features, y, sample_weight, coef, intercept, l2)
         z = np.empty(features.n_rows)
         self.score(features, coef, intercept, "log_odds", z)
@@ -159,8 +164,9 @@ class Kernels:
         if features.is_sparse:
             kernel = getattr(self.backend, "curvature_csr", None)
             if kernel is not None:
-                return kernel(features.data, features.indices, features.indptr, features.n_features,
-                              sample_weight, coef, intercept, self._threads(_work(features)))
+                return self._run(_work(features), lambda nt: kernel(
+                    features.data, features.indices, features.indptr, features.n_features, sample_weight, coef,
+                    intercept, nt))
         z = np.empty(features.n_rows)
         self.score(features, coef, intercept, "log_odds", z)
         e = np.exp(-np.abs(z))
@@ -183,8 +189,9 @@ class Kernels:
         if features.is_sparse:
             kernel = getattr(self.backend, "hessvec_csr", None)
             if kernel is not None:
-                return kernel(features.data, features.indices, features.indptr, features.n_features, s,
-                              np.ascontiguousarray(v, dtype=np.float64), float(v_b), self._threads(_work(features)))
+                v = np.ascontiguousarray(v, dtype=np.float64)
+                return self._run(_work(features), lambda nt: kernel(
+                    features.data, features.indices, features.indptr, features.n_features, s, v, float(v_b), nt))
         t = np.empty(features.n_rows)
         self.score(features, np.ascontiguousarray(v, dtype=np.float64), float(v_b), "log_odds", t)
         u = s * t
@@ -259,10 +266,16 @@ def _hessian_numpy(features, sample_weight, s, want_sq):
     return H, sq
 
 
+# A stored entry of a CSR row counts as several dense elements: its coefficient is a gather, a
+# cache miss once coef outgrows L2 (1M x 2^20 x 40 scored at ~6 ns an entry on one thread, dense
+# float32 rows at ~0.15 ns an element). 4 keeps the count an underestimate.
+SPARSE_ENTRY_WORK = 4
+
+
 def _work(features):
     """Element operations of one pass over the features (what decides whether threads pay)."""
     if features.is_sparse:
-        return features.data.shape[0] + features.n_rows
+        return SPARSE_ENTRY_WORK * (features.data.shape[0] + features.n_rows)
     return features.n_rows * (features.n_features + 1)
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -339,30 +340,86 @@ def test_default_threads_see_busy_processes():
     config._busy[0] = -1.0
 
 
-def test_default_threads_by_work_big_every_core_small_and_cold_one(fresh_reading, monkeypatch):
+@pytest.fixture
+def clock(monkeypatch):
+    """default_n_threads on a fake monotonic clock: returns a setter of now (seconds)."""
+    import fastwlr._config as config
+    now = [100.0]
+    monkeypatch.setattr(config, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(config, "_clock", [-1.0, -1.0, -1.0])
+
+    def at(t):
+        now[0] = t
+    return at
+
+
+def test_default_threads_by_work_big_every_core_small_and_cold_one(fresh_reading, clock, monkeypatch):
     config, set_others = fresh_reading
     monkeypatch.setattr(config, "_N_CPU", 4)
-    monkeypatch.setattr(config, "_last_parallel", [-1.0])
     set_others(3)                                           # three busy tasks elsewhere: 1 idle core
     assert config.default_n_threads(config.BIG_WORK) == 4   # big work: every core (each thread gets its share)
     set_others(0)
-    assert config.default_n_threads(10_000) == 1            # small work, threads asleep: one
-    config.note_parallel_call()
-    assert config.default_n_threads(10_000) == 4            # just ran on threads: they are awake
+    assert config.default_n_threads(config.BIG_WORK - 1) == 1   # below, threads asleep, no loop: one
+    config.note_call_end(4)                                 # a parallel call just ended: threads awake
+    clock(100.0 + config.WARM_FOR / 2)
+    assert config.default_n_threads(10_000) == 4
     set_others(2)
-    assert config.default_n_threads(10_000) == 2
+    assert config.default_n_threads(10_000) == 2            # awake, but only 2 cores idle
+    set_others(0)
+    clock(100.0 + 2 * config.WARM_FOR)                      # asleep again
+    assert config.default_n_threads(10_000) == 1
+    config.note_call_end(1)                                 # a call on one thread does not wake them
+    assert config.default_n_threads(10_000) == 1
 
 
-def test_big_work_leaves_the_cores_of_another_librarys_spinning_workers(fresh_reading, monkeypatch):
+def test_a_loop_of_calls_wakes_the_threads_once_it_has_lasted(fresh_reading, clock, monkeypatch):
+    # waking sleeping workers costs up to their spin window, once; a loop that has run for
+    # STREAM_WARMUP pays it from time already spent, and later calls find them awake
+    config, set_others = fresh_reading
+    monkeypatch.setattr(config, "_N_CPU", 2)
+    work, t, seen = config.STREAM_MIN_WORK, 100.0, []
+    while t < 100.0 + 2 * config.STREAM_WARMUP:
+        clock(t)
+        n = config.default_n_threads(work)
+        seen.append((t - 100.0, n))
+        clock(t + 0.0005)                                    # the call takes 0.5 ms
+        config.note_call_end(n)
+        t += 0.0005 + config.STREAM_GAP / 2                  # back to back
+    assert all(n == 1 for s, n in seen if s < config.STREAM_WARMUP)
+    assert all(n == 2 for s, n in seen if s >= config.STREAM_WARMUP + 0.002)
+    # a pause longer than STREAM_GAP ends the loop; once the threads sleep, the next loop waits again
+    clock(t + config.STREAM_GAP + config.WARM_FOR)
+    assert config.default_n_threads(work) == 1
+    # small calls never wake them, however long they loop
+    monkeypatch.setattr(config, "_clock", [-1.0, -1.0, -1.0])
+    t += 1.0
+    for _ in range(200):
+        clock(t)
+        n = config.default_n_threads(config.STREAM_MIN_WORK - 1)
+        assert n == 1
+        config.note_call_end(n)
+        t += 0.001
+    # nor does a loop while the other cores are busy
+    set_others(1)
+    monkeypatch.setattr(config, "_clock", [-1.0, -1.0, -1.0])
+    for _ in range(100):
+        clock(t)
+        n = config.default_n_threads(work)
+        assert n == 1
+        config.note_call_end(n)
+        t += 0.001
+
+
+def test_big_work_leaves_the_cores_of_another_librarys_spinning_workers(fresh_reading, clock, monkeypatch):
     # e.g. OpenBLAS's workers spin for ~0.1 s after a matmul: running threads of this process
     # while fastwlr's own workers are asleep
     config, set_others = fresh_reading
     monkeypatch.setattr(config, "_N_CPU", 4)
-    monkeypatch.setattr(config, "_last_parallel", [-1.0])
     for own, expected in [(1, 4), (2, 3), (4, 1), (9, 1), (0, 4)]:
         set_others(0, own=own)
         assert config.default_n_threads(config.BIG_WORK) == expected, own
-    config.note_parallel_call()          # our own workers may be the ones running: no correction
+    config.note_call_end(4)              # our own workers may be the ones running: no correction
+    clock(100.0 + config.OWN_SPIN_MAX / 2)
     set_others(0, own=3)
     assert config.default_n_threads(config.BIG_WORK) == 4
 
@@ -392,10 +449,21 @@ def test_own_running_threads_are_counted():
             t.join()
 
 
-def test_kernels_note_their_parallel_calls(monkeypatch):
+@pytest.mark.parametrize("path", ["score", "Scorer", "score_topk", "full"])
+def test_kernels_note_the_end_of_their_calls(monkeypatch, path):
+    # the thread rule needs each call's end: a parallel one leaves the workers awake
     import fastwlr._config as config
-    monkeypatch.setattr(config, "_last_parallel", [-1.0])
+    monkeypatch.setattr(config, "_clock", [-1.0, -1.0, -1.0])
     monkeypatch.setattr(config, "_own_running", lambda: 1)   # no other library's workers spinning now
-    X = np.ones((config.BIG_WORK // 8, 7), dtype=np.float32)   # big: every core, and noted if several
-    fastwlr.score(X, np.ones(7), 0.0)
-    assert (config._last_parallel[0] > 0) == (config._N_CPU > 1)
+    X = np.ones((config.BIG_WORK // 8 + 1, 7), dtype=np.float32)   # big: every core
+    before = time.monotonic()
+    if path == "score":
+        fastwlr.score(X, np.ones(7), 0.0)
+    elif path == "Scorer":
+        fastwlr.Scorer(np.ones(7), 0.0)(X)
+    elif path == "score_topk":
+        fastwlr.score_topk(X, np.ones(7), 0.0, 3, offsets=[0, X.shape[0] // 2, X.shape[0]])
+    else:
+        fastwlr.score(X, np.ones(7), 0.0, out=np.empty(X.shape[0]))   # the validated path
+    assert config._clock[1] >= before
+    assert (config._clock[0] >= before) == (config._N_CPU > 1)

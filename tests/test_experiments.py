@@ -36,6 +36,7 @@ EXPECT = {
     "shoppers_alphas.py": "| rel. diff to newton-cholesky |",
     "solver_crossover.py": "| auto / fastest |",
     "training_defaults.py": "fastest sklearn exact solver's time / this",
+    "wake_cost.py": "default / best of 1 and 2",
     "weighting_experiment.py": "| weighting |",
 }
 # Scripts that compare or time particular backends.

@@ -15,15 +15,15 @@ def score_dense(X, coef, intercept, output, out, n_threads):
     return _scoring.score_dense(X, coef, intercept, _OUTPUT[output], out, n_threads)
 
 
-def dense_scorer(coef, intercept, output, out_dtype, threads_for):
+def dense_scorer(coef, intercept, output, out_dtype, threads_for, call_ended):
     """Optional (docs/kernels.md): a callable X -> scores for the common dense case, or None."""
     return _scoring.DenseScorer(coef, intercept, _OUTPUT[output], 0 if out_dtype is None else out_dtype.itemsize,
-                                threads_for)
+                                threads_for, call_ended)
 
 
-def score_fast(X, coef, intercept, output, threads_for):
+def score_fast(X, coef, intercept, output, threads_for, call_ended):
     """Optional (docs/kernels.md): ``score`` of the common dense case with every default, or None."""
-    return _scoring.score_fast(X, coef, intercept, _OUTPUT[output], threads_for)
+    return _scoring.score_fast(X, coef, intercept, _OUTPUT[output], threads_for, call_ended)
 
 
 def score_csr(data, indices, indptr, coef, intercept, output, out, n_threads):

@@ -171,22 +171,23 @@ cdef Py_ssize_t NOGIL_MIN_WORK = 1 << 14
 
 
 cdef class DenseScorer:
-    """``DenseScorer(coef, intercept, output, out_size, threads_for)(X)``: the scores of X as
+    """``DenseScorer(coef, intercept, output, out_size, threads_for, call_ended)(X)``: the scores of X as
     ``score_dense`` computes them, or None when X is not the common case (see above).
 
     coef: float64, C-contiguous, finite, read-only (the caller's prepared copy, kept alive here).
     out_size: 4 or 8 (the result's itemsize), 0 for the rule "odds float64, else X's precision".
     The float32 coefficients for float32 rows are made once, here.
     Threads: one below PARALLEL_MIN_WORK element operations (the kernel would not start more),
-    else ``threads_for(work)``."""
+    else ``threads_for(work)``, and then ``call_ended(threads)`` after the kernel."""
     cdef object coef, coef32
     cdef const double* w
     cdef Py_ssize_t d
     cdef double intercept
     cdef int output, out_size
-    cdef object threads_for
+    cdef object threads_for, call_ended
 
-    def __cinit__(self, const double[::1] coef, double intercept, int output, int out_size, threads_for):
+    def __cinit__(self, const double[::1] coef, double intercept, int output, int out_size, threads_for,
+                  call_ended):
         self.coef = coef.base
         self.d = coef.shape[0]
         self.w = &coef[0] if self.d > 0 else NULL
@@ -195,13 +196,14 @@ cdef class DenseScorer:
         self.output = output
         self.out_size = out_size
         self.threads_for = threads_for
+        self.call_ended = call_ended
 
     def __call__(self, X):
         return fast_dense(X, self.w, self.d, self.coef32, self.intercept, self.output, self.out_size,
-                          self.threads_for)
+                          self.threads_for, self.call_ended)
 
 
-def score_fast(X, coef, intercept, int output, threads_for):
+def score_fast(X, coef, intercept, int output, threads_for, call_ended):
     """``score(X, coef, intercept, output=...)`` with every default for the common case: coef an
     exact ndarray, 1-D float64, C-contiguous, finite, of X's width; intercept a finite float or
     int. The scores, or None (then the caller's full path checks, scores and reports)."""
@@ -215,7 +217,7 @@ def score_fast(X, coef, intercept, int output, threads_for):
     try:
         if buffer_kind(&cv) != 8 or cv.ndim != 1 or not all_finite(<const double*>cv.buf, cv.shape[0]):
             return None
-        return fast_dense(X, <const double*>cv.buf, cv.shape[0], _PER_CALL, b, output, 0, threads_for)
+        return fast_dense(X, <const double*>cv.buf, cv.shape[0], _PER_CALL, b, output, 0, threads_for, call_ended)
     finally:
         PyBuffer_Release(&cv)
 
@@ -225,9 +227,9 @@ cdef object _PER_CALL = object()
 
 
 cdef object fast_dense(X, const double* w, Py_ssize_t d, coef32, double intercept, int output, int out_size,
-                       threads_for):
+                       threads_for, call_ended):
     """The fast path's checks of X, the allocation and the kernel (see above). coef32: coef_f32's
-    result, or _PER_CALL."""
+    result, or _PER_CALL. threads_for and call_ended: as DenseScorer's."""
     cdef Py_buffer view
     cdef Py_ssize_t n, work, n_nonfinite = 0
     cdef int kind, size, nt
@@ -251,6 +253,8 @@ cdef object fast_dense(X, const double* w, Py_ssize_t d, coef32, double intercep
             coef32 = coef_f32(w, d) if kind == 4 else None
         n_nonfinite = run_dense(view.buf, kind, n, d, w, f32_ptr(coef32), intercept, output, out, size, nt,
                                 work >= NOGIL_MIN_WORK)
+        if work > PARALLEL_MIN_WORK:
+            call_ended(nt)
     finally:
         PyBuffer_Release(&view)
     return None if n_nonfinite else out
