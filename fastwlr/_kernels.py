@@ -30,7 +30,8 @@ class Kernels:
 
     @property
     def n_threads(self):
-        return default_n_threads() if self._n_threads is None else self._n_threads
+        """The caller's count, resolved, or None (the rule of ``default_n_threads``, call by call)."""
+        return self._n_threads
 
     def _threads(self, work):
         """Threads for a kernel call of ``work`` element operations (``default_n_threads``'s rules
@@ -209,7 +210,8 @@ class Kernels:
         kernel = getattr(self.backend, "weighted_column_sq_dense", None)
         with np.errstate(over="ignore", invalid="ignore"):  # |x| too large: the caller copes
             if kernel is not None:
-                return kernel(X, sample_weight, self.n_threads, row_step)
+                return self._run(X.shape[0] // row_step * (X.shape[1] + 1),
+                                 lambda nt: kernel(X, sample_weight, nt, row_step))
             X, w = X[::row_step], sample_weight[::row_step]  # views
             sq = np.zeros(X.shape[1])
             block = 1 << 15  # rows at a time: a float64 temporary of at most 32k x d
@@ -300,7 +302,11 @@ def nonfinite_flags(arr, inf_only=False, n_threads=1):
         _flags_kernel.append(kernel)
     kernel = _flags_kernel[0]
     if kernel is not None and arr.dtype in FLOAT_DTYPES and arr.dtype.isnative and arr.flags.c_contiguous:
-        return kernel(arr.reshape(-1), resolve_n_threads(n_threads))
+        nt = default_n_threads(arr.size) if n_threads is None else resolve_n_threads(n_threads)
+        try:
+            return kernel(arr.reshape(-1), nt)
+        finally:
+            note_call_end(nt)
     if inf_only:
         return INF if np.isinf(arr).any() else 0
     if np.isfinite(arr).all():

@@ -716,13 +716,12 @@ class _ChunkedObjective:
 def _train_lbfgs_chunked(args, src, est, warm):
     from ._kernels import Kernels
     from ._lbfgs import minimize
-    from ._config import resolve_n_threads
     if getattr(est, "fit_click_model", False):
         raise UsageError("--fit-click-model with --chunk-size --solver lbfgs is not available: fit in memory")
     alpha, _, max_iter, tol = est._check_params()
     _, shift = est._check_sampling()
     problem = _ChunkedObjective(src, est, args.chunk_size, alpha,
-                                Kernels(est.backend, resolve_n_threads(est.n_threads)))
+                                Kernels(est.backend, est.n_threads))
     start = {}
     if warm and getattr(est, "coef_", None) is not None and est.coef_.shape[1] == problem.n_features:
         start = {"coef_init": est.coef_[0], "intercept_init": float(est.intercept_[0]) - shift}

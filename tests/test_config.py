@@ -294,6 +294,19 @@ def fresh_reading(monkeypatch):
     return config, set_others
 
 
+@pytest.fixture
+def clock(monkeypatch):
+    """default_n_threads on a fake monotonic clock: returns a setter of now (seconds)."""
+    import fastwlr._config as config
+    now = [100.0]
+    monkeypatch.setattr(config, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(config, "_clock", [-1.0, -1.0, -1.0])
+
+    def at(t):
+        now[0] = t
+    return at
+
+
 def test_default_threads_are_the_idle_cores(fresh_reading, monkeypatch):
     # (no work given: the idle-core rule alone)
     config, set_others = fresh_reading
@@ -306,16 +319,22 @@ def test_default_threads_are_the_idle_cores(fresh_reading, monkeypatch):
     assert config.resolve_n_threads(-1) == 8 and config.resolve_n_threads(3) == 3  # explicit counts ignore load
 
 
-def test_default_threads_are_read_again_after_50_ms_and_by_a_live_scorer(fresh_reading, monkeypatch):
+def test_default_threads_are_read_again_after_50_ms_and_by_a_live_scorer(fresh_reading, clock, monkeypatch):
     config, set_others = fresh_reading
     monkeypatch.setattr(config, "_N_CPU", 4)
     set_others(0)
     scorer = fastwlr.Scorer([1.0, 2.0], 0.0)
-    assert scorer._kernels.n_threads == 4
+    assert scorer._kernels.n_threads is None   # resolved call by call
+    config.note_call_end(4)                    # threads awake: the idle-core count decides
+    assert scorer._kernels._threads(10_000) == 4
     config._running_elsewhere = lambda: 3      # cached: not read again within 50 ms
-    assert scorer._kernels.n_threads == 4
-    config._busy[0] = -1.0
-    assert scorer._kernels.n_threads == 1
+    assert scorer._kernels._threads(10_000) == 4
+    clock(100.0 + config._BUSY_TTL / 2)
+    config.note_call_end(4)
+    assert scorer._kernels._threads(10_000) == 4
+    clock(100.0 + config._BUSY_TTL * 1.5)      # expired: read again
+    config.note_call_end(4)
+    assert scorer._kernels._threads(10_000) == 1
     assert fastwlr.Scorer([1.0], 0.0, n_threads=2)._kernels.n_threads == 2
 
 
@@ -338,19 +357,6 @@ def test_default_threads_see_busy_processes():
             p.kill()
             p.wait()
     config._busy[0] = -1.0
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """default_n_threads on a fake monotonic clock: returns a setter of now (seconds)."""
-    import fastwlr._config as config
-    now = [100.0]
-    monkeypatch.setattr(config, "_monotonic", lambda: now[0])
-    monkeypatch.setattr(config, "_clock", [-1.0, -1.0, -1.0])
-
-    def at(t):
-        now[0] = t
-    return at
 
 
 def test_default_threads_by_work_big_every_core_small_and_cold_one(fresh_reading, clock, monkeypatch):

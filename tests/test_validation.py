@@ -416,12 +416,12 @@ def test_nonfinite_scan_uses_the_callers_threads(monkeypatch):
     y = (rng.random(200) < 0.5).astype(float)
     import fastwlr
     from fastwlr import WeightedLogisticRegression
-    from fastwlr._config import resolve_n_threads
+    from fastwlr._config import default_n_threads
     WeightedLogisticRegression(solver="lbfgs", n_threads=1).fit(X, y)
     assert seen and all(t == 1 for _, t in seen), seen
     seen.clear()
-    v.check_features(X, n_threads=None)
-    assert seen == [(600, resolve_n_threads(None))]
+    v.check_features(X, n_threads=None)   # the default rule, for the scan's own size
+    assert seen == [(600, default_n_threads(600))]
     seen.clear()
     fastwlr.score(X, np.ones(3), 0.0, n_threads=1)
     K.check_no_inf(v.check_features(X, n_threads=1), n_threads=1)
