@@ -103,7 +103,7 @@ class Kernels:
         """``score_topk`` of one request (no offsets, no exclude) by the backend's compiled path for
         the common case (as ``score_fast``), or None (the caller then takes the full path)."""
         fast = getattr(self.backend, "score_topk_fast", None)
-        return None if fast is None else fast(X, coef, intercept, k, output)
+        return None if fast is None else fast(X, coef, intercept, k, output, self._threads, note_call_end)
 
     def score_topk(self, features, coef, intercept, offsets, k, output, exclude, out_dtype):
         if features.is_sparse:

@@ -497,3 +497,34 @@ def test_one_request_fast_path_leaves_errors_to_the_full_path(compiled_backend_n
             fastwlr.score_topk(X, np.ones(3), k=1)
         idx, val = fastwlr.score_topk(np.empty((0, 2)), np.ones(2), k=2)
         assert idx.tolist() == [[-1, -1]] and val.tolist() == [[-np.inf, -np.inf]]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.sampled_from([4_100, 9_001, 20_000]), d=st.sampled_from([64, 70]), k=st.sampled_from([1, 10, 3_000]),
+       dtype=st.sampled_from([np.float32, np.float64]), output=st.sampled_from(["odds", "log_odds", "proba"]),
+       ties=st.booleans(), n_threads=st.sampled_from([2, 3]), seed=st.integers(0, 2**32 - 1))
+def test_one_request_fast_path_split_across_threads_gives_one_threads_result(
+        compiled_backend_name, n, d, k, dtype, output, ties, n_threads, seed):
+    """A request big enough to split (n (d + 1) >= 2^18) is cut into one chunk per thread in the fast
+    path; the chunks' winners merged give the one-thread result, ties (lower index first) included."""
+    rng = np.random.default_rng(seed)
+    X = (rng.integers(-1, 2, (n, d)) if ties else rng.standard_normal((n, d))).astype(dtype)
+    coef = rng.standard_normal(d) / 8
+    with fastwlr.use_backend(compiled_backend_name):
+        one = fastwlr.score_topk(X, coef, 0.25, k=k, output=output, n_threads=1)
+        split = fastwlr.score_topk(X, coef, 0.25, k=k, output=output, n_threads=n_threads)
+        full = fastwlr.score_topk(X, coef, 0.25, k=k, output=output, offsets=[0, n], n_threads=1)
+    for a, b, c in zip(split, one, full):
+        assert a.dtype == b.dtype == c.dtype and a.shape == (1, k)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_one_request_fast_path_split_leaves_a_nan_in_any_chunk_to_the_full_path(compiled_backend_name):
+    X = np.ones((9_000, 64), dtype=np.float32)
+    for row in (10, 8_990):   # in the first chunk and in the last
+        Xb = X.copy()
+        Xb[row, 3] = np.nan
+        with fastwlr.use_backend(compiled_backend_name):
+            with pytest.raises(ValueError, match=f"NaN.*{row}|{row}.*NaN"):
+                fastwlr.score_topk(Xb, np.ones(64), k=5, n_threads=2)

@@ -57,6 +57,6 @@ def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, e
                                 out_dtype, n_threads)
 
 
-def score_topk_fast(X, coef, intercept, k, output):
+def score_topk_fast(X, coef, intercept, k, output, threads_for, call_ended):
     """Optional (docs/kernels.md): ``score_topk`` of one request with every default, or None."""
-    return _topk.score_topk_fast(X, coef, intercept, k, _OUTPUT[output])
+    return _topk.score_topk_fast(X, coef, intercept, k, _OUTPUT[output], threads_for, call_ended)
