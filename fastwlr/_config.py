@@ -101,6 +101,10 @@ def _running_elsewhere():
 #   loop (calls back to back, each starting within STREAM_GAP of the previous one's end, for
 #   STREAM_WARMUP seconds): waking then costs at most one spin window once, a fraction of the
 #   loop's time already spent, and every later call of the loop finds the threads warm.
+#   Where the compiled core can steer the workers off the caller's core before the region
+#   (fastwlr/backends/cython_core/_workers.pyx; Linux), waking costs 0.05-0.2 ms instead: then a
+#   cold call of STEERED_COLD_WORK or more uses them (100,000 x 64 float32 after a 0.2 s pause:
+#   686 us on 2 threads, 850 us on one), and a loop wakes them after STEERED_WARMUP.
 # * big work uses every core even when they are busy: each thread gets its share of the CPU, so 2
 #   threads beside 2 busy processes scored 1M x 64 in 42 ms against 71 ms on one; the wait at the
 #   end of the region is small beside the work. Other work follows the count of idle cores.
@@ -110,6 +114,8 @@ STREAM_GAP = WARM_FOR          # a longer gap lets the workers fall asleep betwe
 STREAM_WARMUP = 0.03
 STREAM_MIN_WORK = 1 << 18      # below (4,000 rows x 64), warm threads did not beat one
 OWN_SPIN_MAX = 0.02            # the longest our workers may spin (300,000 pauses: 1-15 ms by CPU)
+STEERED_COLD_WORK = 1 << 22
+STEERED_WARMUP = 0.002
 # [end of the last call on several threads, end of the last call, start of the current run of
 # back-to-back calls] (monotonic seconds): written lock-free; a race only misjudges one call
 _clock = [-1.0, -1.0, -1.0]
@@ -158,10 +164,11 @@ def note_call_end(n_threads):
         _clock[0] = now
 
 
-def default_n_threads(work=None):
+def default_n_threads(work=None, steered=False):
     """Threads for ``n_threads=None``: the cores not busy with other work now (at least 1); for a
     kernel call of ``work`` element operations, one while the threads sleep unless waking them
-    pays (big work, or a loop of calls: see WARM_FOR)."""
+    pays (big work, or a loop of calls: see WARM_FOR). ``steered``: the caller keeps the workers
+    off its own core, so waking them is cheap."""
     if work is not None:
         now = _monotonic()
         clock = _clock
@@ -171,8 +178,10 @@ def default_n_threads(work=None):
         if work >= BIG_WORK:
             # this process's running threads are another library's only once ours are asleep
             return _N_CPU if now - clock[0] <= OWN_SPIN_MAX else _N_CPU - _foreign_spinners()
-        if not warm and (work < STREAM_MIN_WORK or now - clock[2] < STREAM_WARMUP):
-            return 1
+        if not warm:
+            cold_work, warmup = (STEERED_COLD_WORK, STEERED_WARMUP) if steered else (BIG_WORK, STREAM_WARMUP)
+            if work < cold_work and (work < STREAM_MIN_WORK or now - clock[2] < warmup):
+                return 1
     busy = _busy
     if _monotonic() < busy[0]:
         return busy[1]

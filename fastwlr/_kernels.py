@@ -20,10 +20,12 @@ NAN, INF = 1, 2   # bits of nonfinite_flags
 class Kernels:
     """One backend and one thread count, resolved."""
 
-    __slots__ = ("backend", "_n_threads")
+    __slots__ = ("backend", "_n_threads", "_place")
 
     def __init__(self, backend=None, n_threads=None):
         self.backend = get_backend(backend)
+        # the compiled core's worker placement (None: another backend, or not available)
+        self._place = _placement() if self.backend.name == "cython" else None
         # None stays None: the idle cores are counted again at each kernel call (a Scorer or a
         # fit lives through changes of load); an explicit count is resolved (and checked) once
         self._n_threads = None if n_threads is None else resolve_n_threads(n_threads)
@@ -35,8 +37,19 @@ class Kernels:
 
     def _threads(self, work):
         """Threads for a kernel call of ``work`` element operations (``default_n_threads``'s rules
-        when the caller left n_threads=None). The call's end is reported to ``note_call_end``."""
-        return default_n_threads(work) if self._n_threads is None else self._n_threads
+        when the caller left n_threads=None), the workers steered off the caller's core. The call's
+        end is reported to ``_ended``."""
+        n = default_n_threads(work, self._place is not None) if self._n_threads is None else self._n_threads
+        if n > 1 and self._place is not None:
+            self._place.steer(n)
+        return n
+
+    def _ended(self, n_threads):
+        """A kernel call on ``n_threads`` ended: the thread rule notes it; the workers' ids are
+        learnt while they are awake."""
+        note_call_end(n_threads)
+        if n_threads > 1 and self._place is not None:
+            self._place.record(n_threads)
 
     def _run(self, work, call):
         """``call(n_threads)`` on the threads for ``work``, its end noted: the thread rule watches
@@ -45,7 +58,7 @@ class Kernels:
         try:
             return call(nt)
         finally:
-            note_call_end(nt)
+            self._ended(nt)
 
     @property
     def name(self):
@@ -82,7 +95,7 @@ class Kernels:
         make = getattr(self.backend, "dense_scorer", None)
         if make is None:
             return None
-        return make(coef, intercept, output, out_dtype, self._threads, note_call_end)
+        return make(coef, intercept, output, out_dtype, self._threads, self._ended)
 
     def score_fast(self, X, coef, intercept, output):
         """``score(X, coef, intercept, output=output)`` by the backend's compiled path for the
@@ -90,7 +103,7 @@ class Kernels:
         width, a finite float intercept), or None: for anything else, for a non-finite log-odds,
         and when the backend has no such path (the caller then takes the full path)."""
         fast = getattr(self.backend, "score_fast", None)
-        return None if fast is None else fast(X, coef, intercept, output, self._threads, note_call_end)
+        return None if fast is None else fast(X, coef, intercept, output, self._threads, self._ended)
 
     # -------------------------------------------------------------------------------- top-k
     def topk(self, scores, offsets, k):
@@ -103,7 +116,7 @@ class Kernels:
         """``score_topk`` of one request (no offsets, no exclude) by the backend's compiled path for
         the common case (as ``score_fast``), or None (the caller then takes the full path)."""
         fast = getattr(self.backend, "score_topk_fast", None)
-        return None if fast is None else fast(X, coef, intercept, k, output, self._threads, note_call_end)
+        return None if fast is None else fast(X, coef, intercept, k, output, self._threads, self._ended)
 
     def score_topk(self, features, coef, intercept, offsets, k, output, exclude, out_dtype):
         if features.is_sparse:
@@ -287,6 +300,18 @@ def _work(features):
 # backend runs the kernels, because the answer is the same; numpy answers without it.
 
 _flags_kernel = []  # [the compiled scan, or None]: looked up once
+_workers = []       # [the compiled core's worker placement, or None]: looked up once
+
+
+def _placement():
+    """``fastwlr.backends.cython_core._workers`` where it works here (Linux, OpenMP), else None."""
+    if not _workers:
+        try:
+            from .backends.cython_core import _workers as module
+        except ImportError:
+            module = None
+        _workers.append(module if module is not None and module.AVAILABLE else None)
+    return _workers[0]
 
 
 def nonfinite_flags(arr, inf_only=False, n_threads=1):
@@ -302,11 +327,17 @@ def nonfinite_flags(arr, inf_only=False, n_threads=1):
         _flags_kernel.append(kernel)
     kernel = _flags_kernel[0]
     if kernel is not None and arr.dtype in FLOAT_DTYPES and arr.dtype.isnative and arr.flags.c_contiguous:
-        nt = default_n_threads(arr.size) if n_threads is None else resolve_n_threads(n_threads)
+        steerable = _placement() is not None
+        nt = default_n_threads(arr.size, steerable) if n_threads is None else resolve_n_threads(n_threads)
+        place = _placement() if nt > 1 else None
+        if place is not None:
+            place.steer(nt)
         try:
             return kernel(arr.reshape(-1), nt)
         finally:
             note_call_end(nt)
+            if place is not None:
+                place.record(nt)
     if inf_only:
         return INF if np.isinf(arr).any() else 0
     if np.isfinite(arr).all():

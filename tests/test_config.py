@@ -473,3 +473,60 @@ def test_kernels_note_the_end_of_their_calls(monkeypatch, path):
         fastwlr.score(X, np.ones(7), 0.0, out=np.empty(X.shape[0]))   # the validated path
     assert config._clock[1] >= before
     assert (config._clock[0] >= before) == (config._N_CPU > 1)
+
+
+def test_steered_workers_wake_cheaply_so_colder_calls_use_them(fresh_reading, clock, monkeypatch):
+    # with the workers kept off the caller's core, waking them costs ~0.1 ms instead of a spin
+    # window: a cold call of STEERED_COLD_WORK uses the idle cores, a loop wakes them sooner
+    config, set_others = fresh_reading
+    monkeypatch.setattr(config, "_N_CPU", 2)
+    work = config.STEERED_COLD_WORK
+    assert config.default_n_threads(work, steered=True) == 2
+    assert config.default_n_threads(work, steered=False) == 1
+    assert config.default_n_threads(work - 1, steered=True) == 1
+    set_others(1)
+    assert config.default_n_threads(work, steered=True) == 1       # the other core is busy
+    set_others(0)
+    t = 100.0 + 1.0
+    for _ in range(20):                                              # a loop of small calls
+        clock(t)
+        n = config.default_n_threads(config.STREAM_MIN_WORK, steered=True)
+        config.note_call_end(1)
+        t += 0.0002
+    assert n == 2 and 20 * 0.0002 > config.STEERED_WARMUP
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task") or (os.cpu_count() or 1) < 2,
+                    reason="reads thread affinities from /proc (Linux, 2+ cores)")
+def test_workers_are_steered_off_the_callers_core():
+    _workers = pytest.importorskip("fastwlr.backends.cython_core._workers")
+    if not _workers.AVAILABLE:
+        pytest.skip("built without OpenMP")
+
+    def allowed():
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/status") as f:
+                line = next(x for x in f if x.startswith("Cpus_allowed_list"))
+            out[int(tid)] = line.split()[1]
+        return out
+    mine = os.sched_getaffinity(0)
+    if len(mine) < 2:
+        pytest.skip("this process may run on one core only")
+    X = np.ones((20_000, 64), dtype=np.float32)
+    scorer = fastwlr.Scorer(np.ones(64), 0.0, n_threads=2)
+    expected = scorer(X)
+    main = threading.get_native_id()
+    before = allowed()[main]
+    for _ in range(3):                 # record the workers, then steer them (and score right)
+        np.testing.assert_array_equal(scorer(X), expected)
+    after = allowed()
+    assert after[main] == before                             # the caller's own mask is never touched
+    narrowed = [tid for tid, cpus in after.items() if tid != main and cpus != before]
+    assert narrowed, after
+    for tid in narrowed:               # each worker may run anywhere the caller may, but one core
+        cpus = set()
+        for part in after[tid].split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        assert cpus < mine and len(cpus) == len(mine) - 1
