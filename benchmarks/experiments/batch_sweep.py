@@ -188,7 +188,9 @@ def main(argv=None):
     ap.add_argument("--max-bytes", type=float, default=2.6e9, help="skip X larger than this")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=0.02, help="seconds of calls per timed round")
-    ap.add_argument("--pause", type=float, default=0.05, help="seconds between contenders")
+    # OpenBLAS's workers spin ~0.1 s after its last call (measured here: 105 ms); a shorter pause
+    # left them running into the next contender's round (fastwlr's score() then took one thread)
+    ap.add_argument("--pause", type=float, default=0.15, help="seconds between contenders")
     ap.add_argument("--serving", type=int, nargs="*", default=[500, 2_000, 10_000])
     ap.add_argument("--out", default=None, help="write <out>.md/.json/.png")
     ap.add_argument("--smoke", action="store_true", help="seconds: d=16, up to 1,000 rows, one round")
