@@ -24,7 +24,7 @@ import numpy as np
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
                      transform_block, dot_score, dot_score4, dot_csr, madd, F32_CHUNK as _F32_CHUNK,
-                     F32_MIN_D as _F32_MIN_D)
+                     F32_MIN_D as _F32_MIN_D, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES)
 
 # terms per lane of a float32 chain, and the fewest columns summed that way (tests compare them
 # with fastwlr.backends._contract's)
@@ -41,11 +41,6 @@ cdef Py_ssize_t PARALLEL_MIN_WORK = 1 << 15
 # were alike, 0 and 128+ slower.
 cdef Py_ssize_t PREFETCH_AHEAD = 64
 
-# Dense scoring reads X once, front to back; the per-row work (float->double, FMA, the horizontal
-# sum, exp) did not overlap with the memory stream: time was compute + transfer. Prefetching the
-# cache lines 4 KB ahead of the current row made 1M x 64 float32 odds 25 % faster, down to the time
-# of X.sum(); 2-8 KB were alike, 512 B too short.
-cdef Py_ssize_t DENSE_PREFETCH_BYTES = 4096
 
 # Rows per block of the dense kernel: the log-odds of a block wait on the stack (2 KB) for the
 # vectorised output transform. The unit of work of the threads too (static schedule).
@@ -90,14 +85,16 @@ cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double
     cdef double z[BLOCK_ROWS]
     cdef Py_ssize_t r = 0, q, q_end, row_bytes = d * sizeof(feature_t), n_nonfinite = 0
     cdef const feature_t* x = X + i0 * d
+    cdef bint ahead = total_bytes > PREFETCH_MIN_BYTES
     while r + 4 <= m:
         # prefetch each cache line that starts in these rows' byte range shifted 4 KB ahead:
         # every line once, none past the end of X
-        q = (((i0 + r) * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
-        q_end = min((i0 + r + 4) * row_bytes + DENSE_PREFETCH_BYTES, total_bytes)
-        while q < q_end:
-            prefetch(base + q)
-            q = q + 64
+        if ahead:
+            q = (((i0 + r) * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
+            q_end = min((i0 + r + 4) * row_bytes + DENSE_PREFETCH_BYTES, total_bytes)
+            while q < q_end:
+                prefetch(base + q)
+                q = q + 64
         dot_score4(x + r * d, coef, coef32, d, &z[r])
         r += 4
     while r < m:

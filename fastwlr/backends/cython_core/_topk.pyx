@@ -47,13 +47,10 @@ cdef extern from *:
     """
     void prefetch "FASTWLR_TOPK_PREFETCH"(const void* p) noexcept nogil
 
-# Dense rows are read front to back: prefetching the cache lines 4 KB ahead lets the dot products
-# overlap the memory stream (the same measured choice as _scoring.pyx's dense kernel).
-cdef Py_ssize_t DENSE_PREFETCH_BYTES = 4096
 from cython.parallel cimport prange, threadid
 
 from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_score, dot_score4,
-                     dot_csr)
+                     dot_csr, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES)
 
 
 # What one scan reads: precomputed scores, or log-odds of dense / CSR rows.
@@ -199,7 +196,7 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
     ``bad[1]``: count of infinite log-odds (fused sources only). NaN rows are not ranked."""
     cdef Py_ssize_t i = start, r, row_bytes, end_bytes, q, q_end
     cdef double z, thr
-    cdef bint skip
+    cdef bint skip, ahead
     cdef double zb[4]
     while m < k and i < stop:  # filling: every candidate enters, -inf included
         if exclude == NULL or not exclude[i]:
@@ -228,12 +225,14 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
     elif source == DENSE:
         row_bytes = d * sizeof(feature_t)
         end_bytes = stop * row_bytes  # prefetch only inside this scan's rows
+        ahead = (stop - start) * row_bytes > PREFETCH_MIN_BYTES
         while i + 4 <= stop:
-            q = ((i * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
-            q_end = min((i + 4) * row_bytes + DENSE_PREFETCH_BYTES, end_bytes)
-            while q < q_end:
-                prefetch(<const char*>vals + q)
-                q += 64
+            if ahead:
+                q = ((i * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
+                q_end = min((i + 4) * row_bytes + DENSE_PREFETCH_BYTES, end_bytes)
+                while q < q_end:
+                    prefetch(<const char*>vals + q)
+                    q += 64
             dot_score4(vals + i * d, w, w32, d, zb)  # an excluded row is computed too, never looked at
             for r in range(4):
                 if exclude == NULL or not exclude[i + r]:
