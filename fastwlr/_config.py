@@ -167,18 +167,19 @@ def note_call_end(n_threads):
 def default_n_threads(work=None, steered=False):
     """Threads for ``n_threads=None``: the cores not busy with other work now (at least 1); for a
     kernel call of ``work`` element operations, one while the threads sleep unless waking them
-    pays (big work, or a loop of calls: see WARM_FOR), and not the cores of another library's
-    workers still spinning in this process (see _foreign_spinners). ``steered``: the caller keeps
-    the workers off its own core, so waking them is cheap."""
+    pays (big work, or a loop of calls: see WARM_FOR), and, unless ``steered``, not the cores of
+    another library's workers still spinning in this process (see _foreign_spinners).
+    ``steered``: the caller keeps the workers off its own core, so waking them is cheap."""
     if work is None:
         return _idle_cores()
     now = _monotonic()
     clock = _clock
     if now - clock[1] > STREAM_GAP:
         clock[2] = now                      # not back to back with the last call: a new run starts
-    # this process's running threads are another library's only once ours are asleep (with them
-    # spinning, 2 threads took 4.7-9.3 ms for 1M x 64 float32 against 7.9-8.2 on one: not worth it)
-    keep_all = now - clock[0] <= OWN_SPIN_MAX
+    # this process's running threads are another library's only once ours are asleep. Unsteered,
+    # our workers lost to such a spinner (1M x 64 float32 right after a matmul: 22.7 ms on 2
+    # threads, 18.9 on one); steered, 2 threads took 4.7-9.3 ms there against 7.9-8.6 on one
+    keep_all = steered or now - clock[0] <= OWN_SPIN_MAX
     if work >= BIG_WORK:
         return _N_CPU if keep_all else _N_CPU - _foreign_spinners()
     if now - clock[0] > WARM_FOR:           # our workers asleep: wake them only where it pays

@@ -532,11 +532,16 @@ def test_workers_are_steered_off_the_callers_core():
         assert cpus < mine and len(cpus) == len(mine) - 1
 
 
-def test_cold_calls_leave_the_cores_of_another_librarys_spinning_workers(fresh_reading, clock, monkeypatch):
-    # not only big work: any call that would wake our threads while OpenBLAS's spin
+def test_cold_calls_leave_the_cores_of_another_librarys_spinning_workers_unless_steered(
+        fresh_reading, clock, monkeypatch):
+    # not only big work: any call that would wake our threads while OpenBLAS's spin; steered
+    # workers share a core with such a spinner well enough to keep it
     config, set_others = fresh_reading
     monkeypatch.setattr(config, "_N_CPU", 2)
     set_others(0, own=2)                        # the caller and one foreign spinner
-    assert config.default_n_threads(config.STEERED_COLD_WORK, steered=True) == 1
-    set_others(0, own=1)
+    assert config.default_n_threads(config.BIG_WORK - 1, steered=False) == 1
+    assert config.default_n_threads(config.BIG_WORK, steered=False) == 1
     assert config.default_n_threads(config.STEERED_COLD_WORK, steered=True) == 2
+    assert config.default_n_threads(config.BIG_WORK, steered=True) == 2
+    set_others(0, own=1)
+    assert config.default_n_threads(config.BIG_WORK, steered=False) == 2
