@@ -36,20 +36,12 @@ class Kernels:
         return self._n_threads
 
     def _threads(self, work):
-        """Threads for a kernel call of ``work`` element operations (``default_n_threads``'s rules
-        when the caller left n_threads=None), the workers steered off the caller's core. The call's
+        """Threads for a kernel call of ``work`` element operations (``_threads_for``). The call's
         end is reported to ``_ended``."""
-        n = default_n_threads(work, self._place is not None) if self._n_threads is None else self._n_threads
-        if n > 1 and self._place is not None:
-            self._place.steer(n)
-        return n
+        return _threads_for(self._n_threads, work, self._place)
 
     def _ended(self, n_threads):
-        """A kernel call on ``n_threads`` ended: the thread rule notes it; the workers' ids are
-        learnt while they are awake."""
-        note_call_end(n_threads)
-        if n_threads > 1 and self._place is not None:
-            self._place.record(n_threads)
+        _call_ended(n_threads, self._place)
 
     def _run(self, work, call):
         """``call(n_threads)`` on the threads for ``work``, its end noted: the thread rule watches
@@ -314,6 +306,25 @@ def _placement():
     return _workers[0]
 
 
+def _threads_for(n_threads, work, place):
+    """Threads for a compiled call of ``work`` element operations: ``n_threads`` if the caller
+    gave a count (resolved), else ``default_n_threads``'s rule. ``place``: the worker placement
+    (``_placement()``, or None for a backend whose workers it does not steer); several threads are
+    steered off the caller's core."""
+    n = default_n_threads(work, place is not None) if n_threads is None else n_threads
+    if n > 1 and place is not None:
+        place.steer(n)
+    return n
+
+
+def _call_ended(n_threads, place):
+    """A compiled call on ``n_threads`` ended: the thread rule notes it; the workers' ids are
+    learnt while they are awake."""
+    note_call_end(n_threads)
+    if n_threads > 1 and place is not None:
+        place.record(n_threads)
+
+
 def nonfinite_flags(arr, inf_only=False, n_threads=1):
     """NAN | INF: which kinds of non-finite values ``arr`` holds (0: none, or empty).
     ``inf_only``: the numpy fallback need not look for NaN. ``n_threads`` as the caller's."""
@@ -327,17 +338,12 @@ def nonfinite_flags(arr, inf_only=False, n_threads=1):
         _flags_kernel.append(kernel)
     kernel = _flags_kernel[0]
     if kernel is not None and arr.dtype in FLOAT_DTYPES and arr.dtype.isnative and arr.flags.c_contiguous:
-        steerable = _placement() is not None
-        nt = default_n_threads(arr.size, steerable) if n_threads is None else resolve_n_threads(n_threads)
-        place = _placement() if nt > 1 else None
-        if place is not None:
-            place.steer(nt)
+        place = _placement()
+        nt = _threads_for(None if n_threads is None else resolve_n_threads(n_threads), arr.size, place)
         try:
             return kernel(arr.reshape(-1), nt)
         finally:
-            note_call_end(nt)
-            if place is not None:
-                place.record(nt)
+            _call_ended(nt, place)
     if inf_only:
         return INF if np.isinf(arr).any() else 0
     if np.isfinite(arr).all():

@@ -258,6 +258,18 @@ cdef inline void finish(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t k, int
         out_val[j] = -INFINITY
 
 
+cdef inline Py_ssize_t merge_chunks(double* hv, int64_t* hi, Py_ssize_t hs, const Py_ssize_t* chunk_m,
+                                    Py_ssize_t n_chunks, double* out_v, int64_t* out_i, Py_ssize_t kh) noexcept nogil:
+    # The winners of n_chunks heaps (chunk c: hv/hi + c * hs, chunk_m[c] entries) pushed into one
+    # heap of kh (out_v/out_i): at most n_chunks * kh pushes. The order is total, so the result is
+    # the top-kh of the chunks' union however the rows were cut. Returns its size.
+    cdef Py_ssize_t c, j, m = 0
+    for c in range(n_chunks):
+        for j in range(chunk_m[c]):
+            m = heap_push(out_v, out_i, m, kh, hv[c * hs + j], hi[c * hs + j])
+    return m
+
+
 cdef struct Model:
     const double* w       # coefficients (NULL when ranking given scores)
     const float* w32      # their float32 copy for float32 rows (coef_f32), or NULL
@@ -285,7 +297,7 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
                         const Model* model, const Selection* sel, out_t* out_val) noexcept nogil:
     """The driver. Outputs are (G, k); heaps hold kh = min(k, largest group) entries, so a huge k
     costs only its output. All arrays C-contiguous."""
-    cdef Py_ssize_t g, t, c, j, m, start, stop, size, n_chunks
+    cdef Py_ssize_t g, t, c, m, start, stop, size, n_chunks
     # local copies: the loops below read them as plain values (the compiler keeps them in registers)
     cdef Py_ssize_t d = model.d, G = sel.G, k = sel.k, kh = sel.kh, row_cost = sel.row_cost
     cdef const double* w = model.w
@@ -331,10 +343,7 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
             chunk_m[c] = scan(source, vals, ind, indptr, d, w, w32, b, exclude, start + size * c // n_chunks,
                               start + size * (c + 1) // n_chunks, hv + c * hs, hi + c * hs, 0, kh,
                               bad + BAD_STRIDE * c)
-        m = 0
-        for c in range(n_chunks):  # the merge: at most n_threads * k pushes
-            for j in range(chunk_m[c]):
-                m = heap_push(hv + n_threads * hs, hi + n_threads * hs, m, kh, hv[c * hs + j], hi[c * hs + j])
+        m = merge_chunks(hv, hi, hs, chunk_m, n_chunks, hv + n_threads * hs, hi + n_threads * hs, kh)
         finish(hv + n_threads * hs, hi + n_threads * hs, m, k, output, out_idx + g * k, out_val + g * k)
 
 
@@ -470,8 +479,9 @@ def score_topk_fast(X, coef, intercept, k, int output, threads_for, call_ended):
     """-> (indices (1, k), values (1, k)) of the one request X, or None (see above)."""
     cdef Py_buffer xv, cv
     cdef double b
-    cdef Py_ssize_t n, d, kk, kh, m, c, j, hs
+    cdef Py_ssize_t n, d, kk, kh, m, c, hs
     cdef int kind, nt = 1
+    cdef bint asked
     cdef int64_t* bad
     cdef double* hv
     cdef int64_t* hi
@@ -503,7 +513,8 @@ def score_topk_fast(X, coef, intercept, k, int output, threads_for, call_ended):
             w32 = f32_ptr(coef32)
             idx = _empty((1, kk), _I64)
             vals = _empty((1, kk), _F64 if (output == ODDS or kind == 8) else _F32)
-            if n * (d + 1) >= FAST_SPLIT_WORK:
+            asked = n * (d + 1) >= FAST_SPLIT_WORK   # then the adapter hears of the call's end too
+            if asked:
                 nt = max(1, min(<Py_ssize_t>threads_for(n * (d + 1)), n // kh))
             hs = heap_stride(kh)
             # nt chunks' heaps, then the merged one (a single chunk: its heap is the result)
@@ -527,7 +538,7 @@ def score_topk_fast(X, coef, intercept, k, int output, threads_for, call_ended):
                             chunk_m[c] = scan(DENSE, <const double*>xv.buf, <const int*>NULL, <const int*>NULL,
                                               d, w, NULL, b, NULL, n * c // nt, n * (c + 1) // nt, hv + c * hs,
                                               hi + c * hs, 0, kh, bad + BAD_STRIDE * c)
-                if n * (d + 1) >= FAST_SPLIT_WORK:
+                if asked:
                     call_ended(nt)
                 for c in range(nt):
                     if bad[BAD_STRIDE * c] >= 0 or bad[BAD_STRIDE * c + 1] > 0:
@@ -535,10 +546,7 @@ def score_topk_fast(X, coef, intercept, k, int output, threads_for, call_ended):
                 if nt == 1:
                     write_winners(hv, hi, chunk_m[0], kk, output, idx, vals)
                 else:
-                    m = 0
-                    for c in range(nt):   # the merge: at most nt * k pushes
-                        for j in range(chunk_m[c]):
-                            m = heap_push(hv + nt * hs, hi + nt * hs, m, kh, hv[c * hs + j], hi[c * hs + j])
+                    m = merge_chunks(hv, hi, hs, chunk_m, nt, hv + nt * hs, hi + nt * hs, kh)
                     write_winners(hv + nt * hs, hi + nt * hs, m, kk, output, idx, vals)
             finally:
                 free(hv)
