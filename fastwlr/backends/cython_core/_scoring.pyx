@@ -24,7 +24,8 @@ import numpy as np
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
                      transform_block, dot_score, dot_score4, dot_csr, madd, F32_CHUNK as _F32_CHUNK,
-                     F32_MIN_D as _F32_MIN_D, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES)
+                     F32_MIN_D as _F32_MIN_D, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch,
+                     dot_csr_prefetch)
 
 # terms per lane of a float32 chain, and the fewest columns summed that way (tests compare them
 # with fastwlr.backends._contract's)
@@ -35,45 +36,9 @@ F32_MIN_D = _F32_MIN_D
 # Below this many multiply-adds, starting threads costs more than it saves.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 1 << 15
 
-# CSR scoring is bound by the gather coef[indices[p]]: with 2^20 columns coef is 8 MB, beyond L2,
-# and each gather waits on L3. Prefetching the coefficient PREFETCH_AHEAD entries ahead (~1.5 rows
-# of 40) measured 13-16 % faster on 1M x 2^20 with 40 nnz/row (benchmarks/experiments/quick_scoring.py); 48-96
-# were alike, 0 and 128+ slower.
-cdef Py_ssize_t PREFETCH_AHEAD = 64
-
-
 # Rows per block of the dense kernel: the log-odds of a block wait on the stack (2 KB) for the
 # vectorised output transform. The unit of work of the threads too (static schedule).
 DEF BLOCK_ROWS = 256
-
-cdef extern from *:
-    """
-    #if defined(__GNUC__) || defined(__clang__)
-    #define FASTWLR_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
-    #else
-    #define FASTWLR_PREFETCH(p) ((void)0)
-    #endif
-    """
-    void prefetch "FASTWLR_PREFETCH"(const void* p) noexcept nogil
-
-
-cdef inline double dot_csr_prefetch(const feature_t* data, const index_t* indices, Py_ssize_t start,
-                                    Py_ssize_t stop, const double* w, Py_ssize_t nnz) noexcept nogil:
-    # dot_csr (_math.pxd) plus prefetching: the same sums in the same order, so the same bits as
-    # every other kernel that scores with dot_csr (top-k). indices[p + ahead] is read only when it
-    # exists (< nnz); its value was validated, so the prefetched address is inside coef.
-    cdef double s0 = 0.0, s1 = 0.0
-    cdef Py_ssize_t p = start
-    while p + 1 < stop:
-        if p + PREFETCH_AHEAD + 1 < nnz:
-            prefetch(&w[indices[p + PREFETCH_AHEAD]])
-            prefetch(&w[indices[p + PREFETCH_AHEAD + 1]])
-        s0 = madd(s0, <double>data[p], w[indices[p]])
-        s1 = madd(s1, <double>data[p + 1], w[indices[p + 1]])
-        p += 2
-    if p < stop:
-        s0 = madd(s0, <double>data[p], w[indices[p]])
-    return s0 + s1
 
 
 cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double* coef, const float* coef32,

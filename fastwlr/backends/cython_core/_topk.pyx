@@ -37,20 +37,10 @@ from cpython.exc cimport PyErr_Clear
 
 from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite, coef_f32, f32_ptr
 
-cdef extern from *:
-    """
-    #if defined(__GNUC__) || defined(__clang__)
-    #define FASTWLR_TOPK_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
-    #else
-    #define FASTWLR_TOPK_PREFETCH(p) ((void)0)
-    #endif
-    """
-    void prefetch "FASTWLR_TOPK_PREFETCH"(const void* p) noexcept nogil
-
 from cython.parallel cimport prange, threadid
 
 from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_score, dot_score4,
-                     dot_csr, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES)
+                     dot_csr_prefetch, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch)
 
 
 # What one scan reads: precomputed scores, or log-odds of dense / CSR rows.
@@ -150,12 +140,14 @@ cdef inline void heap_sort_desc(double* hv, int64_t* hi, Py_ssize_t m) noexcept 
 # ------------------------------------------------------------------ scan and finish
 
 cdef inline double row_value(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
-                             Py_ssize_t d, const double* w, const float* w32, double b, Py_ssize_t i) noexcept nogil:
+                             Py_ssize_t d, const double* w, const float* w32, double b, Py_ssize_t i,
+                             Py_ssize_t nnz_end) noexcept nogil:
+    # nnz_end: CSR gathers are prefetched up to this non-zero (the same sums as CSR scoring)
     if source == SCORES:
         return vals[i]
     if source == DENSE:
         return dot_score(vals + i * d, w, w32, d) + b
-    return dot_csr(vals, ind, indptr[i], indptr[i + 1], w) + b
+    return dot_csr_prefetch(vals, ind, indptr[i], indptr[i + 1], w, nnz_end) + b
 
 
 cdef inline void note_nonfinite(int source, double z, Py_ssize_t i, int64_t* bad) noexcept nogil:
@@ -189,18 +181,20 @@ cdef inline double offer(int source, double z, Py_ssize_t i, double* hv, int64_t
 cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* ind, const index_t* indptr,
                             Py_ssize_t d, const double* w, const float* w32, double b, const unsigned char* exclude,
                             Py_ssize_t start, Py_ssize_t stop, double* hv, int64_t* hi, Py_ssize_t m,
-                            Py_ssize_t k, int64_t* bad) noexcept nogil:
+                            Py_ssize_t k, int64_t* bad, Py_ssize_t pf_end) noexcept nogil:
     """Offer rows [start, stop) (ascending) to the heap of size m; returns its new size.
 
     ``bad[0]``: lowest row with a NaN value/log-odds seen by this thread (-1: none);
-    ``bad[1]``: count of infinite log-odds (fused sources only). NaN rows are not ranked."""
+    ``bad[1]``: count of infinite log-odds (fused sources only). NaN rows are not ranked.
+    Rows are prefetched ahead up to row ``pf_end`` (0: not at all; see prefetch_end)."""
     cdef Py_ssize_t i = start, r, row_bytes, end_bytes, q, q_end
+    cdef Py_ssize_t nnz_end = indptr[pf_end] if source == CSR and pf_end > 0 else 0
     cdef double z, thr
     cdef bint skip, ahead
     cdef double zb[4]
     while m < k and i < stop:  # filling: every candidate enters, -inf included
         if exclude == NULL or not exclude[i]:
-            z = row_value(source, vals, ind, indptr, d, w, w32, b, i)
+            z = row_value(source, vals, ind, indptr, d, w, w32, b, i, nnz_end)
             if not (fabs(z) < INFINITY):
                 note_nonfinite(source, z, i, bad)
             if z == z:
@@ -224,8 +218,8 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
             i += 8
     elif source == DENSE:
         row_bytes = d * sizeof(feature_t)
-        end_bytes = stop * row_bytes  # prefetch only inside this scan's rows
-        ahead = (stop - start) * row_bytes > PREFETCH_MIN_BYTES
+        end_bytes = pf_end * row_bytes
+        ahead = pf_end > i
         while i + 4 <= stop:
             if ahead:
                 q = ((i * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
@@ -240,9 +234,22 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
             i += 4
     while i < stop:
         if exclude == NULL or not exclude[i]:
-            thr = offer(source, row_value(source, vals, ind, indptr, d, w, w32, b, i), i, hv, hi, k, thr, bad)
+            thr = offer(source, row_value(source, vals, ind, indptr, d, w, w32, b, i, nnz_end), i, hv, hi, k, thr, bad)
         i += 1
     return m
+
+
+cdef inline Py_ssize_t prefetch_end(int source, Py_ssize_t first, Py_ssize_t last,
+                                    Py_ssize_t row_bytes) noexcept nogil:
+    # Rows [first, last) are all this call scans: prefetch up to last, across the bounds of groups
+    # and chunks (a request of 500 x 64 float32 is 128 KB: deciding group by group turned the
+    # prefetch off for 10,000 such requests in 1.3 GB), unless dense rows fit in L2 anyway. CSR
+    # rows prefetch their gathers from the coefficients always, as CSR scoring does.
+    if source == CSR:
+        return last
+    if source == DENSE and (last - first) * row_bytes > PREFETCH_MIN_BYTES:
+        return last
+    return 0
 
 
 cdef inline void finish(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t k, int output,
@@ -313,6 +320,7 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
     cdef int64_t* bad = sel.bad
     cdef Py_ssize_t hs = heap_stride(kh)
     cdef Py_ssize_t n = offsets[G] - offsets[0]
+    cdef Py_ssize_t pf_end = prefetch_end(source, offsets[0], offsets[G], d * sizeof(feature_t))
     cdef bint split = n_threads > 1
     # Phase 1 spreads groups over threads: a single group (one request) gains nothing from a
     # parallel region, and waking the pool cost 4-10x the work on a loaded machine (one request of
@@ -327,7 +335,7 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
             continue
         t = threadid()
         m = scan(source, vals, ind, indptr, d, w, w32, b, exclude, start, stop, hv + t * hs, hi + t * hs, 0, kh,
-                 bad + BAD_STRIDE * t)
+                 bad + BAD_STRIDE * t, pf_end)
         finish(hv + t * hs, hi + t * hs, m, k, output, out_idx + g * k, out_val + g * k)
 
     if not split:
@@ -342,7 +350,7 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
         for c in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
             chunk_m[c] = scan(source, vals, ind, indptr, d, w, w32, b, exclude, start + size * c // n_chunks,
                               start + size * (c + 1) // n_chunks, hv + c * hs, hi + c * hs, 0, kh,
-                              bad + BAD_STRIDE * c)
+                              bad + BAD_STRIDE * c, pf_end)
         m = merge_chunks(hv, hi, hs, chunk_m, n_chunks, hv + n_threads * hs, hi + n_threads * hs, kh)
         finish(hv + n_threads * hs, hi + n_threads * hs, m, k, output, out_idx + g * k, out_val + g * k)
 
@@ -533,11 +541,11 @@ def score_topk_fast(X, coef, intercept, k, int output, threads_for, call_ended):
                         if kind == 4:
                             chunk_m[c] = scan(DENSE, <const float*>xv.buf, <const int*>NULL, <const int*>NULL,
                                               d, w, w32, b, NULL, n * c // nt, n * (c + 1) // nt, hv + c * hs,
-                                              hi + c * hs, 0, kh, bad + BAD_STRIDE * c)
+                                              hi + c * hs, 0, kh, bad + BAD_STRIDE * c, prefetch_end(DENSE, 0, n, d * 4))
                         else:
                             chunk_m[c] = scan(DENSE, <const double*>xv.buf, <const int*>NULL, <const int*>NULL,
                                               d, w, NULL, b, NULL, n * c // nt, n * (c + 1) // nt, hv + c * hs,
-                                              hi + c * hs, 0, kh, bad + BAD_STRIDE * c)
+                                              hi + c * hs, 0, kh, bad + BAD_STRIDE * c, prefetch_end(DENSE, 0, n, d * 8))
                 if asked:
                     call_ended(nt)
                 for c in range(nt):
