@@ -25,7 +25,8 @@ def _is_sparse(X):
 
 @dataclass(frozen=True)
 class Features:
-    """Validated features: dense C-contiguous ``X``, or CSR ``data/indices/indptr``."""
+    """Validated features: dense C-contiguous ``X``, or CSR ``data/indices/indptr``, and for CSR
+    perhaps X^T as CSR (``Kernels.with_transpose``: solvers that read X many times)."""
     n_rows: int
     n_features: int
     dtype: np.dtype
@@ -33,6 +34,7 @@ class Features:
     data: np.ndarray = None       # CSR
     indices: np.ndarray = None
     indptr: np.ndarray = None
+    transpose: tuple = None       # (data, indices, indptr) of X^T, the index dtype of ``indices``
 
     @property
     def is_sparse(self):

@@ -1,5 +1,6 @@
 """solver="newton-cg" (trust-region Newton-CG), its CSR kernels, and what solver="auto" picks."""
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 from fastwlr import WatchTimeRanker, WeightedLogisticRegression
+from fastwlr import _kernels
 from fastwlr._kernels import Kernels
 from fastwlr._validation import check_features
 from fastwlr.backends import reference as ref
@@ -139,6 +141,58 @@ def test_curvature_and_hessian_vector_match_numpy(n, d, density, seed, index64, 
         u = s * (Xd @ v + vb)
         np.testing.assert_allclose(hv, Xd.T @ u, rtol=1e-10, atol=1e-10)
         assert hb == pytest.approx(u.sum(), rel=1e-10, abs=1e-10)
+        # with X^T attached (the compiled core's column-by-column passes): the same sums, up to order
+        with mock.patch.object(_kernels, "TRANSPOSE_ABOVE_BYTES", -1):
+            with_t = k.with_transpose(features)
+        assert (with_t.transpose is not None) == (backend == "cython")
+        s_t, diag_t = k.curvature(with_t, w, coef, b)
+        np.testing.assert_array_equal(s_t, s)
+        np.testing.assert_allclose(diag_t, diag, rtol=1e-12, atol=1e-300)
+        hv_t, hb_t = k.hessian_vector(with_t, s, v, vb)
+        np.testing.assert_allclose(hv_t, hv, rtol=1e-12, atol=1e-12)
+        assert hb_t == hb
+        y = (rng.random(n) < 0.3).astype(np.float64)
+        loss, g, gb = k.objective_grad(features, y, w, coef, b, 0.1)
+        loss_t, g_t, gb_t = k.objective_grad(with_t, y, w, coef, b, 0.1)
+        assert (loss_t, gb_t) == (loss, gb)
+        np.testing.assert_allclose(g_t, g, rtol=1e-12, atol=1e-12)
+
+
+def test_transpose_rule_and_its_checks():
+    """X^T is attached where the scatter's partials would pass TRANSPOSE_ABOVE_BYTES or the scatter
+    is serial; a transpose that does not match X is refused by the kernels."""
+    pytest.importorskip("fastwlr.backends.cython_core._objective")
+    k = Kernels("cython", 2)
+    narrow = check_features(_hashed(4000, 300, 12)[0])
+    assert k.with_transpose(narrow).transpose is None           # a few partials of 2.4 KB
+    wide = check_features(_hashed(300, 3000, 4)[0])             # nnz < 4 d: one block, a serial scatter
+    assert k.with_transpose(wide).transpose is not None
+    assert Kernels("cython", 1).with_transpose(wide).transpose is None   # serial anyway
+    with mock.patch.object(_kernels, "TRANSPOSE_ABOVE_BYTES", -1):
+        t = k.with_transpose(narrow)
+    Xt = sp.csr_array((narrow.data, narrow.indices, narrow.indptr), shape=(4000, 300)).T.tocsr()
+    for got, want in zip(t.transpose, (Xt.data, Xt.indices, Xt.indptr)):
+        np.testing.assert_array_equal(got, want)
+    assert t.transpose[1].dtype == narrow.indices.dtype and t.transpose[2].dtype == narrow.indices.dtype
+    assert t.rows(0, 10).transpose is None                      # a slice is another matrix
+    from fastwlr.backends.cython_core import _objective
+    bad = (t.transpose[0][:-1], t.transpose[1][:-1], t.transpose[2])
+    s, v = np.ones(4000), np.ones(300)
+    with pytest.raises(ValueError, match="transpose does not match X"):
+        _objective.hessvec_csr(narrow.data, narrow.indices, narrow.indptr, 300, s, v, 0.0, 1, bad)
+
+
+def test_newton_cg_with_transpose_same_fit_any_threads():
+    X, y, w = _hashed(20000, 5000, 16)
+    plain = WeightedLogisticRegression(solver="newton-cg", n_threads=2).fit(X, y, w)
+    with mock.patch.object(_kernels, "TRANSPOSE_ABOVE_BYTES", -1):
+        one = WeightedLogisticRegression(solver="newton-cg", n_threads=1).fit(X, y, w)
+        two = WeightedLogisticRegression(solver="newton-cg", n_threads=2).fit(X, y, w)
+    np.testing.assert_array_equal(one.coef_, two.coef_)
+    assert one.intercept_[0] == two.intercept_[0]
+    # both stop at the same tol, by different roundings of the same sums: the same optimum
+    L, L_plain = fitted_objective(X, y, w, one, 1e-6), fitted_objective(X, y, w, plain, 1e-6)
+    assert L == pytest.approx(L_plain, rel=1e-10)
 
 
 # ----------------------------------------------------------------------------- solver="auto"

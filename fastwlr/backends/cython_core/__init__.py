@@ -41,6 +41,9 @@ objective_grad_hess_dense = _objective.objective_grad_hess_dense
 # optional: the curvature and Hessian-vector products of trust-region Newton-CG on CSR (scipy otherwise)
 curvature_csr = _objective.curvature_csr
 hessvec_csr = _objective.hessvec_csr
+# optional: the partials the three CSR passes above would scatter into; given X^T (their
+# ``transpose=``) they gather column by column instead (the adapter's ``with_transpose``)
+csr_scatter_blocks = _objective.scatter_blocks
 
 sgd_epoch_dense = _sgd.sgd_epoch_dense
 sgd_epoch_csr = _sgd.sgd_epoch_csr

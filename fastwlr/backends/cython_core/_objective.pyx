@@ -22,7 +22,8 @@ from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from ._math cimport feature_t, index_t, dot_dense, dot_dense4, dot_csr, exp_nonpos, log1p_unit
+from ._math cimport (feature_t, index_t, dot_dense, dot_dense4, dot_csr, dot_csr_prefetch, madd, prefetch,
+                     exp_nonpos, log1p_unit, CSR_PREFETCH_AHEAD)
 
 # Partial gradients never take more than this many bytes (see the module docstring).
 cdef Py_ssize_t PARTIALS_BUDGET = 64 << 20
@@ -357,25 +358,82 @@ cdef void csr_scatter(const feature_t* data, const index_t* indices, const index
             g[indices[p]] += r * <double>data[p]
 
 
+# X^T r through the transpose of X (the CSC of X, as CSR of X^T: each column's rows ascending),
+# given by the caller as (t_data, t_indices, t_indptr): every column is one gather-dot over r, so
+# the columns split over threads with no partial gradients to zero and reduce, and each column's
+# sum has one order whatever the thread count. On wide data the partials cost more than the rows:
+# 1M x 2^20 x 40, ten partials of 8 MB (docs/kernels.md).
+cdef Py_ssize_t T_COLUMN_BLOCK = 2048   # columns per unit of the threads' (dynamic) schedule
+
+
+cdef void csr_t_columns(const feature_t* t_data, const index_t* t_indices, const index_t* t_indptr,
+                        const double* r, bint squared, Py_ssize_t start, Py_ssize_t stop, double* g) noexcept nogil:
+    """g[j] = sum_p x_p r[row_p] (squared: x_p^2 r[row_p]) over column j of X, j in [start, stop)."""
+    cdef Py_ssize_t j, p, q, end = t_indptr[stop]
+    cdef double acc, x
+    for j in range(start, stop):
+        if not squared:
+            g[j] = dot_csr_prefetch(t_data, t_indices, t_indptr[j], t_indptr[j + 1], r, end)
+            continue
+        acc = 0.0
+        for p in range(t_indptr[j], t_indptr[j + 1]):
+            q = p + CSR_PREFETCH_AHEAD
+            if q < end:
+                prefetch(&r[t_indices[q]])
+            x = <double>t_data[p]
+            acc = madd(acc, x * x, r[t_indices[p]])
+        g[j] = acc
+
+
+cdef void transposed_product(const feature_t* t_data, const index_t* t_indices, const index_t* t_indptr,
+                             Py_ssize_t d, const double* r, bint squared, double* g, int n_threads,
+                             bint parallel) noexcept nogil:
+    cdef Py_ssize_t c, C = (d + T_COLUMN_BLOCK - 1) // T_COLUMN_BLOCK
+    for c in prange(C, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel and C > 1):
+        csr_t_columns(t_data, t_indices, t_indptr, r, squared, c * T_COLUMN_BLOCK,
+                      min(d, (c + 1) * T_COLUMN_BLOCK), g)
+
+
+def scatter_blocks(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
+    """K(n, d, nnz): the private partial gradients of a CSR scatter without a transpose (1: the
+    scatter is serial). The kernel adapter weighs them against building X^T."""
+    return csr_scatter_blocks(n, d, nnz)
+
+
+cdef object check_transpose(object transpose, Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
+    """(t_data, t_indices, t_indptr) of the caller (the kernel adapter builds them with scipy from
+    the validated X): shapes checked here in O(1); their values are X's, so not scanned again."""
+    t_data, t_indices, t_indptr = transpose
+    if t_indptr.shape[0] != d + 1 or t_indices.shape[0] != nnz or t_data.shape[0] != nnz \
+            or (nnz > 0 and (t_indptr[0] != 0 or t_indptr[d] != nnz)):
+        raise ValueError(f"transpose does not match X ({n} x {d}, {nnz} non-zeros)")
+    return t_data, t_indices, t_indptr
+
+
 def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
                        Py_ssize_t n_features, const double[::1] y, const double[::1] sample_weight,
-                       const double[::1] coef, double intercept, double l2, int n_threads):
+                       const double[::1] coef, double intercept, double l2, int n_threads, transpose=None):
     """CSR version, in two parallel passes so that a huge d does not serialise the per-row work:
     (1) residuals w_i (sigma(z_i) - y_i) and loss, over row blocks whose count depends on n only;
-    (2) the gradient scatter X^T r over K(n, d) blocks with private partial gradients."""
+    (2) the gradient X^T r: a scatter over K(n, d) blocks with private partial gradients, or, given
+    ``transpose`` (X^T as CSR), one gather-dot per column."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0], k, b
     grad = np.zeros(d, dtype=np.float64)
     if n == 0:
         return _finish(0.0, 0.0, grad, coef, l2, 1)
+    cdef const feature_t[::1] t_data
+    cdef const index_t[::1] t_indices, t_indptr
+    if transpose is not None:
+        t_data, t_indices, t_indptr = check_transpose(transpose, n, d, nnz)
     cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
     cdef const double* coef_p = &coef[0] if d > 0 else NULL
     cdef Py_ssize_t R = n_blocks(n, 0)  # row blocks for pass 1: no per-block buffer of size d
-    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz)
+    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz) if transpose is None else 0
     cdef double[::1] residual = np.empty(n, dtype=np.float64)
     cdef double[::1] losses = np.empty(R, dtype=np.float64)
     cdef double[::1] gbs = np.empty(R, dtype=np.float64)
-    cdef double[:, ::1] partials = np.empty((K, max(d, 1)), dtype=np.float64)
+    cdef double[:, ::1] partials = np.empty((max(K, 1), max(d, 1) if K > 0 else 1), dtype=np.float64)
     cdef double[::1] g = grad
     cdef double loss = 0.0, g_b = 0.0
     cdef bint parallel = n_threads > 1 and nnz + n > PARALLEL_MIN_WORK
@@ -386,7 +444,10 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
         for b in range(R):
             loss += losses[b]
             g_b += gbs[b]
-        if d > 0:
+        if d > 0 and K == 0:
+            transposed_product(&t_data[0] if nnz > 0 else NULL, &t_indices[0] if nnz > 0 else NULL,
+                               &t_indptr[0], d, &residual[0], False, &g[0], n_threads, parallel)
+        elif d > 0:
             for k in prange(K, schedule="dynamic", num_threads=n_threads,
                             use_threads_if=parallel and K > 1):
                 csr_scatter(data_p, indices_p, &indptr[0], &residual[0], k * n // K, (k + 1) * n // K,
@@ -677,21 +738,26 @@ cdef void csr_hv_block(const feature_t* data, const index_t* indices, const inde
 
 def curvature_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
                   Py_ssize_t n_features, const double[::1] sample_weight, const double[::1] coef,
-                  double intercept, int n_threads):
+                  double intercept, int n_threads, transpose=None):
     """(s, diag): s_i = w_i p_i (1 - p_i) at (coef, intercept), float64 (n,), and the diagonal of
-    X^T diag(s) X, sum_i s_i x_ij^2 per column, float64 (d,); unnormalised (no 1/n)."""
+    X^T diag(s) X, sum_i s_i x_ij^2 per column, float64 (d,); unnormalised (no 1/n). ``transpose``
+    as in objective_grad_csr."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0], k
     s_arr = np.zeros(n, dtype=np.float64)
     diag = np.zeros(d, dtype=np.float64)
     if n == 0:
         return s_arr, diag
+    cdef const feature_t[::1] t_data
+    cdef const index_t[::1] t_indices, t_indptr
+    if transpose is not None:
+        t_data, t_indices, t_indptr = check_transpose(transpose, n, d, nnz)
     cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
     cdef double zero = 0.0
     cdef const double* coef_p = &coef[0] if d > 0 else &zero
     cdef Py_ssize_t R = n_blocks(n, 0)
-    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz)
-    cdef double[:, ::1] partials = np.empty((K, max(d, 1)), dtype=np.float64)
+    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz) if transpose is None else 0
+    cdef double[:, ::1] partials = np.empty((max(K, 1), max(d, 1) if K > 0 else 1), dtype=np.float64)
     cdef double[::1] s = s_arr
     cdef double[::1] g = diag
     cdef bint parallel = n_threads > 1 and nnz + n > PARALLEL_MIN_WORK
@@ -699,7 +765,10 @@ def curvature_csr(const feature_t[::1] data, const index_t[::1] indices, const i
         for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
             csr_curv_rows(data_p, indices_p, &indptr[0], &sample_weight[0], coef_p, intercept,
                           k * n // R, (k + 1) * n // R, &s[0])
-        if d > 0:
+        if d > 0 and K == 0:
+            transposed_product(&t_data[0] if nnz > 0 else NULL, &t_indices[0] if nnz > 0 else NULL,
+                               &t_indptr[0], d, &s[0], True, &g[0], n_threads, parallel)
+        elif d > 0:
             for k in prange(K, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel and K > 1):
                 csr_scatter_sq(data_p, indices_p, &indptr[0], &s[0], k * n // K, (k + 1) * n // K,
                                &partials[k, 0], d)
@@ -708,26 +777,33 @@ def curvature_csr(const feature_t[::1] data, const index_t[::1] indices, const i
 
 
 def hessvec_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
-                Py_ssize_t n_features, const double[::1] s, const double[::1] v, double v_b, int n_threads):
+                Py_ssize_t n_features, const double[::1] s, const double[::1] v, double v_b, int n_threads,
+                transpose=None):
     """(X^T u, sum_i u_i) with u = s * (X v + v_b): the product of X~^T diag(s) X~ with (v, v_b),
-    float64 (d,) and a float; unnormalised. With more than one scatter block, one parallel pass over
-    the blocks computes and scatters each row's u_i together (a CG step of newton-cg reads X once);
-    with one block (d large against nnz) the products are a parallel pass of their own first."""
+    float64 (d,) and a float; unnormalised. Given ``transpose`` (as in objective_grad_csr): a
+    parallel pass for u, then one gather-dot per column. Otherwise, with more than one scatter
+    block, one parallel pass over the blocks computes and scatters each row's u_i together (a CG
+    step of newton-cg reads X once); with one block (d large against nnz) the products are a
+    parallel pass of their own first."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0], k, b
     out = np.zeros(d, dtype=np.float64)
     if n == 0:
         return out, 0.0
     if s.shape[0] != n or v.shape[0] != d:
         raise ValueError(f"shapes do not match: {n} rows, {d} columns, s {s.shape[0]}, v {v.shape[0]}")
+    cdef const feature_t[::1] t_data
+    cdef const index_t[::1] t_indices, t_indptr
+    if transpose is not None:
+        t_data, t_indices, t_indptr = check_transpose(transpose, n, d, nnz)
     cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
     cdef double zero = 0.0
     cdef const double* v_p = &v[0] if d > 0 else &zero
-    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz)
-    cdef Py_ssize_t R = n_blocks(n, 0) if K == 1 else K
-    cdef double[::1] u = np.empty(n if K == 1 else 1, dtype=np.float64)
+    cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz) if transpose is None else 0
+    cdef Py_ssize_t R = n_blocks(n, 0) if K <= 1 else K
+    cdef double[::1] u = np.empty(n if K <= 1 else 1, dtype=np.float64)
     cdef double[::1] accs = np.empty(R, dtype=np.float64)
-    cdef double[:, ::1] partials = np.empty((K, max(d, 1)), dtype=np.float64)
+    cdef double[:, ::1] partials = np.empty((max(K, 1), max(d, 1) if K > 0 else 1), dtype=np.float64)
     cdef double[::1] g = out
     cdef double total = 0.0
     cdef bint parallel = n_threads > 1 and nnz + n > PARALLEL_MIN_WORK
@@ -740,10 +816,13 @@ def hessvec_csr(const feature_t[::1] data, const index_t[::1] indices, const ind
             for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
                 csr_hv_rows(data_p, indices_p, &indptr[0], &s[0], v_p, v_b, k * n // R, (k + 1) * n // R,
                             &u[0], &accs[k])
-            if d > 0:
+            if d > 0 and K == 0:
+                transposed_product(&t_data[0] if nnz > 0 else NULL, &t_indices[0] if nnz > 0 else NULL,
+                                   &t_indptr[0], d, &u[0], False, &g[0], n_threads, parallel)
+            elif d > 0:
                 csr_scatter(data_p, indices_p, &indptr[0], &u[0], 0, n, &partials[0, 0], d)
         for b in range(R):
             total += accs[b]
-        if d > 0:
+        if d > 0 and K > 0:
             reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
     return out, total
