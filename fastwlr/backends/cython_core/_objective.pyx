@@ -325,7 +325,7 @@ cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t*
                    const double* y, const double* w, const double* coef, double intercept,
                    Py_ssize_t start, Py_ssize_t stop, double* residual, double* loss,
                    double* g_b) noexcept nogil:
-    cdef Py_ssize_t i, i0, m
+    cdef Py_ssize_t i, i0, m, end = indptr[stop]  # gathers prefetched up to here
     cdef double z[ROW_BATCH]
     cdef double lb[ROW_BATCH]
     cdef double acc_loss = 0.0, acc_b = 0.0
@@ -333,7 +333,7 @@ cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t*
     while i0 < stop:
         m = min(<Py_ssize_t>ROW_BATCH, stop - i0)
         for i in range(m):
-            z[i] = dot_csr(data, indices, indptr[i0 + i], indptr[i0 + i + 1], coef) + intercept \
+            z[i] = dot_csr_prefetch(data, indices, indptr[i0 + i], indptr[i0 + i + 1], coef, end) + intercept \
                 if w[i0 + i] != 0.0 else 0.0
         loss_residual(z, y + i0, w + i0, m, lb, residual + i0)
         for i in range(m):
@@ -677,13 +677,13 @@ def objective_grad_hess_dense(const feature_t[:, ::1] X, const double[::1] y, co
 cdef void csr_curv_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
                         const double* w, const double* coef, double intercept, Py_ssize_t start,
                         Py_ssize_t stop, double* s) noexcept nogil:
-    cdef Py_ssize_t i, i0, m
+    cdef Py_ssize_t i, i0, m, end = indptr[stop]
     cdef double z[ROW_BATCH]
     i0 = start
     while i0 < stop:
         m = min(<Py_ssize_t>ROW_BATCH, stop - i0)
         for i in range(m):
-            z[i] = dot_csr(data, indices, indptr[i0 + i], indptr[i0 + i + 1], coef) + intercept \
+            z[i] = dot_csr_prefetch(data, indices, indptr[i0 + i], indptr[i0 + i + 1], coef, end) + intercept \
                 if w[i0 + i] != 0.0 else 0.0
         curvature(z, w + i0, m, s + i0)
         i0 += m
@@ -707,10 +707,10 @@ cdef void csr_scatter_sq(const feature_t* data, const index_t* indices, const in
 cdef void csr_hv_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
                       const double* s, const double* v, double v_b, Py_ssize_t start, Py_ssize_t stop,
                       double* u, double* acc) noexcept nogil:
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, end = indptr[stop]
     cdef double a = 0.0
     for i in range(start, stop):
-        u[i] = s[i] * (dot_csr(data, indices, indptr[i], indptr[i + 1], v) + v_b) if s[i] != 0.0 else 0.0
+        u[i] = s[i] * (dot_csr_prefetch(data, indices, indptr[i], indptr[i + 1], v, end) + v_b) if s[i] != 0.0 else 0.0
         a += u[i]
     acc[0] = a
 
@@ -721,13 +721,13 @@ cdef void csr_hv_block(const feature_t* data, const index_t* indices, const inde
     """``csr_hv_rows`` and ``csr_scatter`` of rows start..stop-1 in one read of them: each row's
     u_i = s_i (x_i . v + v_b) is scattered while the row is still in L1 (the same u_i, the same
     order of additions into g as the two passes)."""
-    cdef Py_ssize_t i, p
+    cdef Py_ssize_t i, p, end = indptr[stop]
     cdef double a = 0.0, r
     memset(g, 0, d * sizeof(double))
     for i in range(start, stop):
         if s[i] == 0.0:
             continue
-        r = s[i] * (dot_csr(data, indices, indptr[i], indptr[i + 1], v) + v_b)
+        r = s[i] * (dot_csr_prefetch(data, indices, indptr[i], indptr[i + 1], v, end) + v_b)
         a += r
         if r == 0.0:
             continue
