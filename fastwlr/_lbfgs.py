@@ -88,7 +88,9 @@ def fit_lbfgs(features, y, sample_weight, *, alpha, fit_intercept=True, coef_ini
     -------
     LbfgsResult
     """
-    problem = _InMemory(features, y, normalised_weights(sample_weight), alpha, Kernels(backend, n_threads))
+    kernels = Kernels(backend, n_threads)
+    # every iteration reads X for its gradient: on wide CSR its transpose may pay (Kernels.with_transpose)
+    problem = _InMemory(kernels.with_transpose(features), y, normalised_weights(sample_weight), alpha, kernels)
     return minimize(problem, fit_intercept=fit_intercept, coef_init=coef_init, intercept_init=intercept_init,
                     tol=tol, max_iter=max_iter, callback=callback, precondition=precondition,
                     verbose=verbose, stop_when=stop_when)

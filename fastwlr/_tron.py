@@ -85,11 +85,13 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
     def evaluate(t):
         coef = np.ascontiguousarray(t[:d])
         b = float(t[d]) if fit_intercept else 0.0
-        loss, g, gb = kernels.objective_grad(features, y, w, coef, b, alpha)
+        # with the curvature weights at t where the kernel gives them from the same pass: if the step
+        # to t is accepted, its curvature then costs only the column sums (no second read of X)
+        loss, g, gb, s_t = kernels.objective_grad_curvature(features, y, w, coef, b, alpha)
         grad = np.append(g, gb if fit_intercept else 0.0)
         if not (math.isfinite(loss) and np.isfinite(grad).all()):
             return None
-        return float(loss), grad
+        return float(loss), grad, s_t
 
     def criterion(g):
         return float(np.abs(g * crit).max(initial=0.0))
@@ -98,7 +100,7 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
     found = evaluate(theta)
     if found is None:
         raise _diverged(theta)
-    loss, grad = found
+    loss, grad, s_at = found
     gmax = criterion(grad)
     s = diag = None
     delta = None
@@ -112,8 +114,11 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
             message = f"max_iter = {max_iter} iterations reached"
             break
         if s is None:  # the curvature at the current point (after each accepted step)
-            s, diag = kernels.curvature(features, w, np.ascontiguousarray(theta[:d]),
-                                        float(theta[d]) if fit_intercept else 0.0)
+            if s_at is not None:
+                s, diag = s_at, kernels.column_sq(features, s_at)
+            else:
+                s, diag = kernels.curvature(features, w, np.ascontiguousarray(theta[:d]),
+                                            float(theta[d]) if fit_intercept else 0.0)
             if not (np.isfinite(s).all() and np.isfinite(diag).all()):
                 raise _diverged(theta)
             M = np.empty(p)  # the Hessian's diagonal: the CG's preconditioner
@@ -150,7 +155,7 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
         if found is None:  # the step overflowed: shrink the region, try again
             delta = SIGMA1 * min(delta, snorm)
             continue
-        loss_new, grad_new = found
+        loss_new, grad_new, s_new = found
         actred = loss - loss_new
         # the region's new radius from a quadratic fit along the step (LIBLINEAR's rule)
         denom = loss_new - loss - gs
@@ -168,7 +173,7 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
                 and criterion(grad_new) < gmax:
             accepted = True  # within the loss's rounding near the optimum, the gradient still shrinks
         if accepted:
-            theta, loss, grad, s = trial, loss_new, grad_new, None
+            theta, loss, grad, s, s_at = trial, loss_new, grad_new, None, s_new
             gmax = criterion(grad)
         if verbose:
             print(f"newton-cg iteration {n_iter}: objective {loss:.12g}, max |gradient| {gmax:.3g} (tol {tol:g}), "

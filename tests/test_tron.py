@@ -153,15 +153,31 @@ def test_curvature_and_hessian_vector_match_numpy(n, d, density, seed, index64, 
         assert hb_t == hb
         y = (rng.random(n) < 0.3).astype(np.float64)
         loss, g, gb = k.objective_grad(features, y, w, coef, b, 0.1)
+        # the curvature weights from the objective's pass, and the column sums alone: curvature's
+        loss_c, g_c, gb_c, s_c = k.objective_grad_curvature(features, y, w, coef, b, 0.1)
+        assert (loss_c, gb_c) == (loss, gb) and (s_c is not None) == (backend == "cython")
+        np.testing.assert_array_equal(g_c, g)
+        if s_c is not None:
+            np.testing.assert_array_equal(s_c, s)
+        np.testing.assert_array_equal(k.column_sq(features, s), diag)
+        np.testing.assert_array_equal(k.column_sq(with_t, s), diag_t)
         loss_t, g_t, gb_t = k.objective_grad(with_t, y, w, coef, b, 0.1)
         assert (loss_t, gb_t) == (loss, gb)
         np.testing.assert_allclose(g_t, g, rtol=1e-12, atol=1e-12)
 
 
+def _compiled_objective():
+    try:  # where the compiled core is not built, its package raises ImportError (not a skip by itself)
+        from fastwlr.backends.cython_core import _objective
+    except ImportError:
+        pytest.skip("the compiled core is not built")
+    return _objective
+
+
 def test_transpose_rule_and_its_checks():
     """X^T is attached where the scatter's partials would pass TRANSPOSE_ABOVE_BYTES or the scatter
     is serial; a transpose that does not match X is refused by the kernels."""
-    pytest.importorskip("fastwlr.backends.cython_core._objective")
+    _objective = _compiled_objective()
     k = Kernels("cython", 2)
     narrow = check_features(_hashed(4000, 300, 12)[0])
     assert k.with_transpose(narrow).transpose is None           # a few partials of 2.4 KB
@@ -172,14 +188,30 @@ def test_transpose_rule_and_its_checks():
         t = k.with_transpose(narrow)
     Xt = sp.csr_array((narrow.data, narrow.indices, narrow.indptr), shape=(4000, 300)).T.tocsr()
     for got, want in zip(t.transpose, (Xt.data, Xt.indices, Xt.indptr)):
-        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, want)           # scipy's transpose, entry for entry
     assert t.transpose[1].dtype == narrow.indices.dtype and t.transpose[2].dtype == narrow.indices.dtype
     assert t.rows(0, 10).transpose is None                      # a slice is another matrix
-    from fastwlr.backends.cython_core import _objective
     bad = (t.transpose[0][:-1], t.transpose[1][:-1], t.transpose[2])
     s, v = np.ones(4000), np.ones(300)
     with pytest.raises(ValueError, match="transpose does not match X"):
         _objective.hessvec_csr(narrow.data, narrow.indices, narrow.indptr, 300, s, v, 0.0, 1, bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 3000), d=st.integers(0, 50), density=st.floats(0.0, 1.0), seed=st.integers(0, 2**31),
+       index64=st.booleans(), threads=st.sampled_from([1, 2, 3]))
+def test_transpose_csr_is_scipys(n, d, density, seed, index64, threads):
+    """The compiled counting sort against scipy's transpose, empty rows, columns and matrices included."""
+    _objective = _compiled_objective()
+    X = sp.random(n, d, density=density, format="csr", random_state=seed, dtype=np.float32) if n and d \
+        else sp.csr_array((n, d), dtype=np.float32)
+    index = np.int64 if index64 else np.int32
+    got = _objective.transpose_csr(X.data, X.indices.astype(index), X.indptr.astype(index), d, threads)
+    Xt = sp.csr_array(X).T.tocsr()
+    Xt.sort_indices()
+    for g, want in zip(got, (Xt.data, Xt.indices, Xt.indptr)):
+        np.testing.assert_array_equal(g, want)
+    assert got[0].dtype == np.float32 and got[1].dtype == index and got[2].dtype == index
 
 
 def test_newton_cg_with_transpose_same_fit_any_threads():

@@ -44,6 +44,9 @@ hessvec_csr = _objective.hessvec_csr
 # optional: the partials the three CSR passes above would scatter into; given X^T (their
 # ``transpose=``) they gather column by column instead (the adapter's ``with_transpose``)
 csr_scatter_blocks = _objective.scatter_blocks
+transpose_csr = _objective.transpose_csr
+# optional: curvature_csr's column sums for weights s at hand (objective_grad_csr's curvature_out=)
+column_sq_csr = _objective.column_sq_csr
 
 sgd_epoch_dense = _sgd.sgd_epoch_dense
 sgd_epoch_csr = _sgd.sgd_epoch_csr

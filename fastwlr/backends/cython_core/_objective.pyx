@@ -22,7 +22,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from ._math cimport (feature_t, index_t, dot_dense, dot_dense4, dot_csr, dot_csr_prefetch, madd, prefetch,
+from ._math cimport (feature_t, index_t, dot_dense, dot_dense4, dot_csr, dot_csr_prefetch, madd, prefetch, prefetch_w,
                      exp_nonpos, log1p_unit, CSR_PREFETCH_AHEAD)
 
 # Partial gradients never take more than this many bytes (see the module docstring).
@@ -324,7 +324,9 @@ cdef Py_ssize_t csr_scatter_blocks(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
 cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
                    const double* y, const double* w, const double* coef, double intercept,
                    Py_ssize_t start, Py_ssize_t stop, double* residual, double* loss,
-                   double* g_b) noexcept nogil:
+                   double* g_b, double* s_out) noexcept nogil:
+    # s_out (NULL: not wanted): the curvature weights w_i p_i (1 - p_i) from the same log-odds,
+    # the same values as csr_curv_rows computes
     cdef Py_ssize_t i, i0, m, end = indptr[stop]  # gathers prefetched up to here
     cdef double z[ROW_BATCH]
     cdef double lb[ROW_BATCH]
@@ -336,6 +338,8 @@ cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t*
             z[i] = dot_csr_prefetch(data, indices, indptr[i0 + i], indptr[i0 + i + 1], coef, end) + intercept \
                 if w[i0 + i] != 0.0 else 0.0
         loss_residual(z, y + i0, w + i0, m, lb, residual + i0)
+        if s_out != NULL:
+            curvature(z, w + i0, m, s_out + i0)
         for i in range(m):
             acc_loss += lb[i]
             acc_b += residual[i0 + i]
@@ -400,6 +404,68 @@ def scatter_blocks(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
     return csr_scatter_blocks(n, d, nnz)
 
 
+def transpose_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
+                  Py_ssize_t n_features, int n_threads):
+    """X^T as CSR, (t_data, t_indices, t_indptr) of X's dtypes, each column's rows ascending (the
+    CSC of X; the caller checks that n and nnz fit the index type). A counting sort in parallel:
+    each of B row blocks counts its entries per column, the counts give each block its slots in
+    every column (blocks in row order), and each block fills its slots. The result is the same for
+    any B, so B is the thread count."""
+    cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0]
+    cdef Py_ssize_t B = max(1, min(<Py_ssize_t>n_threads, n // 1024)), b, j, pos
+    t_data_arr = np.empty(nnz, dtype=np.asarray(data).dtype)
+    t_indices_arr = np.empty(nnz, dtype=np.asarray(indices).dtype)
+    t_indptr_arr = np.zeros(d + 1, dtype=np.asarray(indices).dtype)
+    if nnz == 0 or d == 0:
+        return t_data_arr, t_indices_arr, t_indptr_arr
+    cdef feature_t[::1] t_data = t_data_arr
+    cdef index_t[::1] t_indices = t_indices_arr
+    cdef index_t[::1] t_indptr = t_indptr_arr
+    cdef Py_ssize_t[:, ::1] slot = np.zeros((B, d), dtype=np.intp)  # counts, then next free slot
+    with nogil:
+        for b in prange(B, schedule="static", num_threads=B, use_threads_if=B > 1):
+            transpose_count(&indices[0], &indptr[0], b * n // B, (b + 1) * n // B, &slot[b, 0])
+        pos = 0
+        for j in range(d):
+            for b in range(B):
+                slot[b, j], pos = pos, pos + slot[b, j]
+            t_indptr[j + 1] = <index_t>pos
+        for b in prange(B, schedule="static", num_threads=B, use_threads_if=B > 1):
+            transpose_fill(&data[0], &indices[0], &indptr[0], b * n // B, (b + 1) * n // B, &slot[b, 0],
+                           &t_data[0], &t_indices[0])
+    return t_data_arr, t_indices_arr, t_indptr_arr
+
+
+cdef void transpose_count(const index_t* indices, const index_t* indptr, Py_ssize_t start, Py_ssize_t stop,
+                          Py_ssize_t* count) noexcept nogil:
+    cdef Py_ssize_t p, end = indptr[stop]
+    for p in range(indptr[start], end):
+        if p + CSR_PREFETCH_AHEAD < end:
+            prefetch_w(&count[indices[p + CSR_PREFETCH_AHEAD]])
+        count[indices[p]] += 1
+
+
+cdef void transpose_fill(const feature_t* data, const index_t* indices, const index_t* indptr,
+                         Py_ssize_t start, Py_ssize_t stop, Py_ssize_t* slot, feature_t* t_data,
+                         index_t* t_indices) noexcept nogil:
+    # Each entry lands at a random place of X^T: the slots of the entry 2 * AHEAD on are fetched,
+    # then the destinations of the entry AHEAD on (a stale slot only makes that hint miss).
+    cdef Py_ssize_t i = start, p, q, r, end = indptr[stop]
+    for p in range(indptr[start], end):
+        while p >= indptr[i + 1]:
+            i += 1
+        if p + 2 * CSR_PREFETCH_AHEAD < end:
+            prefetch_w(&slot[indices[p + 2 * CSR_PREFETCH_AHEAD]])
+        if p + CSR_PREFETCH_AHEAD < end:
+            r = slot[indices[p + CSR_PREFETCH_AHEAD]]
+            prefetch_w(&t_indices[r])
+            prefetch_w(&t_data[r])
+        q = slot[indices[p]]
+        slot[indices[p]] = q + 1
+        t_indices[q] = <index_t>i
+        t_data[q] = data[p]
+
+
 cdef object check_transpose(object transpose, Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
     """(t_data, t_indices, t_indptr) of the caller (the kernel adapter builds them with scipy from
     the validated X): shapes checked here in O(1); their values are X's, so not scanned again."""
@@ -412,11 +478,14 @@ cdef object check_transpose(object transpose, Py_ssize_t n, Py_ssize_t d, Py_ssi
 
 def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
                        Py_ssize_t n_features, const double[::1] y, const double[::1] sample_weight,
-                       const double[::1] coef, double intercept, double l2, int n_threads, transpose=None):
+                       const double[::1] coef, double intercept, double l2, int n_threads, transpose=None,
+                       curvature_out=None):
     """CSR version, in two parallel passes so that a huge d does not serialise the per-row work:
     (1) residuals w_i (sigma(z_i) - y_i) and loss, over row blocks whose count depends on n only;
     (2) the gradient X^T r: a scatter over K(n, d) blocks with private partial gradients, or, given
-    ``transpose`` (X^T as CSR), one gather-dot per column."""
+    ``transpose`` (X^T as CSR), one gather-dot per column. ``curvature_out`` (float64 (n,), or None)
+    receives pass 1's s_i = w_i p_i (1 - p_i), as curvature_csr's (newton-cg's next curvature, if
+    the step is accepted, without reading X for it)."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0], k, b
     grad = np.zeros(d, dtype=np.float64)
     if n == 0:
@@ -425,6 +494,13 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
     cdef const index_t[::1] t_indices, t_indptr
     if transpose is not None:
         t_data, t_indices, t_indptr = check_transpose(transpose, n, d, nnz)
+    cdef double[::1] s_view
+    cdef double* s_out = NULL
+    if curvature_out is not None:
+        s_view = curvature_out
+        if s_view.shape[0] != n:
+            raise ValueError(f"curvature_out has {s_view.shape[0]} entries for {n} rows")
+        s_out = &s_view[0]
     cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
     cdef const double* coef_p = &coef[0] if d > 0 else NULL
@@ -440,7 +516,7 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
     with nogil:
         for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
             csr_rows(data_p, indices_p, &indptr[0], &y[0], &sample_weight[0], coef_p, intercept,
-                     k * n // R, (k + 1) * n // R, &residual[0], &losses[k], &gbs[k])
+                     k * n // R, (k + 1) * n // R, &residual[0], &losses[k], &gbs[k], s_out)
         for b in range(R):
             loss += losses[b]
             g_b += gbs[b]
@@ -744,36 +820,52 @@ def curvature_csr(const feature_t[::1] data, const index_t[::1] indices, const i
     as in objective_grad_csr."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0], k
     s_arr = np.zeros(n, dtype=np.float64)
-    diag = np.zeros(d, dtype=np.float64)
     if n == 0:
-        return s_arr, diag
+        return s_arr, np.zeros(d, dtype=np.float64)
+    cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
+    cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
+    cdef double zero = 0.0
+    cdef const double* coef_p = &coef[0] if d > 0 else &zero
+    cdef Py_ssize_t R = n_blocks(n, 0)
+    cdef double[::1] s = s_arr
+    cdef bint parallel = n_threads > 1 and nnz + n > PARALLEL_MIN_WORK
+    with nogil:
+        for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
+            csr_curv_rows(data_p, indices_p, &indptr[0], &sample_weight[0], coef_p, intercept,
+                          k * n // R, (k + 1) * n // R, &s[0])
+    return s_arr, column_sq_csr(data, indices, indptr, n_features, s_arr, n_threads, transpose)
+
+
+def column_sq_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
+                  Py_ssize_t n_features, const double[::1] s, int n_threads, transpose=None):
+    """sum_i s_i x_ij^2 per column, float64 (d,): curvature_csr's second pass, for weights s (n,)
+    already at hand (objective_grad_csr's ``curvature_out``)."""
+    cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, nnz = indices.shape[0], k
+    if s.shape[0] != n:
+        raise ValueError(f"s has {s.shape[0]} entries for {n} rows")
+    diag = np.zeros(d, dtype=np.float64)
+    if n == 0 or d == 0:
+        return diag
     cdef const feature_t[::1] t_data
     cdef const index_t[::1] t_indices, t_indptr
     if transpose is not None:
         t_data, t_indices, t_indptr = check_transpose(transpose, n, d, nnz)
     cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
-    cdef double zero = 0.0
-    cdef const double* coef_p = &coef[0] if d > 0 else &zero
-    cdef Py_ssize_t R = n_blocks(n, 0)
     cdef Py_ssize_t K = csr_scatter_blocks(n, d, nnz) if transpose is None else 0
-    cdef double[:, ::1] partials = np.empty((max(K, 1), max(d, 1) if K > 0 else 1), dtype=np.float64)
-    cdef double[::1] s = s_arr
+    cdef double[:, ::1] partials = np.empty((max(K, 1), d if K > 0 else 1), dtype=np.float64)
     cdef double[::1] g = diag
     cdef bint parallel = n_threads > 1 and nnz + n > PARALLEL_MIN_WORK
     with nogil:
-        for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
-            csr_curv_rows(data_p, indices_p, &indptr[0], &sample_weight[0], coef_p, intercept,
-                          k * n // R, (k + 1) * n // R, &s[0])
-        if d > 0 and K == 0:
+        if K == 0:
             transposed_product(&t_data[0] if nnz > 0 else NULL, &t_indices[0] if nnz > 0 else NULL,
                                &t_indptr[0], d, &s[0], True, &g[0], n_threads, parallel)
-        elif d > 0:
+        else:
             for k in prange(K, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel and K > 1):
                 csr_scatter_sq(data_p, indices_p, &indptr[0], &s[0], k * n // K, (k + 1) * n // K,
                                &partials[k, 0], d)
             reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
-    return s_arr, diag
+    return diag
 
 
 def hessvec_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
