@@ -267,6 +267,9 @@ class WeightedLogisticRegression(_Params):
         ``solver_`` says which ran (the last one, when lbfgs handed over to newton).
         ``"newton-cg"``: trust-region Newton-CG (``fastwlr._tron``, LIBLINEAR's method): Hessian-vector
         products, never the Hessian, so memory O(n + n_features); the solver for wide and sparse data.
+        On very wide CSR (private partial gradients of more than 32 MB, e.g. 2^20 columns) it also
+        keeps a transposed copy of X's non-zeros for the fit: twice X's memory, half the time of a
+        pass (docs/kernels.md, "X^T for wide data"); ``"lbfgs"`` does the same.
         ``"sgd"``: streaming epochs (``fastwlr._sgd``), supports ``partial_fit``. ``"lbfgs"``: exact
         full-batch quasi-Newton over the compiled objective + gradient; for data that fits in memory,
         and the reference the stochastic solvers are compared with. ``"newton"``: exact Newton with

@@ -35,6 +35,7 @@ EXPECT = {
     "sgd_vs_vw.py": "| gap, 1 pass |",
     "shoppers_alphas.py": "| rel. diff to newton-cholesky |",
     "solver_crossover.py": "| auto / fastest |",
+    "time_to_gap.py": "| time to gap 0.001 | time to gap 0.0001 |",
     "training_defaults.py": "fastest sklearn exact solver's time / this",
     "wake_cost.py": "default / best of 1 and 2",
     "weighting_experiment.py": "| weighting |",

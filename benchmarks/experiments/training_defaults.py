@@ -12,7 +12,7 @@ name; scikit-learn's ``LogisticRegression(C=1 / (a sum(w)))`` with ``lbfgs`` (it
 ``fit``, best of ``--repeat`` rounds with the contenders interleaved, one untimed fit of each first.
 
 Gap = L / L* - 1, L the weighted-mean objective (fastwlr's, evaluated by one kernel for all), L* the
-smallest objective any fit reached, a tight newton/lbfgs fit included. "vs fastest sklearn" =
+smallest objective any fit reached, a tight newton (dense) or newton-cg (CSR) fit included. "vs fastest sklearn" =
 (fastest scikit-learn solver's time at its defaults) / (this contender's time): > 1, this is faster.
 
 Data (``$FASTWLR_DATA_DIR`` or ../shared/data for the real ones, see fastwlr.datasets.load_claims):
@@ -96,7 +96,7 @@ def main():
         fits, times = {}, {k: [] for k in makers}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tight = WeightedLogisticRegression(alpha=alpha, solver="newton" if X.shape[1] < 4096 else "lbfgs",
+            tight = WeightedLogisticRegression(alpha=alpha, solver="newton-cg" if features.is_sparse else "newton",
                                                tol=1e-10, max_iter=5000).fit(X, y, w)
             for k, make in makers.items():  # untimed: imports, page faults, JIT
                 fits[k] = make().fit(X, y, sample_weight=w)
