@@ -40,6 +40,10 @@ MAX_CG = 250             # CG steps per outer iteration
 # region shrinks below ETA1, grows above ETA2, by factors SIGMA1..SIGMA3.
 ETA0, ETA1, ETA2 = 1e-4, 0.25, 0.75
 SIGMA1, SIGMA2, SIGMA3 = 0.25, 0.5, 4.0
+# CG also stops once max |residual * crit| is this fraction of tol: the gradient after the step is
+# about -residual, so solving further only overshoots the fit's tol (1M x 2^20 x 40: the last CG
+# solve 19 -> 16 products). 0.5 missed an objective within 1e-9 of the optimum on a test set.
+OVERSOLVE = 0.1
 
 
 @dataclass
@@ -141,7 +145,8 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
         gnorm_m = math.sqrt(_dot(g, g / M))
         if delta is None:
             delta = gnorm_m
-        step, r, k = _steihaug(hv, g, M, delta, min(0.5, math.sqrt(gnorm_m)) * gnorm_m)
+        step, r, k = _steihaug(hv, g, M, delta, min(0.5, math.sqrt(gnorm_m)) * gnorm_m,
+                               None if features.is_sparse else crit[:p], OVERSOLVE * tol)
         n_cg += k
         trial = theta.copy()
         trial[:p] += step
@@ -208,10 +213,11 @@ def _dot(a, b):
     return float(np.einsum("i,i", a, b))
 
 
-def _steihaug(hv, g, M, delta, cg_tol):
+def _steihaug(hv, g, M, delta, cg_tol, crit, done):
     """Preconditioned CG on H step = -g within ||step||_M <= delta (Steihaug): (step, residual
-    -g - H step, CG steps). Stops at ||r||_{M^-1} <= cg_tol, at the region's boundary, or along a
-    direction of non-positive curvature (to the boundary). ``hv`` may return the same buffer each
+    -g - H step, CG steps). Stops at ||r||_{M^-1} <= cg_tol, once max |r * crit| <= done (see
+    OVERSOLVE), at the region's boundary, or along a direction of non-positive curvature (to the
+    boundary). ``hv`` may return the same buffer each
     time; the vectors here are updated in place (a CG step at d = 2^20 spent 8 ms on temporaries)."""
     step = np.zeros_like(g)
     r = -g
@@ -220,7 +226,7 @@ def _steihaug(hv, g, M, delta, cg_tol):
     ahead = np.empty_like(g)
     rz = _dot(r, z)
     for k in range(1, MAX_CG + 1):
-        if math.sqrt(max(rz, 0.0)) <= cg_tol:
+        if math.sqrt(max(rz, 0.0)) <= cg_tol or (k > 1 and _max_abs(r, crit) <= done):
             return step, r, k - 1
         Hd = hv(direction)
         dHd = _dot(direction, Hd)
@@ -245,6 +251,13 @@ def _steihaug(hv, g, M, delta, cg_tol):
         tau = (-sMd + math.sqrt(max(sMd * sMd + dMd * (delta * delta - sMs), 0.0))) / dMd
         return step + tau * direction, r - tau * Hd, k
     return step, r, MAX_CG
+
+
+def _max_abs(r, crit):
+    """max |r * crit| (crit None: all ones), without a temporary where it can."""
+    if crit is None:
+        return max(float(r.max()), -float(r.min()), 0.0) if r.shape[0] else 0.0
+    return float(np.abs(r * crit).max(initial=0.0))
 
 
 def _dot_m(a, M, b):
