@@ -60,26 +60,44 @@ cdef extern from *:
        in slow[q] the coordinates it does not cover: x = eta_j l2 outside the series' range, or
        averaging that began within the gap (last_j < avg_start). */
     static void fastwlr_ada_decay_row(Py_ssize_t n, const double* FASTWLR_RESTRICT last,
-            const double* FASTWLR_RESTRICT acc, const double* FASTWLR_RESTRICT coef, const double* FASTWLR_RESTRICT avg,
+            const double* FASTWLR_RESTRICT acc, const double* FASTWLR_RESTRICT scale,
+            const double* FASTWLR_RESTRICT coef, const double* FASTWLR_RESTRICT avg,
             double* FASTWLR_RESTRICT new_coef, double* FASTWLR_RESTRICT new_avg, double* FASTWLR_RESTRICT slow, double t,
             double eta0_l2, int avg_on, double avg_start) {
+        /* scale == NULL: AdaGrad, eta_j = eta0 / (sqrt(acc_j) + eps). Otherwise the normalized
+           optimiser's eta_j = eta0 / (s_j (sqrt(acc_j) + eps s_j)), s_j = scale[q] (norm_rate; a
+           coordinate never seen, s_j = 0, has rate 0 and is left to the scalar path). */
         double inv_eta0_l2 = eta0_l2 > 0.0 ? 1.0 / eta0_l2 : 0.0;
+        if (scale == NULL) {
+            for (Py_ssize_t q = 0; q < n; q++) {
+                double m = t - last[q];
+                double sq = sqrt(acc[q]) + FASTWLR_ADA_EPS;
+                double x = eta0_l2 / sq;                        /* eta_j l2 */
+                double e = fastwlr_expm1_nonpos(-m * fastwlr_log1p_series(x));   /* r^m - 1 */
+                new_coef[q] = coef[q] + coef[q] * e;
+                /* sum_{i=1}^{m} r^i = (1 - r^m) / x, or m without L2 */
+                new_avg[q] = avg[q] + coef[q] * (eta0_l2 > 0.0 ? -e * sq * inv_eta0_l2 : m);
+                slow[q] = (double)((x >= FASTWLR_LOG1P_SERIES_MAX) | (avg_on & (last[q] < avg_start)));
+            }
+            return;
+        }
         for (Py_ssize_t q = 0; q < n; q++) {
             double m = t - last[q];
-            double sq = sqrt(acc[q]) + FASTWLR_ADA_EPS;
-            double x = eta0_l2 / sq;                        /* eta_j l2 */
-            double e = fastwlr_expm1_nonpos(-m * fastwlr_log1p_series(x));   /* r^m - 1 */
+            double sc = scale[q] > 0.0 ? scale[q] : 1.0;   /* s_j = 0 goes to the scalar path */
+            double sq = sc * (sqrt(acc[q]) + FASTWLR_ADA_EPS * sc);
+            double x = eta0_l2 / sq;
+            double e = fastwlr_expm1_nonpos(-m * fastwlr_log1p_series(x));
             new_coef[q] = coef[q] + coef[q] * e;
-            /* sum_{i=1}^{m} r^i = (1 - r^m) / x, or m without L2 */
             new_avg[q] = avg[q] + coef[q] * (eta0_l2 > 0.0 ? -e * sq * inv_eta0_l2 : m);
-            slow[q] = (double)((x >= FASTWLR_LOG1P_SERIES_MAX) | (avg_on & (last[q] < avg_start)));
+            slow[q] = (double)((x >= FASTWLR_LOG1P_SERIES_MAX) | (avg_on & (last[q] < avg_start))
+                               | (scale[q] <= 0.0));
         }
     }
     """
     double ADA_EPS "FASTWLR_ADA_EPS"
     void ada_decay_row "fastwlr_ada_decay_row"(Py_ssize_t n, const double* last, const double* acc,
-        const double* coef, const double* avg, double* new_coef, double* new_avg, double* slow,
-        double t, double eta0_l2, int avg_on, double avg_start) noexcept nogil
+        const double* scale, const double* coef, const double* avg, double* new_coef, double* new_avg,
+        double* slow, double t, double eta0_l2, int avg_on, double avg_start) noexcept nogil
 
 cdef extern from *:
     """
@@ -139,7 +157,7 @@ cdef struct State:
     double* sc
     double* buf     # per-row scratch (AdaGrad rates)
     Py_ssize_t stride   # coordinate j's values sit at [j * stride] of each array (see pack_state)
-    double* gather  # per-row scratch: 7 x gather_n values (ada_catch_up_row)
+    double* gather  # per-row scratch: 8 x gather_n values (ada_catch_up_row, norm_catch_up_row)
     Py_ssize_t gather_n
     Py_ssize_t d
 
@@ -271,12 +289,49 @@ cdef inline void ada_catch_up_row(const index_t* cols, Py_ssize_t nr, State* st,
         g_acc[q] = st.acc[j]
         g_coef[q] = st.coef[j]
         g_avg[q] = st.avg[j] if avg_on else 0.0
-    ada_decay_row(nr, g_last, g_acc, g_coef, g_avg, new_coef, new_avg, slow, t, p.eta0 * p.l2,
+    ada_decay_row(nr, g_last, g_acc, NULL, g_coef, g_avg, new_coef, new_avg, slow, t, p.eta0 * p.l2,
                   avg_on, p.avg_start)
     for q in range(nr):
         j = <Py_ssize_t>cols[q] * st.stride
         if slow[q] != 0.0:
             ada_catch_up(j, g_last[q], ada_rate(p, g_acc[q]), g_coef[q], g_avg[q], st, p, t)
+        else:
+            st.last[j] = t
+            st.coef[j] = new_coef[q]
+            if avg_on:
+                st.avg[j] = new_avg[q]
+
+
+cdef inline void norm_catch_up_row(const feature_t* x, const index_t* cols, Py_ssize_t nr, State* st,
+                                   const Params* p, double t, double eta0m) noexcept nogil:
+    # ada_catch_up_row for the normalized optimiser (CSR rows): its rate also reads the feature
+    # scale xmax_j, and a stored zero x_j is not a touch (its coordinate is left as it is, as the
+    # scalar loop does). Same results as ada_catch_up on each coordinate, to an ulp or two.
+    cdef Py_ssize_t q, j, n = st.gather_n
+    cdef double* g_last = st.gather
+    cdef double* g_acc = g_last + n
+    cdef double* g_coef = g_last + 2 * n
+    cdef double* g_avg = g_last + 3 * n
+    cdef double* new_coef = g_last + 4 * n
+    cdef double* new_avg = g_last + 5 * n
+    cdef double* slow = g_last + 6 * n
+    cdef double* g_scale = g_last + 7 * n
+    cdef bint avg_on = p.avg_on
+    for q in range(nr):
+        j = <Py_ssize_t>cols[q] * st.stride
+        g_last[q] = st.last[j] if x[q] != 0 else t   # m = 0: no catch-up
+        g_acc[q] = st.acc[j]
+        g_scale[q] = st.xmax[j]
+        g_coef[q] = st.coef[j]
+        g_avg[q] = st.avg[j] if avg_on else 0.0
+    ada_decay_row(nr, g_last, g_acc, g_scale, g_coef, g_avg, new_coef, new_avg, slow, t, eta0m * p.l2,
+                  avg_on, p.avg_start)
+    for q in range(nr):
+        if x[q] == 0:
+            continue
+        j = <Py_ssize_t>cols[q] * st.stride
+        if slow[q] != 0.0:
+            ada_catch_up(j, g_last[q], norm_rate(eta0m, g_scale[q], g_acc[q]), g_coef[q], g_avg[q], st, p, t)
         else:
             st.last[j] = t
             st.coef[j] = new_coef[q]
@@ -387,11 +442,14 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
             # a step touches the nonzero x_j only, dense or CSR; skipped steps at the rate of now
             if p.l2 > 0 or p.avg_on:
                 eta0m = p.eta0 * norm_multiplier(sc)
-                for q_i in range(nr):
-                    if x[q_i] != 0:
-                        j = colj(cols, q_i, st.stride)
-                        ada_catch_up(j, st.last[j], norm_rate(eta0m, st.xmax[j], st.acc[j]), coef[j],
-                                     st.avg[j] if p.avg_on else 0.0, st, p, t)
+                if cols != NULL:
+                    norm_catch_up_row(x, cols, nr, st, p, t, eta0m)
+                else:
+                    for q_i in range(nr):
+                        if x[q_i] != 0:
+                            j = colj(cols, q_i, st.stride)
+                            ada_catch_up(j, st.last[j], norm_rate(eta0m, st.xmax[j], st.acc[j]), coef[j],
+                                         st.avg[j] if p.avg_on else 0.0, st, p, t)
         elif p.optimizer == FTRL:
             for q_i in range(nr):
                 j = colj(cols, q_i, st.stride)
@@ -744,7 +802,7 @@ def sgd_epoch_csr(const feature_t[::1] data, const index_t[::1] indices, const i
     keep = _setup(state, params, d, &st, &p)
     st.buf = <double*>malloc((maxnnz + 1) * sizeof(double))
     st.gather_n = maxnnz + 1
-    st.gather = <double*>malloc(7 * st.gather_n * sizeof(double))
+    st.gather = <double*>malloc(8 * st.gather_n * sizeof(double))
     if st.buf == NULL or st.gather == NULL:
         free(st.buf)
         free(st.gather)
