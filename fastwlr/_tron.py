@@ -217,8 +217,8 @@ def _steihaug(hv, g, M, delta, cg_tol, crit, done):
     """Preconditioned CG on H step = -g within ||step||_M <= delta (Steihaug): (step, residual
     -g - H step, CG steps). Stops at ||r||_{M^-1} <= cg_tol, once max |r * crit| <= done (see
     OVERSOLVE), at the region's boundary, or along a direction of non-positive curvature (to the
-    boundary). ``hv`` may return the same buffer each
-    time; the vectors here are updated in place (a CG step at d = 2^20 spent 8 ms on temporaries)."""
+    boundary). ``hv`` may return the same buffer each time; the vectors here are updated in place
+    (a CG step at d = 2^20 spent 8 ms on temporaries)."""
     step = np.zeros_like(g)
     r = -g
     z = r / M

@@ -467,8 +467,8 @@ cdef void transpose_fill(const feature_t* data, const index_t* indices, const in
 
 
 cdef object check_transpose(object transpose, Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
-    """(t_data, t_indices, t_indptr) of the caller (the kernel adapter builds them with scipy from
-    the validated X): shapes checked here in O(1); their values are X's, so not scanned again."""
+    """(t_data, t_indices, t_indptr) of the caller (the kernel adapter builds them by transpose_csr
+    from the validated X): shapes checked here in O(1); their values are X's, so not scanned again."""
     t_data, t_indices, t_indptr = transpose
     if t_indptr.shape[0] != d + 1 or t_indices.shape[0] != nnz or t_data.shape[0] != nnz \
             or (nnz > 0 and (t_indptr[0] != 0 or t_indptr[d] != nnz)):

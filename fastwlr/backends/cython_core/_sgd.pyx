@@ -157,7 +157,7 @@ cdef struct State:
     double* sc
     double* buf     # per-row scratch (AdaGrad rates)
     Py_ssize_t stride   # coordinate j's values sit at [j * stride] of each array (see pack_state)
-    double* gather  # per-row scratch: 8 x gather_n values (ada_catch_up_row, norm_catch_up_row)
+    double* gather  # per-row scratch: 8 x gather_n values (catch_up_row)
     Py_ssize_t gather_n
     Py_ssize_t d
 
@@ -249,7 +249,7 @@ cdef inline void ada_catch_up(Py_ssize_t j, double last_j, double eta_j, double 
     # apply the L2 prox factors r = 1 / (1 + eta_j l2) (and averaging terms) of the steps
     # last_j .. t-1 that skipped coordinate j; AdaGrad's eta_j did not change since (acc_j did
     # not); the normalized optimiser's is the rate of now.
-    # Takes coordinate j's state as values (see ada_catch_up_row); two transcendentals in the
+    # Takes coordinate j's state as values (see catch_up_row); two transcendentals in the
     # common case. m == 0 or c == 0 make it a no-op, without a branch.
     cdef double m = t - last_j, x = 0.0, lr = 0.0, shrink = 0.0, i0
     st.last[j] = t
@@ -267,46 +267,16 @@ cdef inline void ada_catch_up(Py_ssize_t j, double last_j, double eta_j, double 
     st.coef[j] = c + c * shrink
 
 
-cdef inline void ada_catch_up_row(const index_t* cols, Py_ssize_t nr, State* st, const Params* p,
-                                  double t) noexcept nogil:
+cdef inline void catch_up_row(const feature_t* x, const index_t* cols, Py_ssize_t nr, State* st,
+                              const Params* p, double t, double eta0m) noexcept nogil:
     # ada_catch_up for the coordinates of one sparse row, in three loops: gather the state (one
     # cache miss each, all in flight at once), the arithmetic on contiguous copies (branch-free
     # inline polynomials, vectorised: ada_decay_row), scatter. Coordinates outside the fast
-    # path's range (large x, averaging that began within the gap: ~1 in 40 touches) take the
-    # scalar ada_catch_up instead. Same results as calling ada_catch_up on each, to an ulp or two.
-    cdef Py_ssize_t q, j, n = st.gather_n
-    cdef double* g_last = st.gather
-    cdef double* g_acc = g_last + n
-    cdef double* g_coef = g_last + 2 * n
-    cdef double* g_avg = g_last + 3 * n
-    cdef double* new_coef = g_last + 4 * n
-    cdef double* new_avg = g_last + 5 * n
-    cdef double* slow = g_last + 6 * n
-    cdef bint avg_on = p.avg_on
-    for q in range(nr):
-        j = <Py_ssize_t>cols[q] * st.stride
-        g_last[q] = st.last[j]
-        g_acc[q] = st.acc[j]
-        g_coef[q] = st.coef[j]
-        g_avg[q] = st.avg[j] if avg_on else 0.0
-    ada_decay_row(nr, g_last, g_acc, NULL, g_coef, g_avg, new_coef, new_avg, slow, t, p.eta0 * p.l2,
-                  avg_on, p.avg_start)
-    for q in range(nr):
-        j = <Py_ssize_t>cols[q] * st.stride
-        if slow[q] != 0.0:
-            ada_catch_up(j, g_last[q], ada_rate(p, g_acc[q]), g_coef[q], g_avg[q], st, p, t)
-        else:
-            st.last[j] = t
-            st.coef[j] = new_coef[q]
-            if avg_on:
-                st.avg[j] = new_avg[q]
-
-
-cdef inline void norm_catch_up_row(const feature_t* x, const index_t* cols, Py_ssize_t nr, State* st,
-                                   const Params* p, double t, double eta0m) noexcept nogil:
-    # ada_catch_up_row for the normalized optimiser (CSR rows): its rate also reads the feature
-    # scale xmax_j, and a stored zero x_j is not a touch (its coordinate is left as it is, as the
-    # scalar loop does). Same results as ada_catch_up on each coordinate, to an ulp or two.
+    # path's range (large x, averaging that began within the gap, a normalized scale never set:
+    # ~1 in 40 touches) take the scalar ada_catch_up instead. Same results as calling ada_catch_up
+    # on each, to an ulp or two. AdaGrad (eta0m unused) catches up every stored entry; the
+    # normalized optimiser (rate eta0m / (xmax_j (sqrt(acc_j) + eps xmax_j))) skips a stored zero,
+    # which is no touch of its coordinate, as its scalar loop does.
     cdef Py_ssize_t q, j, n = st.gather_n
     cdef double* g_last = st.gather
     cdef double* g_acc = g_last + n
@@ -316,22 +286,24 @@ cdef inline void norm_catch_up_row(const feature_t* x, const index_t* cols, Py_s
     cdef double* new_avg = g_last + 5 * n
     cdef double* slow = g_last + 6 * n
     cdef double* g_scale = g_last + 7 * n
-    cdef bint avg_on = p.avg_on
+    cdef bint avg_on = p.avg_on, normalized = p.optimizer == NORMALIZED
     for q in range(nr):
         j = <Py_ssize_t>cols[q] * st.stride
-        g_last[q] = st.last[j] if x[q] != 0 else t   # m = 0: no catch-up
+        g_last[q] = t if normalized and x[q] == 0 else st.last[j]   # m = 0: no catch-up
         g_acc[q] = st.acc[j]
-        g_scale[q] = st.xmax[j]
         g_coef[q] = st.coef[j]
         g_avg[q] = st.avg[j] if avg_on else 0.0
-    ada_decay_row(nr, g_last, g_acc, g_scale, g_coef, g_avg, new_coef, new_avg, slow, t, eta0m * p.l2,
-                  avg_on, p.avg_start)
+        if normalized:
+            g_scale[q] = st.xmax[j]
+    ada_decay_row(nr, g_last, g_acc, g_scale if normalized else NULL, g_coef, g_avg, new_coef, new_avg, slow, t,
+                  (eta0m if normalized else p.eta0) * p.l2, avg_on, p.avg_start)
     for q in range(nr):
-        if x[q] == 0:
+        if normalized and x[q] == 0:
             continue
         j = <Py_ssize_t>cols[q] * st.stride
         if slow[q] != 0.0:
-            ada_catch_up(j, g_last[q], norm_rate(eta0m, g_scale[q], g_acc[q]), g_coef[q], g_avg[q], st, p, t)
+            ada_catch_up(j, g_last[q], norm_rate(eta0m, g_scale[q], g_acc[q]) if normalized else ada_rate(p, g_acc[q]),
+                         g_coef[q], g_avg[q], st, p, t)
         else:
             st.last[j] = t
             st.coef[j] = new_coef[q]
@@ -437,13 +409,13 @@ cdef Py_ssize_t run_epoch(const feature_t* data, const index_t* cols_all, const 
         # 1. lazy catch-up and 2. margin
         if p.optimizer == ADAGRAD:
             if cols != NULL and (p.l2 > 0 or p.avg_on):  # dense rows are never behind
-                ada_catch_up_row(cols, nr, st, p, t)
+                catch_up_row(x, cols, nr, st, p, t, 0.0)
         elif p.optimizer == NORMALIZED:
             # a step touches the nonzero x_j only, dense or CSR; skipped steps at the rate of now
             if p.l2 > 0 or p.avg_on:
                 eta0m = p.eta0 * norm_multiplier(sc)
                 if cols != NULL:
-                    norm_catch_up_row(x, cols, nr, st, p, t, eta0m)
+                    catch_up_row(x, cols, nr, st, p, t, eta0m)
                 else:
                     for q_i in range(nr):
                         if x[q_i] != 0:
