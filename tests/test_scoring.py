@@ -414,6 +414,32 @@ def test_f32_chunk_is_the_contracts():
     assert _scoring.F32_CHUNK == F32_CHUNK and _scoring.F32_MIN_D == F32_MIN_D
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 15, 16, 17, 33, 63, 64, 65, 100, 127, 128, 129, 144, 255, 257])
+def test_row_bits_do_not_depend_on_the_rows_around_it(compiled_backend_name, dtype, d, rng):
+    # The dense kernels take rows eight, four or one at a time (with 512-bit registers where the
+    # build has them): each grouping must give every row the same bits, at every width around the
+    # lane (8, 16), chunk (128) and float32-path (64) boundaries, and a row with an overflowing
+    # float32 product inside a group of eight must be the one summed again, alone.
+    X = rng.standard_normal((29, d)).astype(dtype)
+    X[rng.random(X.shape) < 0.1] *= 1e3
+    if dtype == np.float32:
+        X[11, d // 2] = 3e38   # * 7: beyond float32's range in the float32 path
+    coef = rng.standard_normal(d)
+    coef[d // 2] = 7.0
+    whole = score(X, coef, 0.25, output="log_odds", n_threads=1, backend=compiled_backend_name)
+    alone = np.concatenate([score(X[i:i + 1], coef, 0.25, output="log_odds", backend=compiled_backend_name)
+                            for i in range(len(X))])
+    shifted = score(X[3:], coef, 0.25, output="log_odds", n_threads=1, backend=compiled_backend_name)
+    np.testing.assert_array_equal(whole.view(np.uint8), alone.view(np.uint8))
+    np.testing.assert_array_equal(whole[3:].view(np.uint8), shifted.view(np.uint8))
+    whole64 = score(X, coef, 0.25, output="log_odds", dtype=np.float64, backend=compiled_backend_name)
+    ref, slack = reference_z_and_slack(X, coef, 0.25)
+    assert np.all(np.isfinite(whole64)) and np.all(np.abs(whole64 - ref) <= slack)
+    index, values = fastwlr.score_topk(X, coef, 0.25, k=len(X), output="log_odds", backend=compiled_backend_name)
+    np.testing.assert_array_equal(values[0].view(np.uint8), whole[index[0]].view(np.uint8))
+
+
 # ----------------------------------------------------------------- threads and out=
 
 @pytest.mark.parametrize("output", OUTPUTS)

@@ -277,6 +277,11 @@ cdef extern from *:
     #else
     #define FASTWLR_SIMD 0
     #endif
+    #if FASTWLR_SIMD && defined(__AVX512F__)
+    #define FASTWLR_SIMD512 1
+    #else
+    #define FASTWLR_SIMD512 0
+    #endif
     #if FASTWLR_SIMD || defined(FP_FAST_FMA)
     #define FASTWLR_FMA(a, b, c) fma((a), (b), (c))
     #else
@@ -294,7 +299,7 @@ cdef extern from *:
     #define FASTWLR_LN2_LO 1.90821492927058770002e-10
 
     /* e^x for x in [-708, 709] (scalar twin of fastwlr_exp_mid4) */
-    static inline double fastwlr_exp_mid(double x) {
+    static inline double fastwlr_exp_taylor(double x) {
         double kd = FASTWLR_FMA(x, FASTWLR_LOG2E, FASTWLR_EXP_SHIFT);   /* n = round(x / ln2) in the low bits */
         uint64_t ki, bits;
         memcpy(&ki, &kd, sizeof ki);
@@ -308,6 +313,58 @@ cdef extern from *:
         memcpy(&scale, &bits, sizeof scale);
         return p * scale;
     }
+
+    /* With AVX-512 the scoring exp looks 2^(i/32) up in a table of 32 (two 16-entry permutes of
+       registers) and needs only r in [-ln2/64, ln2/64]: six multiply-adds instead of thirteen,
+       10k odds 8.1 -> 4.1 us. Each entry is 2^(i/32) rounded (hi) plus its rounding error (lo),
+       so that the table adds no error of its own: within 1 ulp of libm, as the Taylor series. */
+    static const double fastwlr_exp2_hi[32] = {
+        0x1p+0, 0x1.059b0d3158574p+0, 0x1.0b5586cf9890fp+0, 0x1.11301d0125b51p+0,
+        0x1.172b83c7d517bp+0, 0x1.1d4873168b9aap+0, 0x1.2387a6e756238p+0, 0x1.29e9df51fdee1p+0,
+        0x1.306fe0a31b715p+0, 0x1.371a7373aa9cbp+0, 0x1.3dea64c123422p+0, 0x1.44e086061892dp+0,
+        0x1.4bfdad5362a27p+0, 0x1.5342b569d4f82p+0, 0x1.5ab07dd485429p+0, 0x1.6247eb03a5585p+0,
+        0x1.6a09e667f3bcdp+0, 0x1.71f75e8ec5f74p+0, 0x1.7a11473eb0187p+0, 0x1.82589994cce13p+0,
+        0x1.8ace5422aa0dbp+0, 0x1.93737b0cdc5e5p+0, 0x1.9c49182a3f090p+0, 0x1.a5503b23e255dp+0,
+        0x1.ae89f995ad3adp+0, 0x1.b7f76f2fb5e47p+0, 0x1.c199bdd85529cp+0, 0x1.cb720dcef9069p+0,
+        0x1.d5818dcfba487p+0, 0x1.dfc97337b9b5fp+0, 0x1.ea4afa2a490dap+0, 0x1.f50765b6e4540p+0,
+    };
+    static const double fastwlr_exp2_lo[32] = {
+        0x0.0p+0, 0x1.d73e2a475b465p-55, 0x1.8a62e4adc610bp-54, -0x1.6c51039449b3ap-54,
+        -0x1.19041b9d78a76p-55, 0x1.e016e00a2643cp-54, 0x1.9b07eb6c70573p-54, 0x1.612e8afad1255p-55,
+        0x1.6f46ad23182e4p-55, -0x1.63aeabf42eae2p-54, 0x1.ada0911f09ebcp-55, 0x1.89b7a04ef80d0p-59,
+        0x1.d4397afec42e2p-56, -0x1.07abe1db13cadp-55, 0x1.6324c054647adp-54, -0x1.383c17e40b497p-54,
+        -0x1.bdd3413b26456p-54, -0x1.16e4786887a99p-55, -0x1.41577ee04992fp-55, -0x1.d4c1dd41532d8p-54,
+        0x1.6e9f156864b27p-54, -0x1.75fc781b57ebcp-57, 0x1.c7c46b071f2bep-56, -0x1.d2f6edb8d41e1p-54,
+        0x1.7a1cd345dcc81p-54, -0x1.5584f7e54ac3bp-56, 0x1.11065895048ddp-55, 0x1.503cbd1e949dbp-56,
+        0x1.2ed02d75b3707p-55, -0x1.1a5cd4f184b5cp-54, -0x1.e9c23179c2893p-54, 0x1.9d3e12dd8a18bp-54,
+    };
+    #define FASTWLR_N_LOG2E (32 * 1.4426950408889634)
+    /* ln2 / 32 in two parts; the first has 32 significant bits, so k times it is exact */
+    #define FASTWLR_LN2N_HI (6.93147180369123816490e-01 / 32)
+    #define FASTWLR_LN2N_LO (1.90821492927058770002e-10 / 32)
+
+    /* e^x for x in [-708, 709] (scalar twin of fastwlr_exp_mid8): k = round(32 x / ln2),
+       e^x = 2^(k >> 5) 2^((k & 31) / 32) e^r */
+    static inline double fastwlr_exp_table(double x) {
+        double kd = fma(x, FASTWLR_N_LOG2E, FASTWLR_EXP_SHIFT);
+        uint64_t ki, bits;
+        memcpy(&ki, &kd, sizeof ki);
+        kd -= FASTWLR_EXP_SHIFT;
+        double r = fma(-kd, FASTWLR_LN2N_HI, x);
+        r = fma(-kd, FASTWLR_LN2N_LO, r);
+        double p = fma(fma(fma(fma(fma(1.0 / 720, r, 1.0 / 120), r, 1.0 / 24), r, 1.0 / 6), r, 0.5), r, 1.0) * r;
+        int i = (int)(ki & 31);
+        bits = ((ki >> 5) + 1023) << 52;   /* ki >> 5 holds 2^46 + (k >> 5): 2^n, n in [-1022, 1022] */
+        double scale, t = fastwlr_exp2_hi[i];
+        memcpy(&scale, &bits, sizeof scale);
+        return scale * (t + fma(t, p, fastwlr_exp2_lo[i]));
+    }
+
+    #if FASTWLR_SIMD512
+    #define fastwlr_exp_mid fastwlr_exp_table
+    #else
+    #define fastwlr_exp_mid fastwlr_exp_taylor
+    #endif
 
     static inline double fastwlr_exp_edge(double x) {
         if (x > 709.782712893384) return INFINITY;
@@ -358,16 +415,72 @@ cdef extern from *:
     }
     #endif
 
+    #if FASTWLR_SIMD512
+    static inline __m512d fastwlr_exp_mid8(__m512d x) {
+        __m512d shift = _mm512_set1_pd(FASTWLR_EXP_SHIFT);
+        __m512d kd = _mm512_fmadd_pd(x, _mm512_set1_pd(FASTWLR_N_LOG2E), shift);
+        __m512i ki = _mm512_castpd_si512(kd);
+        kd = _mm512_sub_pd(kd, shift);
+        __m512d r = _mm512_fnmadd_pd(kd, _mm512_set1_pd(FASTWLR_LN2N_HI), x);
+        r = _mm512_fnmadd_pd(kd, _mm512_set1_pd(FASTWLR_LN2N_LO), r);
+        __m512d q = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 720), r, _mm512_set1_pd(1.0 / 120));
+        q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 24));
+        q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 6));
+        q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(0.5));
+        q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0));
+        __m512d p = _mm512_mul_pd(q, r);
+        /* entry k & 31: bits 0-3 pick one of 16 in each half, bit 4 the half */
+        const double* H = fastwlr_exp2_hi;
+        const double* L = fastwlr_exp2_lo;
+        __mmask8 upper = _mm512_test_epi64_mask(ki, _mm512_set1_epi64(16));
+        __m512d t = _mm512_mask_blend_pd(upper,
+            _mm512_permutex2var_pd(_mm512_loadu_pd(H), ki, _mm512_loadu_pd(H + 8)),
+            _mm512_permutex2var_pd(_mm512_loadu_pd(H + 16), ki, _mm512_loadu_pd(H + 24)));
+        __m512d tl = _mm512_mask_blend_pd(upper,
+            _mm512_permutex2var_pd(_mm512_loadu_pd(L), ki, _mm512_loadu_pd(L + 8)),
+            _mm512_permutex2var_pd(_mm512_loadu_pd(L + 16), ki, _mm512_loadu_pd(L + 24)));
+        __m512i bits = _mm512_slli_epi64(_mm512_add_epi64(_mm512_srli_epi64(ki, 5), _mm512_set1_epi64(1023)), 52);
+        return _mm512_mul_pd(_mm512_castsi512_pd(bits), _mm512_add_pd(t, _mm512_fmadd_pd(t, p, tl)));
+    }
+
+    /* e^x of eight lanes; lanes outside [-708, 709] (or NaN) come from the scalar edge path */
+    static inline __m512d fastwlr_exp8(__m512d x) {
+        __mmask8 in = _mm512_cmp_pd_mask(x, _mm512_set1_pd(FASTWLR_EXP_MID_LO), _CMP_GE_OQ)
+                    & _mm512_cmp_pd_mask(x, _mm512_set1_pd(FASTWLR_EXP_MID_HI), _CMP_LE_OQ);
+        __m512d e = fastwlr_exp_mid8(_mm512_maskz_mov_pd(in, x));   /* keep the bit tricks in range */
+        if (in != 0xff) {
+            double xs[8], es[8];
+            _mm512_storeu_pd(xs, x);
+            _mm512_storeu_pd(es, e);
+            for (int l = 0; l < 8; l++)
+                if (!(in >> l & 1)) es[l] = fastwlr_exp_edge(xs[l]);
+            e = _mm512_loadu_pd(es);
+        }
+        return e;
+    }
+    #endif
+
     /* z[0:m] <- odds or probability of z[0:m] in place (output 1 = odds, 2 = proba, else nothing) */
     static inline void fastwlr_transform_block(double* z, Py_ssize_t m, int output) {
         Py_ssize_t i = 0;
         if (output == 1) {
-    #if FASTWLR_SIMD
+    #if FASTWLR_SIMD512
+            for (; i + 8 <= m; i += 8) _mm512_storeu_pd(z + i, fastwlr_exp8(_mm512_loadu_pd(z + i)));
+    #elif FASTWLR_SIMD
             for (; i + 4 <= m; i += 4) _mm256_storeu_pd(z + i, fastwlr_exp4(_mm256_loadu_pd(z + i)));
     #endif
             for (; i < m; i++) z[i] = fastwlr_score_exp(z[i]);
         } else if (output == 2) {
-    #if FASTWLR_SIMD
+    #if FASTWLR_SIMD512
+            __m512d one8 = _mm512_set1_pd(1.0);
+            for (; i + 8 <= m; i += 8) {
+                __m512d v = _mm512_loadu_pd(z + i);
+                __m512d e = fastwlr_exp8(_mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(v),
+                                  _mm512_set1_epi64((long long)0x8000000000000000ULL))));   /* e^-|z| */
+                __m512d num = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(v, _mm512_setzero_pd(), _CMP_GE_OQ), e, one8);
+                _mm512_storeu_pd(z + i, _mm512_div_pd(num, _mm512_add_pd(one8, e)));
+            }
+    #elif FASTWLR_SIMD
             __m256d sign = _mm256_set1_pd(-0.0), one = _mm256_set1_pd(1.0);
             for (; i + 4 <= m; i += 4) {
                 __m256d v = _mm256_loadu_pd(z + i);
@@ -595,6 +708,117 @@ cdef extern from *:
         for (int r = 0; r < 4; r++)
             if (!(fabs(z[r]) < INFINITY)) z[r] = fastwlr_dot_f32(x + r * d, w, d);
     }
+
+    /* Eight consecutive rows (stride d) at once, with AVX-512 where the build has it: one 512-bit
+       register holds a row's 16 float32 lanes (or its 8 float64 ones), eight rows keep the FMA
+       units busy, and the eight rows' last reductions share one tree of shuffles. Each z[r] is
+       bitwise the one-row dot product of the same kind: the same lanes, chains and final order
+       ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)). One thread, in cache: 1k x 64 float32 1.4x faster
+       than four rows of 256 bits, 10k x 16 2x. Without AVX-512: two calls of four rows. */
+    #if FASTWLR_SIMD512
+    /* z[0:8] <- the per-row sums of eight vectors of eight lanes, in the order above */
+    static inline __m512d fastwlr_sum8x8(__m512d s0, __m512d s1, __m512d s2, __m512d s3,
+                                         __m512d s4, __m512d s5, __m512d s6, __m512d s7) {
+        /* [row0: s0+s1, row1: s0+s1 | row0: s2+s3, row1: s2+s3 | ...] */
+        __m512d t01 = _mm512_add_pd(_mm512_unpacklo_pd(s0, s1), _mm512_unpackhi_pd(s0, s1));
+        __m512d t23 = _mm512_add_pd(_mm512_unpacklo_pd(s2, s3), _mm512_unpackhi_pd(s2, s3));
+        __m512d t45 = _mm512_add_pd(_mm512_unpacklo_pd(s4, s5), _mm512_unpackhi_pd(s4, s5));
+        __m512d t67 = _mm512_add_pd(_mm512_unpacklo_pd(s6, s7), _mm512_unpackhi_pd(s6, s7));
+        /* [(s0+s1)+(s2+s3) of rows 0, 1 | (s4+s5)+(s6+s7) of rows 0, 1 | the same of rows 2, 3] */
+        __m512d u = _mm512_add_pd(_mm512_shuffle_f64x2(t01, t23, 0x88), _mm512_shuffle_f64x2(t01, t23, 0xdd));
+        __m512d v = _mm512_add_pd(_mm512_shuffle_f64x2(t45, t67, 0x88), _mm512_shuffle_f64x2(t45, t67, 0xdd));
+        return _mm512_add_pd(_mm512_shuffle_f64x2(u, v, 0x88), _mm512_shuffle_f64x2(u, v, 0xdd));
+    }
+    #define FASTWLR_REP8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+
+    /* float32 lanes in chains of FASTWLR_F32_CHUNK, as fastwlr_dot_f32s */
+    static inline __m512d fastwlr_dot8_f32s(const float* x, const float* w, Py_ssize_t d) {
+        __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+        Py_ssize_t steps = FASTWLR_F32_STEPS(d), full = d / 16, r = d - 16 * full;
+        __mmask16 m = (__mmask16)((1u << r) - 1u);
+        for (Py_ssize_t c0 = 0; c0 < steps; c0 += FASTWLR_F32_CHUNK) {
+            Py_ssize_t c1 = c0 + FASTWLR_F32_CHUNK < full ? c0 + FASTWLR_F32_CHUNK : full;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+            for (Py_ssize_t j = 16 * c0; j < 16 * c1; j += 16) {
+                __m512 wv = _mm512_loadu_ps(w + j);
+    #define FASTWLR_STEP(k) a##k = _mm512_fmadd_ps(_mm512_loadu_ps(x + k * d + j), wv, a##k);
+                FASTWLR_REP8(FASTWLR_STEP)
+    #undef FASTWLR_STEP
+            }
+            if (r && c1 == full && full < c0 + FASTWLR_F32_CHUNK) {   /* the masked last step */
+                Py_ssize_t j = 16 * full;
+                __m512 wv = _mm512_loadu_ps(w + j);
+    #define FASTWLR_STEP(k) a##k = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + k * d + j), wv, a##k);
+                FASTWLR_REP8(FASTWLR_STEP)
+    #undef FASTWLR_STEP
+            }
+            /* lane l widened into double lane l, then lane l + 8 */
+    #define FASTWLR_STEP(k) s##k = _mm512_add_pd(_mm512_add_pd(s##k, _mm512_cvtps_pd(_mm512_castps512_ps256(a##k))), \
+                _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a##k), 1))));
+            FASTWLR_REP8(FASTWLR_STEP)
+    #undef FASTWLR_STEP
+        }
+        return fastwlr_sum8x8(s0, s1, s2, s3, s4, s5, s6, s7);
+    }
+
+    /* float64 lanes, as fastwlr_dot_f64 / fastwlr_dot_f32: lane l sums j = l (mod 8), the tail into lane 0 */
+    #define FASTWLR_LOAD8_f64(p) _mm512_loadu_pd(p)
+    #define FASTWLR_LOAD8_f32(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
+    #define FASTWLR_DEFINE_DOT8(T, SFX) \
+    static inline __m512d fastwlr_dot8v_##SFX(const T* x, const double* w, Py_ssize_t d) { \
+        __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0; \
+        Py_ssize_t d8 = d - d % 8; \
+        for (Py_ssize_t j = 0; j < d8; j += 8) { \
+            __m512d wv = _mm512_loadu_pd(w + j); \
+            s0 = _mm512_fmadd_pd(FASTWLR_LOAD8_##SFX(x + j), wv, s0); \
+            s1 = _mm512_fmadd_pd(FASTWLR_LOAD8_##SFX(x + d + j), wv, s1); \
+            s2 = _mm512_fmadd_pd(FASTWLR_LOAD8_##SFX(x + 2 * d + j), wv, s2); \
+            s3 = _mm512_fmadd_pd(FASTWLR_LOAD8_##SFX(x + 3 * d + j), wv, s3); \
+            s4 = _mm512_fmadd_pd(FASTWLR_LOAD8_##SFX(x + 4 * d + j), wv, s4); \
+            s5 = _mm512_fmadd_pd(FASTWLR_LOAD8_##SFX(x + 5 * d + j), wv, s5); \
+            s6 = _mm512_fmadd_pd(FASTWLR_LOAD8_##SFX(x + 6 * d + j), wv, s6); \
+            s7 = _mm512_fmadd_pd(FASTWLR_LOAD8_##SFX(x + 7 * d + j), wv, s7); \
+        } \
+        if (d8 < d) { \
+            FASTWLR_TAIL8(s0, x, 0) FASTWLR_TAIL8(s1, x, 1) FASTWLR_TAIL8(s2, x, 2) FASTWLR_TAIL8(s3, x, 3) \
+            FASTWLR_TAIL8(s4, x, 4) FASTWLR_TAIL8(s5, x, 5) FASTWLR_TAIL8(s6, x, 6) FASTWLR_TAIL8(s7, x, 7) \
+        } \
+        return fastwlr_sum8x8(s0, s1, s2, s3, s4, s5, s6, s7); \
+    }
+    #define FASTWLR_TAIL8(s, x, k) { \
+            double t = _mm512_cvtsd_f64(s); \
+            for (Py_ssize_t j = d8; j < d; j++) t = fma((double)(x)[(k) * d + j], w[j], t); \
+            s = _mm512_mask_mov_pd(s, 1, _mm512_set1_pd(t)); }
+    FASTWLR_DEFINE_DOT8(double, f64)
+    FASTWLR_DEFINE_DOT8(float, f32)
+    static inline void fastwlr_dot8_f64(const double* x, const double* w, Py_ssize_t d, double* z) {
+        _mm512_storeu_pd(z, fastwlr_dot8v_f64(x, w, d));
+    }
+    static inline void fastwlr_dot8_f32(const float* x, const double* w, Py_ssize_t d, double* z) {
+        _mm512_storeu_pd(z, fastwlr_dot8v_f32(x, w, d));
+    }
+    static inline void fastwlr_dot8_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d, double* z) {
+        __m512d v = fastwlr_dot8_f32s(x, w32, d);
+        __mmask8 finite = _mm512_cmp_pd_mask(_mm512_abs_pd(v), _mm512_set1_pd(INFINITY), _CMP_LT_OQ);
+        _mm512_storeu_pd(z, v);
+        if (finite == 0xff) return;
+        for (int r = 0; r < 8; r++)
+            if (!(finite >> r & 1)) z[r] = fastwlr_dot_f32(x + r * d, w, d);
+    }
+    #else
+    static inline void fastwlr_dot8_f64(const double* x, const double* w, Py_ssize_t d, double* z) {
+        fastwlr_dot4_f64(x, w, d, z);
+        fastwlr_dot4_f64(x + 4 * d, w, d, z + 4);
+    }
+    static inline void fastwlr_dot8_f32(const float* x, const double* w, Py_ssize_t d, double* z) {
+        fastwlr_dot4_f32(x, w, d, z);
+        fastwlr_dot4_f32(x + 4 * d, w, d, z + 4);
+    }
+    static inline void fastwlr_dot8_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d, double* z) {
+        fastwlr_dot4_f32w(x, w32, w, d, z);
+        fastwlr_dot4_f32w(x + 4 * d, w32, w, d, z + 4);
+    }
+    #endif
     """
     int F32_CHUNK "FASTWLR_F32_CHUNK"
     int F32_MIN_D "FASTWLR_F32_MIN_D"
@@ -611,6 +835,11 @@ cdef extern from *:
     double dot_f32 "fastwlr_dot_f32"(const float* x, const double* w, Py_ssize_t d) noexcept nogil
     void dot4_f64 "fastwlr_dot4_f64"(const double* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
     void dot4_f32 "fastwlr_dot4_f32"(const float* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
+    void dot8_f64 "fastwlr_dot8_f64"(const double* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
+    void dot8_f32 "fastwlr_dot8_f32"(const float* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
+    void dot8_f32w "fastwlr_dot8_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d,
+                                      double* z) noexcept nogil
+    bint SIMD512_BUILD "FASTWLR_SIMD512"
 
 
 cdef inline double dot_dense(const feature_t* x, const double* w, Py_ssize_t d) noexcept nogil:
@@ -651,6 +880,26 @@ cdef inline void dot_score4(const feature_t* x, const double* w, const float* w3
             dot4_f32(x, w, d, z)
     else:
         dot4_f64(x, w, d, z)
+
+
+cdef inline void dot_dense8(const feature_t* x, const double* w, Py_ssize_t d, double* z) noexcept nogil:
+    # eight consecutive rows; each z[r] is bitwise dot_dense(x + r * d, w, d)
+    if feature_t is float:
+        dot8_f32(x, w, d, z)
+    else:
+        dot8_f64(x, w, d, z)
+
+
+cdef inline void dot_score8(const feature_t* x, const double* w, const float* w32, Py_ssize_t d,
+                            double* z) noexcept nogil:
+    # eight consecutive rows; each z[r] is bitwise dot_score(x + r * d, w, w32, d)
+    if feature_t is float:
+        if w32 != NULL:
+            dot8_f32w(x, w32, w, d, z)
+        else:
+            dot8_f32(x, w, d, z)
+    else:
+        dot8_f64(x, w, d, z)
 
 
 cdef inline double apply_output(double z, int output) noexcept nogil:

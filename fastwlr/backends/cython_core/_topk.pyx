@@ -39,7 +39,7 @@ from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, al
 
 from cython.parallel cimport prange, threadid
 
-from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_score, dot_score4,
+from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_score, dot_score4, dot_score8,
                      dot_csr_prefetch, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch)
 
 
@@ -191,7 +191,7 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
     cdef Py_ssize_t nnz_end = indptr[pf_end] if source == CSR and pf_end > 0 else 0
     cdef double z, thr
     cdef bint skip, ahead
-    cdef double zb[4]
+    cdef double zb[8]
     while m < k and i < stop:  # filling: every candidate enters, -inf included
         if exclude == NULL or not exclude[i]:
             z = row_value(source, vals, ind, indptr, d, w, w32, b, i, nnz_end)
@@ -220,14 +220,20 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
         row_bytes = d * sizeof(feature_t)
         end_bytes = pf_end * row_bytes
         ahead = pf_end > i
-        while i + 4 <= stop:
+        while i + 8 <= stop:
             if ahead:
                 q = ((i * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
-                q_end = min((i + 4) * row_bytes + DENSE_PREFETCH_BYTES, end_bytes)
+                q_end = min((i + 8) * row_bytes + DENSE_PREFETCH_BYTES, end_bytes)
                 while q < q_end:
                     prefetch(<const char*>vals + q)
                     q += 64
-            dot_score4(vals + i * d, w, w32, d, zb)  # an excluded row is computed too, never looked at
+            dot_score8(vals + i * d, w, w32, d, zb)  # an excluded row is computed too, never looked at
+            for r in range(8):
+                if exclude == NULL or not exclude[i + r]:
+                    thr = offer(source, zb[r] + b, i + r, hv, hi, k, thr, bad)
+            i += 8
+        if i + 4 <= stop:
+            dot_score4(vals + i * d, w, w32, d, zb)
             for r in range(4):
                 if exclude == NULL or not exclude[i + r]:
                     thr = offer(source, zb[r] + b, i + r, hv, hi, k, thr, bad)
