@@ -8,7 +8,8 @@ Dense: 1,000,000 x 64 float32, ``fastwlr.score(X, w, b, output="odds")`` against
   * ``np.exp(X @ w32 + b)`` with a float32 w (BLAS sgemv, no upcast; float32 result);
   * ``X.sum()``: one streaming read of the same 256 MB, the memory-bandwidth floor of any scorer
     (for 2 threads: two halves summed concurrently, numpy releases the GIL).
-CSR: 1,000,000 rows, 2^20 columns, 40 non-zeros a row (``make_watch_time(sparse=True)``),
+CSR: 1,000,000 rows, 2^20 columns, 40 non-zeros a row (``make_watch_time(sparse=True)``, float32
+values, or float64 with ``--csr-dtype float64``),
 ``fastwlr.score`` against scipy's ``np.exp(X @ w + b)``.
 
 Each timing is the best of ``--repeat`` rounds, the contenders run round-robin; the output buffer is pre-allocated for fastwlr (as a
@@ -70,6 +71,8 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2,default",
                     help="comma-separated thread counts; default: n_threads=None and BLAS's own default")
     ap.add_argument("--skip-sparse", action="store_true")
+    ap.add_argument("--csr-dtype", default="float32", choices=["float32", "float64"],
+                    help="the CSR rows' values (scipy multiplies float64 ones without converting them first)")
     ap.add_argument("--smoke", action="store_true", help="seconds: 20,000 rows, one round")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -110,9 +113,9 @@ def main(argv=None):
     if args.skip_sparse:
         return 0
     sparse = make_watch_time(n, sparse=True, n_hashed_features=2**20, nnz_per_row=40, random_state=0)
-    Xs, w, b = sparse.X, sparse.coef, sparse.intercept
+    Xs, w, b = sparse.X.astype(args.csr_dtype), sparse.coef, sparse.intercept
     nbytes = Xs.data.nbytes + Xs.indices.nbytes + Xs.indptr.nbytes
-    print(f"CSR {n:,} x 2^20, 40 nnz/row, float32 data, {Xs.indices.dtype} indices "
+    print(f"CSR {n:,} x 2^20, 40 nnz/row, {Xs.dtype} data, {Xs.indices.dtype} indices "
           f"({nbytes / 2**20:.0f} MiB + 8 MiB coef)")
     ref = np.exp(Xs @ w + b)
     np.testing.assert_allclose(fastwlr.score(Xs, w, b, out=out, backend=args.backend), ref, rtol=1e-10)

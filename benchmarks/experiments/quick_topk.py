@@ -9,7 +9,9 @@ Comparisons, each single-threaded and with all cores (numpy's BLAS limited by th
     best numpy: X @ coef (float32 BLAS) + 2-D argpartition + argsort of the k + exp of the winners;
  2. about as many rows in 5,000 ragged requests (1..2,000 candidates, mean ~1,000), against numpy's per-group loop
     (one BLAS matmul, then argpartition/argsort/exp per request) and the padded 2-D form;
- 3. fused score_topk against fastwlr.score (all n odds) followed by fastwlr.topk.
+ 3. fused score_topk against fastwlr.score (all n odds) followed by fastwlr.topk;
+ 4. fused score_topk on the equal requests against fastwlr.score alone of the same rows (what
+    selecting costs on top of scoring: "/ score", below 1 when the fused scan skips the exp).
 Times are the best of ``--repeat`` runs after one warm-up run, the contenders run round-robin.
 """
 import argparse
@@ -142,6 +144,7 @@ def main(argv=None):
                 "np_pad": lambda: numpy_padded(Xr, coef32, b, ragged, k),
                 "unf_eq": lambda: unfused(Xe, coef, b, equal, k, t),
                 "unf_rg": lambda: unfused(Xr, coef, b, ragged, k, t),
+                "score_eq": lambda: fastwlr.score(Xe, coef, b, output="odds", n_threads=t),
             }, args.repeat)
         rows.append((t, *times.values()))
 
@@ -156,11 +159,12 @@ def main(argv=None):
     print(f"  ragged = {G // 2:,} requests x 1..{4 * C} candidates ({int(ragged[-1]):,} rows)")
     header = (f"{'threads':>7} | {'equal: ours':>11} {'numpy 2-D':>10} {'ratio':>6} | {'ragged: ours':>12} "
               f"{'numpy loop':>10} {'ratio':>6} {'padded 2-D':>10} {'ratio':>6} | {'score+topk eq':>13} "
-              f"{'ratio':>6} {'ragged':>7} {'ratio':>6}")
+              f"{'ratio':>6} {'ragged':>7} {'ratio':>6} | {'score eq':>8} {'/ score':>7}")
     print(header)
-    for t, oe, ne, orr, nl, npd, ue, ur in rows:
+    for t, oe, ne, orr, nl, npd, ue, ur, se in rows:
         print(f"{t:>7} | {oe:>11.4f} {ne:>10.4f} {ne / oe:>5.1f}x | {orr:>12.4f} {nl:>10.4f} {nl / orr:>5.1f}x "
-              f"{npd:>10.4f} {npd / orr:>5.1f}x | {ue:>13.4f} {ue / oe:>5.2f}x {ur:>7.4f} {ur / orr:>5.2f}x")
+              f"{npd:>10.4f} {npd / orr:>5.1f}x | {ue:>13.4f} {ue / oe:>5.2f}x {ur:>7.4f} {ur / orr:>5.2f}x "
+              f"| {se:>8.4f} {oe / se:>6.2f}x")
 
 
 if __name__ == "__main__":

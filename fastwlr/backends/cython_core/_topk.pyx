@@ -228,9 +228,16 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
                     prefetch(<const char*>vals + q)
                     q += 64
             dot_score8(vals + i * d, w, w32, d, zb)  # an excluded row is computed too, never looked at
+            # as for scores above: a block of eight that all lose to the root (and are not -inf,
+            # which offer counts) is skipped whole; same offers, same result
+            skip = True
             for r in range(8):
-                if exclude == NULL or not exclude[i + r]:
-                    thr = offer(source, zb[r] + b, i + r, hv, hi, k, thr, bad)
+                zb[r] = zb[r] + b
+                skip = skip & (zb[r] <= thr) & (zb[r] > -INFINITY)
+            if not skip:
+                for r in range(8):
+                    if exclude == NULL or not exclude[i + r]:
+                        thr = offer(source, zb[r], i + r, hv, hi, k, thr, bad)
             i += 8
         if i + 4 <= stop:
             dot_score4(vals + i * d, w, w32, d, zb)
