@@ -69,7 +69,9 @@ cdef inline Py_ssize_t heap_stride(Py_ssize_t kh) noexcept nogil:
 
 cdef inline bint worse(double va, int64_t ia, double vb, int64_t ib) noexcept nogil:
     # The total order of the specification: higher value better, equal values -> lower index better.
-    return va < vb or (va == vb and ia > ib)
+    # Bitwise, not short-circuit: no branch, so sift_down picks its child with a conditional move
+    # (which child is worse is a coin toss no predictor learns).
+    return (va < vb) | ((va == vb) & (ia > ib))
 
 
 cdef inline void sift_down(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t pos) noexcept nogil:
@@ -80,8 +82,8 @@ cdef inline void sift_down(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t pos
         child = 2 * pos + 1
         if child >= m:
             break
-        if child + 1 < m and worse(hv[child + 1], hi[child + 1], hv[child], hi[child]):
-            child += 1
+        if child + 1 < m:
+            child += worse(hv[child + 1], hi[child + 1], hv[child], hi[child])
         if not worse(hv[child], hi[child], v, ix):
             break
         hv[pos] = hv[child]
