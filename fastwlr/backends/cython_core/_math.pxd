@@ -902,14 +902,6 @@ cdef inline void dot_score4(const feature_t* x, const double* w, const float* w3
         dot4_f64(x, w, d, z)
 
 
-cdef inline void dot_dense8(const feature_t* x, const double* w, Py_ssize_t d, double* z) noexcept nogil:
-    # eight consecutive rows; each z[r] is bitwise dot_dense(x + r * d, w, d)
-    if feature_t is float:
-        dot8_f32(x, w, d, z)
-    else:
-        dot8_f64(x, w, d, z)
-
-
 cdef inline void dot_score8(const feature_t* x, const double* w, const float* w32, Py_ssize_t d,
                             double* z) noexcept nogil:
     # eight consecutive rows; each z[r] is bitwise dot_score(x + r * d, w, w32, d)
