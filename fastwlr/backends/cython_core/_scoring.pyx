@@ -24,7 +24,7 @@ import numpy as np
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
                      transform_block, dot_score, dot_score4, dot_score8, dot_csr, madd, F32_CHUNK as _F32_CHUNK,
-                     F32_MIN_D as _F32_MIN_D, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch,
+                     F32_MIN_D as _F32_MIN_D, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch_span,
                      dot_csr_prefetch)
 
 # terms per lane of a float32 chain, and the fewest columns summed that way (tests compare them
@@ -48,18 +48,15 @@ cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double
     # the output transform over the whole block (vectorised), then one converting copy to out.
     # Returns the count of non-finite log-odds.
     cdef double z[BLOCK_ROWS]
-    cdef Py_ssize_t r = 0, q, q_end, row_bytes = d * sizeof(feature_t), n_nonfinite = 0
+    cdef Py_ssize_t r = 0, row_bytes = d * sizeof(feature_t), n_nonfinite = 0
     cdef const feature_t* x = X + i0 * d
     cdef bint ahead = total_bytes > PREFETCH_MIN_BYTES
     while r + 8 <= m:
         # prefetch each cache line that starts in these rows' byte range shifted 4 KB ahead:
         # every line once, none past the end of X
         if ahead:
-            q = (((i0 + r) * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
-            q_end = min((i0 + r + 8) * row_bytes + DENSE_PREFETCH_BYTES, total_bytes)
-            while q < q_end:
-                prefetch(base + q)
-                q = q + 64
+            prefetch_span(base, (i0 + r) * row_bytes + DENSE_PREFETCH_BYTES,
+                          min((i0 + r + 8) * row_bytes + DENSE_PREFETCH_BYTES, total_bytes))
         dot_score8(x + r * d, coef, coef32, d, &z[r])
         r += 8
     if r + 4 <= m:

@@ -40,7 +40,7 @@ from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, al
 from cython.parallel cimport prange, threadid
 
 from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output, dot_score, dot_score4, dot_score8,
-                     dot_csr_prefetch, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch)
+                     dot_csr_prefetch, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch_span)
 
 
 # What one scan reads: precomputed scores, or log-odds of dense / CSR rows.
@@ -189,7 +189,7 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
     ``bad[0]``: lowest row with a NaN value/log-odds seen by this thread (-1: none);
     ``bad[1]``: count of infinite log-odds (fused sources only). NaN rows are not ranked.
     Rows are prefetched ahead up to row ``pf_end`` (0: not at all; see prefetch_end)."""
-    cdef Py_ssize_t i = start, r, row_bytes, end_bytes, q, q_end
+    cdef Py_ssize_t i = start, r, row_bytes, end_bytes
     cdef Py_ssize_t nnz_end = indptr[pf_end] if source == CSR and pf_end > 0 else 0
     cdef double z, thr
     cdef bint skip, ahead
@@ -224,11 +224,8 @@ cdef inline Py_ssize_t scan(int source, const feature_t* vals, const index_t* in
         ahead = pf_end > i
         while i + 8 <= stop:
             if ahead:
-                q = ((i * row_bytes + DENSE_PREFETCH_BYTES + 63) >> 6) << 6
-                q_end = min((i + 8) * row_bytes + DENSE_PREFETCH_BYTES, end_bytes)
-                while q < q_end:
-                    prefetch(<const char*>vals + q)
-                    q += 64
+                prefetch_span(vals, i * row_bytes + DENSE_PREFETCH_BYTES,
+                              min((i + 8) * row_bytes + DENSE_PREFETCH_BYTES, end_bytes))
             dot_score8(vals + i * d, w, w32, d, zb)  # an excluded row is computed too, never looked at
             # as for scores above: a block of eight that all lose to the root (and are not -inf,
             # which offer counts) is skipped whole; same offers, same result
