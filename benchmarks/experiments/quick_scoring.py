@@ -7,7 +7,8 @@ Dense: 1,000,000 x 64 float32, ``fastwlr.score(X, w, b, output="odds")`` against
   * ``np.exp(X @ w + b)`` as a user writes it (w float64: numpy upcasts X to float64 first);
   * ``np.exp(X @ w32 + b)`` with a float32 w (BLAS sgemv, no upcast; float32 result);
   * ``X.sum()``: one streaming read of the same 256 MB, the memory-bandwidth floor of any scorer
-    (for 2 threads: two halves summed concurrently, numpy releases the GIL).
+    (for 2 threads: two halves summed concurrently, numpy releases the GIL);
+  then the three outputs of a ``fastwlr.Scorer`` against numpy's bare ``X @ w32``, default threads.
 CSR: 1,000,000 rows, 2^20 columns, 40 non-zeros a row (``make_watch_time(sparse=True)``, float32
 values, or float64 with ``--csr-dtype float64``),
 ``fastwlr.score`` against scipy's ``np.exp(X @ w + b)``.
@@ -28,12 +29,14 @@ from fastwlr.backends._contract import F32_SUM_ATOL, F32_SUM_RTOL
 from fastwlr.datasets import make_watch_time
 
 
-def best_of(fns, repeat):
+def best_of(fns, repeat, pause=0.0):
     """Best wall time of each function over ``repeat`` rounds, run round-robin so that all of them
-    see the same machine load (the ratios are what this script is for)."""
+    see the same machine load (the ratios are what this script is for); ``pause`` seconds before
+    each call let the other library's worker threads go idle."""
     best = [float("inf")] * len(fns)
     for _ in range(repeat):
         for k, fn in enumerate(fns):
+            time.sleep(pause)
             t0 = time.perf_counter()
             fn()
             best[k] = min(best[k], time.perf_counter() - t0)
@@ -108,6 +111,12 @@ def main(argv=None):
               f"np.exp(X @ w32 + b) {t_np32 * 1e3:6.1f} ms -> {t_np32 / t_fw:5.2f}x | "
               f"X.sum() floor {t_sum * 1e3:6.1f} ms ({X.nbytes / t_sum / 1e9:5.1f} GB/s) -> "
               f"fastwlr takes {t_fw / t_sum:4.2f}x the floor")
+    # the three outputs of a prepared Scorer against numpy's bare X @ w (its float32 GEMV), both at
+    # their default threads, 0.15 s apart (longer than OpenBLAS's 0.1 s of spinning after a call)
+    scorers = [fastwlr.Scorer(w, b, output=o, backend=args.backend) for o in ("odds", "log_odds", "proba")]
+    *t_out, t_gemv = best_of([*[(lambda s=s: s(X)) for s in scorers], lambda: X @ w32], rep, pause=0.15)
+    print("  default threads, a Scorer against numpy's bare X @ w32 " f"{t_gemv * 1e3:.2f} ms: " + ", ".join(
+        f"{o} {t * 1e3:.2f} ms ({t / t_gemv:.2f}x)" for o, t in zip(("odds", "log-odds", "probability"), t_out)))
     del X, ref, dense
 
     if args.skip_sparse:
