@@ -859,7 +859,6 @@ cdef extern from *:
     void dot8_f32 "fastwlr_dot8_f32"(const float* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
     void dot8_f32w "fastwlr_dot8_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d,
                                       double* z) noexcept nogil
-    bint SIMD512_BUILD "FASTWLR_SIMD512"
 
 
 cdef inline double dot_dense(const feature_t* x, const double* w, Py_ssize_t d) noexcept nogil:

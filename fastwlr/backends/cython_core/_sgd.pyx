@@ -68,6 +68,9 @@ cdef extern from *:
            optimiser's eta_j = eta0 / (s_j (sqrt(acc_j) + eps s_j)), s_j = scale[q] (norm_rate; a
            coordinate never seen, s_j = 0, has rate 0 and is left to the scalar path). */
         double inv_eta0_l2 = eta0_l2 > 0.0 ? 1.0 / eta0_l2 : 0.0;
+        /* Two loops on purpose: merged into one with "scale != NULL &&" per element (s_j = 1 gives
+           AdaGrad's rate exactly), gcc no longer vectorised it and 3 epochs on 300k x 2^18 took
+           1.18 s instead of 0.72. */
         if (scale == NULL) {
             for (Py_ssize_t q = 0; q < n; q++) {
                 double m = t - last[q];
