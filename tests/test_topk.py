@@ -301,6 +301,46 @@ def test_cython_fused_log_odds_bitwise_equal_score(rng, dtype, d):
     np.testing.assert_array_equal(idx, topk(z, 3, offsets=offsets, backend="reference")[0])
 
 
+@settings(settings.get_profile("fastwlr_topk"), max_examples=40)
+@given(sizes=st.lists(st.sampled_from([0, 1, 8, 31, 32, 33, 500, 1023, 1024, 1025, 2049, 3000]), min_size=1,
+                      max_size=4),
+       k=st.sampled_from([1, 2, 10, 15, 16, 17, 40]), seed=st.integers(0, 2**16), use_exclude=st.booleans(),
+       layout=st.sampled_from(["dense64", "dense32", "csr64"]), order=st.sampled_from(["random", "ascending",
+                                                                                       "descending", "few values"]),
+       n_inf=st.integers(0, 3))
+def test_score_topk_long_groups_match_brute_force(compiled_backend_name, sizes, k, seed, use_exclude, layout,
+                                                 order, n_inf):
+    """Groups around the fused scan's segment and lane sizes (32, 1,024 rows), in orders that make
+    every row enter the selection (ascending) or none after the first k (descending), many exact
+    ties, and rows whose log-odds overflow to +-inf: the indices are the brute-force sort's, the
+    values are score()'s, for 1 and 2 threads."""
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n, d = int(offsets[-1]), 3
+    levels = 3 if order == "few values" else 1000
+    X = rng.integers(-levels, levels + 1, size=(n, d)).astype(np.float64)  # exact sums: ties are real
+    coef = np.array([1.0, 0.5, -0.25])
+    if order != "random" and order != "few values":
+        z0 = X @ coef
+        X = X[np.argsort(z0 if order == "ascending" else -z0, kind="stable")]
+    dtype = np.float32 if layout == "dense32" else np.float64
+    if layout != "dense32" and n > 0:
+        for row in rng.integers(0, n, size=n_inf):  # 2.25e308 overflows: +-inf log-odds from finite features
+            X[row] = np.array([1.5e308, 1.5e308, 0.0]) * rng.choice([-1.0, 1.0])
+    X = X.astype(dtype)
+    exclude = rng.random(n) < 0.2 if use_exclude else None
+    z = X.astype(np.float64) @ coef + 0.5
+    expected, _ = brute_topk(z, offsets, k, exclude)
+    Xin = sp.csr_matrix(X) if layout.startswith("csr") else X
+    for n_threads in (1, 2):
+        idx, val = score_topk(Xin, coef, 0.5, k, offsets=offsets, output="log_odds", exclude=exclude,
+                              backend=compiled_backend_name, n_threads=n_threads)
+        np.testing.assert_array_equal(idx, expected)
+        real = idx >= 0
+        np.testing.assert_array_equal(val[real], z[idx[real]].astype(dtype))
+        assert np.all(val[~real] == -np.inf)
+
+
 def test_score_topk_one_big_group_split(backend_name, rng):
     n, d = 150_000, 4
     X = rng.integers(-3, 4, size=(n, d)).astype(np.float32)  # exact sums: heavy ties across chunks
