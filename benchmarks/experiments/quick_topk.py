@@ -3,6 +3,7 @@
     python benchmarks/experiments/quick_topk.py                 # the three comparisons below (~1-2 min, ~1.4 GB)
     python benchmarks/experiments/quick_topk.py --small         # 10x fewer requests
     python benchmarks/experiments/quick_topk.py --smoke         # seconds: 200 requests, one round
+    python benchmarks/experiments/quick_topk.py --k 100         # another k (default 10)
 
 Comparisons, each single-threaded and with all cores (numpy's BLAS limited by threadpoolctl):
  1. score_topk on 10,000 requests x 500 candidates x 64 dense float32 features, k = 10, against the
@@ -114,11 +115,12 @@ def main(argv=None):
     parser.add_argument("--small", action="store_true", help="1,000 requests instead of 10,000")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="seconds: 200 requests, one round")
+    parser.add_argument("--k", type=int, default=10, help="candidates kept per request (default 10)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.repeat = 1
 
-    G, C, d, k = (200 if args.smoke else 1_000 if args.small else 10_000), 500, 64, 10
+    G, C, d, k = (200 if args.smoke else 1_000 if args.small else 10_000), 500, 64, args.k
     rng = np.random.default_rng(0)
     sizes = rng.integers(1, 4 * C + 1, size=G // 2)  # ragged 1..2,000: about as many rows as equal
     ragged = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
