@@ -468,13 +468,13 @@ cdef extern from *:
         __mmask8 in = _mm512_cmp_pd_mask(x, _mm512_set1_pd(FASTWLR_EXP_MID_LO), _CMP_GE_OQ)
                     & _mm512_cmp_pd_mask(x, _mm512_set1_pd(FASTWLR_EXP_MID_HI), _CMP_LE_OQ);
         __m512d e = fastwlr_exp_mid8(_mm512_maskz_mov_pd(in, x));   /* keep the bit tricks in range */
-        if (in != 0xff) {
-            double xs[8], es[8];
-            _mm512_storeu_pd(xs, x);
-            _mm512_storeu_pd(es, e);
-            for (int l = 0; l < 8; l++)
-                if (!(in >> l & 1)) es[l] = fastwlr_exp_edge(xs[l]);
-            e = _mm512_loadu_pd(es);
+        /* The rare lanes outside, one by one, in registers: with the lanes stored to a local
+           array, GCC gave the array 64-byte alignment and stored it with vmovapd, which crashed
+           under AddressSanitizer's fake stack (32-byte aligned frames). */
+        for (unsigned out = ~(unsigned)in & 0xffu; out; out &= out - 1) {
+            int l = __builtin_ctz(out);
+            double xl = _mm_cvtsd_f64(_mm512_castpd512_pd128(_mm512_permutexvar_pd(_mm512_set1_epi64(l), x)));
+            e = _mm512_mask_blend_pd((__mmask8)(1u << l), e, _mm512_set1_pd(fastwlr_exp_edge(xl)));
         }
         return e;
     }
