@@ -341,6 +341,43 @@ def test_score_topk_long_groups_match_brute_force(compiled_backend_name, sizes, 
         assert np.all(val[~real] == -np.inf)
 
 
+@settings(settings.get_profile("fastwlr_topk"), max_examples=40)
+@given(sizes=st.lists(st.sampled_from([0, 1, 8, 31, 32, 33, 500, 1023, 1024, 1025, 2049, 3000]), min_size=1,
+                      max_size=4),
+       k=st.sampled_from([1, 2, 10, 15, 16, 17, 40]), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       order=st.sampled_from(["random", "ascending", "descending", "few values"]), n_inf=st.integers(0, 3),
+       nan_at=st.one_of(st.none(), st.floats(0, 1)))
+def test_topk_long_groups_match_brute_force(backend_name, sizes, k, seed, dtype, order, n_inf, nan_at):
+    """topk on given scores, groups around the scan's segment and lane sizes (32, 1,024), in orders
+    that make every score enter the selection (ascending) or none after the first k (descending),
+    many exact ties, +-inf scores, and a NaN anywhere (named by its index): the brute-force sort's
+    indices and the scores' own values, for 1 and 2 threads."""
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n = int(offsets[-1])
+    s = rng.integers(-3, 4, size=n).astype(dtype) if order == "few values" else rng.standard_normal(n).astype(dtype)
+    if order in ("ascending", "descending"):
+        s = np.sort(s) if order == "ascending" else -np.sort(s)
+    if n > 0:
+        s[rng.integers(0, n, size=n_inf)] = rng.choice([-np.inf, np.inf], size=n_inf)
+    if nan_at is not None and n > 0:
+        bad = int(nan_at * (n - 1))
+        s[bad] = np.nan
+        s[rng.integers(bad, n, size=2)] = np.nan   # more NaN after it: the lowest is named
+        for n_threads in (1, 2):
+            with pytest.raises(ValueError, match=rf"scores\[{bad}\] is NaN"):
+                topk(s, k, offsets=offsets, backend=backend_name, n_threads=n_threads)
+        return
+    expected, _ = brute_topk(s.astype(np.float64), offsets, k)
+    for n_threads in (1, 2):
+        idx, val = topk(s, k, offsets=offsets, backend=backend_name, n_threads=n_threads)
+        np.testing.assert_array_equal(idx, expected)
+        real = idx >= 0
+        np.testing.assert_array_equal(val[real], s[idx[real]])
+        assert val.dtype == s.dtype and np.all(val[~real] == -np.inf)
+
+
 def test_score_topk_one_big_group_split(backend_name, rng):
     n, d = 150_000, 4
     X = rng.integers(-3, 4, size=(n, d)).astype(np.float32)  # exact sums: heavy ties across chunks

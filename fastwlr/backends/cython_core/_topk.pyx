@@ -175,11 +175,12 @@ cdef inline double offer(double z, Py_ssize_t i, double* hv, int64_t* hi, Py_ssi
     return thr
 
 
-cdef inline Py_ssize_t scan_scores(const feature_t* vals, Py_ssize_t start, Py_ssize_t stop, double* hv, int64_t* hi,
-                                   Py_ssize_t m, Py_ssize_t k, int64_t* bad) noexcept nogil:
+cdef inline Py_ssize_t scan_scores_heap(const feature_t* vals, Py_ssize_t start, Py_ssize_t stop, double* hv,
+                                        int64_t* hi, Py_ssize_t m, Py_ssize_t k, int64_t* bad) noexcept nogil:
     """Offer scores [start, stop) (ascending) to the heap of size m; returns its new size.
 
-    ``bad[0]``: lowest index with a NaN score seen by this thread (-1: none); NaN is not ranked."""
+    ``bad[0]``: lowest index with a NaN score seen by this thread (-1: none); NaN is not ranked.
+    (scan_scores uses it for the rare segment that holds a NaN.)"""
     cdef Py_ssize_t i = start, r
     cdef double z, thr
     cdef bint skip
@@ -332,12 +333,26 @@ cdef extern from *:
         return m;
     #endif
     }
+    /* The same for float entries; lo is a float value or -inf here (a score or a bound made of
+       scores), so comparing in float is exact. */
+    static inline unsigned fastwlr_ge_mask8f(const float* z, double lo) {
+    #if defined(__AVX512F__) && defined(__AVX512VL__)
+        return _mm256_cmp_ps_mask(_mm256_loadu_ps(z), _mm256_set1_ps((float)lo), _CMP_GE_OQ);
+    #elif defined(__AVX__)
+        return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(z), _mm256_set1_ps((float)lo), _CMP_GE_OQ));
+    #else
+        unsigned m = 0;
+        for (int r = 0; r < 8; r++) m |= (unsigned)(z[r] >= lo) << r;
+        return m;
+    #endif
+    }
     """
     unsigned ge_mask8 "fastwlr_ge_mask8"(const double* z, double lo) noexcept nogil
+    unsigned ge_mask8f "fastwlr_ge_mask8f"(const float* z, double lo) noexcept nogil
     int lowest_bit "__builtin_ctz"(unsigned m) noexcept nogil
 
 
-cdef inline Py_ssize_t select_segment(const double* z, Py_ssize_t n, Py_ssize_t first, double lo, double* hv,
+cdef inline Py_ssize_t select_segment(const feature_t* z, Py_ssize_t n, Py_ssize_t first, double lo, double* hv,
                                       int64_t* hi, Py_ssize_t m, Py_ssize_t k) noexcept nogil:
     """Offer z[0:n] (rows first, first + 1, ...; ascending) that reach ``lo`` to the heap of size m;
     returns its new size. NaN entries are skipped (they fail every comparison).
@@ -348,8 +363,13 @@ cdef inline Py_ssize_t select_segment(const double* z, Py_ssize_t n, Py_ssize_t 
     mispredicting than the heap did.)"""
     cdef Py_ssize_t i = 0, j
     cdef unsigned bits
+    cdef double cut
     while i + 8 <= n:
-        bits = ge_mask8(z + i, lo if m < k or hv[0] < lo else hv[0])
+        cut = lo if m < k or hv[0] < lo else hv[0]
+        if feature_t is float:
+            bits = ge_mask8f(z + i, cut)
+        else:
+            bits = ge_mask8(z + i, cut)
         while bits:
             j = lowest_bit(bits)
             bits &= bits - 1
@@ -444,6 +464,48 @@ cdef inline Py_ssize_t scan_rows(const Rows* rs, const feature_t* vals, const in
         elif not ok:
             thr = offer_block(rs, i, cnt, dst, hv, hi, k, thr, bad)
         i += cnt
+    return m
+
+
+cdef inline Py_ssize_t scan_scores(const feature_t* vals, Py_ssize_t start, Py_ssize_t stop, double* hv, int64_t* hi,
+                                   Py_ssize_t m, Py_ssize_t k, int64_t* bad) noexcept nogil:
+    """Offer scores [start, stop) (ascending) to the heap of size m; returns its new size.
+
+    While the heap is not full, a segment at a time, as the fused scan's buffer but in place: one
+    pass takes the maxima of its 16 interleaved lanes and looks for NaN; the segment's bound keeps
+    all but a few scores out of the heap (segment_bound), and eight at a time a vector comparison
+    picks the scores to offer (select_segment). A segment holding a NaN, and everything after the
+    heap is full, go through scan_scores_heap, which reports the lowest NaN index in ``bad[0]``
+    (-1: none). 10,000 groups x 500 normal scores, k = 10, one thread: 17-18 -> 8 ms."""
+    cdef Py_ssize_t i = start, n, r, j
+    cdef double lm[LANES]
+    cdef double v
+    cdef bint nan
+    while i < stop:
+        if m == k or k == 1:
+            # a full heap's root is the better bound, and the plain scan tests it in one pass
+            # (k = 1: full after one score); the lanes' pass would only add a read of each score
+            return scan_scores_heap(vals, i, stop, hv, hi, m, k, bad)
+        n = min(SEGMENT, stop - i)
+        nan = False
+        r = 0
+        for j in range(LANES):
+            lm[j] = -INFINITY
+        while r + LANES <= n:
+            for j in range(LANES):
+                v = vals[i + r + j]
+                nan = nan | (v != v)
+                lm[j] = v if v > lm[j] else lm[j]
+            r += LANES
+        for j in range(n - r):
+            v = vals[i + r + j]
+            nan = nan | (v != v)
+            lm[j] = v if v > lm[j] else lm[j]
+        if nan:
+            m = scan_scores_heap(vals, i, i + n, hv, hi, m, k, bad)
+        else:
+            m = select_segment(vals + i, n, i, segment_bound(lm, n, k), hv, hi, m, k)
+        i += n
     return m
 
 
