@@ -12,7 +12,8 @@ Comparisons, each single-threaded and with all cores (numpy's BLAS limited by th
     (one BLAS matmul, then argpartition/argsort/exp per request) and the padded 2-D form;
  3. fused score_topk against fastwlr.score (all n odds) followed by fastwlr.topk;
  4. fused score_topk on the equal requests against fastwlr.score alone of the same rows (what
-    selecting costs on top of scoring: "/ score", below 1 when the fused scan skips the exp).
+    selecting costs on top of scoring: "/ score", below 1 when the fused scan skips the exp);
+ 5. fastwlr.topk on those rows' float32 scores alone against numpy's 2-D argpartition + argsort.
 Times are the best of ``--repeat`` runs after one warm-up run, the contenders run round-robin.
 """
 import argparse
@@ -156,6 +157,24 @@ def main(argv=None):
           f"ragged {agreement(fastwlr.score_topk(Xr, coef, b, k, offsets=ragged), numpy_loop(Xr, coef32, b, ragged, k)):.5f}; "
           f"with score+topk: {agreement(fused, unfused(Xe, coef, b, equal, k, None)):.5f}")
 
+    # topk on given scores (the scores of the equal requests, float32), against numpy's 2-D
+    # argpartition + argsort of the k on the same scores
+    z = (Xe @ coef32 + np.float32(b)).astype(np.float32)
+    zm = z.reshape(G, C)
+
+    def numpy_select():
+        part = np.argpartition(-zm, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(zm, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1) + equal[:-1, None]
+
+    assert agreement((numpy_select(),), fastwlr.topk(z, k, offsets=equal)) > 0.999
+    select_rows = []
+    for t in sorted({1, all_cores}):
+        times = interleaved({"ours": lambda: fastwlr.topk(z, k, offsets=equal, n_threads=t),
+                             "numpy": numpy_select}, args.repeat)
+        select_rows.append((t, times["ours"], times["numpy"]))
+
     print(f"\nscore_topk, k={k}, {d} float32 features: time (s) and speed-up = other / score_topk")
     print(f"  equal  = {G:,} requests x {C} candidates ({G * C:,} rows)")
     print(f"  ragged = {G // 2:,} requests x 1..{4 * C} candidates ({int(ragged[-1]):,} rows)")
@@ -167,6 +186,10 @@ def main(argv=None):
         print(f"{t:>7} | {oe:>11.4f} {ne:>10.4f} {ne / oe:>5.1f}x | {orr:>12.4f} {nl:>10.4f} {nl / orr:>5.1f}x "
               f"{npd:>10.4f} {npd / orr:>5.1f}x | {ue:>13.4f} {ue / oe:>5.2f}x {ur:>7.4f} {ur / orr:>5.2f}x "
               f"| {se:>8.4f} {oe / se:>6.2f}x")
+    print(f"\ntopk on the equal requests' float32 scores alone, k={k}: fastwlr.topk against numpy's 2-D "
+          f"argpartition + argsort of the k")
+    for t, ours, ref in select_rows:
+        print(f"{t:>7} | topk {ours:.4f} s  numpy {ref:.4f} s  {ref / ours:5.1f}x")
 
 
 if __name__ == "__main__":
