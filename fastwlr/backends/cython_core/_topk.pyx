@@ -19,12 +19,13 @@ worse of the two only on long ascending runs (every candidate enters: n*log(k)),
 ranking of fresh candidates does not produce; in the fused kernels the dot products dominate
 either way. So the heap stays (it also has no data-dependent buffer size to tune).
 
-Fused kernels keep fewer rows out of the heap's way: until the heap is full they score a segment
-of rows into a buffer first, and only rows reaching a lower bound on the segment's top k (from
-the maxima of 16 interleaved lanes, see segment_bound) are offered: about 16 of 500 for k = 10,
-where about 50 entered before. One thread, 2,000 groups x 500 x 64 float32, one run, before ->
-after: k = 10: 9.4-9.5 -> 8.3-8.5 ms, k = 16: 10.9-11.0 -> 9.7 ms, k = 1 and k = 100 unchanged
-(7.2-7.4 and 26.5-30 ms; scoring the log-odds alone: 6.7-6.9 ms).
+Until a group's heap is full, fewer candidates reach it: a segment of up to 1,024 of them is seen
+first (the fused kernels score it into a buffer; topk reads the scores in place), and only those
+reaching a lower bound on the segment's top k (from the maxima of 16 interleaved lanes, see
+segment_bound; k <= 16) are offered: about 16 of 500 for k = 10, where about 50 entered before.
+One thread, one run, before -> after: fused, 2,000 groups x 500 x 64 float32, k = 10 9.4-9.5 ->
+8.3-8.5 ms, k = 16 10.9-11.0 -> 9.7 ms (scoring the log-odds alone: 6.7-6.9 ms); topk, 10,000
+groups x 500 scores, k = 10 17-18 -> 8 ms. k = 1 and k = 100 unchanged.
 
 Threads: groups are spread over threads (dynamic schedule: ragged sizes). A group of at least
 SPLIT_MIN candidates is instead cut into one chunk per thread, every chunk keeps its own top-k,
