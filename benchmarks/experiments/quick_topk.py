@@ -58,15 +58,20 @@ class _NullContext:
         return False
 
 
-def numpy_equal_groups(X, coef32, b, G, C, k):
-    """Best plain numpy for equal-size requests."""
-    z = X @ coef32 + np.float32(b)
-    mat = z.reshape(G, C)
+def numpy_top_rows(mat, k):
+    """Each row's k largest of a 2-D array, best first: 2-D argpartition, then argsort of the k.
+    -> (column indices, values)."""
     part = np.argpartition(-mat, k - 1, axis=1)[:, :k]
     vals = np.take_along_axis(mat, part, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, axis=1) + (np.arange(G) * C)[:, None]
-    return idx, np.exp(np.take_along_axis(vals, order, axis=1).astype(np.float64))
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def numpy_equal_groups(X, coef32, b, G, C, k):
+    """Best plain numpy for equal-size requests."""
+    z = X @ coef32 + np.float32(b)
+    cols, vals = numpy_top_rows(z.reshape(G, C), k)
+    return cols + (np.arange(G) * C)[:, None], np.exp(vals.astype(np.float64))
 
 
 def numpy_loop(X, coef32, b, offsets, k):
@@ -94,11 +99,8 @@ def numpy_padded(X, coef32, b, offsets, k):
     mat = np.full((G, m), -np.inf, dtype=np.float32)
     col = np.arange(z.shape[0]) - np.repeat(offsets[:-1], sizes)
     mat[np.repeat(np.arange(G), sizes), col] = z
-    part = np.argpartition(-mat, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(mat, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, axis=1) + offsets[:-1, None]
-    return idx, np.exp(np.take_along_axis(vals, order, axis=1).astype(np.float64))
+    cols, vals = numpy_top_rows(mat, k)
+    return cols + offsets[:-1, None], np.exp(vals.astype(np.float64))
 
 
 def unfused(X, coef, b, offsets, k, n_threads):
@@ -163,10 +165,7 @@ def main(argv=None):
     zm = z.reshape(G, C)
 
     def numpy_select():
-        part = np.argpartition(-zm, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(zm, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        return np.take_along_axis(part, order, axis=1) + equal[:-1, None]
+        return numpy_top_rows(zm, k)[0] + equal[:-1, None]
 
     assert agreement((numpy_select(),), fastwlr.topk(z, k, offsets=equal)) > 0.999
     select_rows = []
