@@ -40,6 +40,11 @@ MAX_CG = 250             # CG steps per outer iteration
 # region shrinks below ETA1, grows above ETA2, by factors SIGMA1..SIGMA3.
 ETA0, ETA1, ETA2 = 1e-4, 0.25, 0.75
 SIGMA1, SIGMA2, SIGMA3 = 0.25, 0.5, 4.0
+# And the textbook rule on top (Nocedal & Wright, Algorithm 4.1): a step as long as the region whose
+# decrease the model predicted well (above ETA2) at least doubles it. LIBLINEAR's quadratic fit alone
+# leaves the radius about where it was when the model is right along the step, so later CG solves kept
+# stopping at the radius of the first step (300k x 2^18 x 40 hashed, alpha 1e-5: 113 -> 93 CG steps).
+GROW = 2.0
 # CG also stops once max |residual * crit| is this fraction of tol: the gradient after the step is
 # about -residual, so solving further only overshoots the fit's tol (1M x 2^20 x 40: the last CG
 # solve 19 -> 16 products). 0.5 missed an objective within 1e-9 of the optimum on a test set.
@@ -162,6 +167,7 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
             continue
         loss_new, grad_new, s_new = found
         actred = loss - loss_new
+        full_length = snorm >= (1.0 - 1e-9) * delta  # the step reached the region's boundary
         # the region's new radius from a quadratic fit along the step (LIBLINEAR's rule)
         denom = loss_new - loss - gs
         scale = SIGMA3 if denom <= 0 else max(SIGMA1, -0.5 * gs / denom)
@@ -172,7 +178,7 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
         elif actred < ETA2 * prered:
             delta = max(SIGMA1 * delta, min(scale * snorm, SIGMA3 * delta))
         else:
-            delta = max(delta, min(scale * snorm, SIGMA3 * delta))
+            delta = max(delta, min(scale * snorm, SIGMA3 * delta), GROW * delta if full_length else 0.0)
         accepted = actred > ETA0 * prered
         if not accepted and loss_new - loss <= 16 * np.finfo(float).eps * abs(loss) \
                 and criterion(grad_new) < gmax:
