@@ -262,10 +262,16 @@ def score_csr(const feature_t[::1] data, const index_t[::1] indices, const index
     if n == 0:
         return 0
     with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads,
-                        use_threads_if=n_threads > 1 and nnz + n > PARALLEL_MIN_WORK):
-            z = dot_csr_prefetch(data_p, indices_p, indptr[i], indptr[i + 1], &coef[0], nnz) + intercept
-            if not fabs(z) < INFINITY:
-                n_nonfinite += 1
-            out[i] = <out_t>apply_output(z, output)
+        if n_threads > 1 and nnz + n > PARALLEL_MIN_WORK:
+            for i in prange(n, schedule="static", num_threads=n_threads):
+                z = dot_csr_prefetch(data_p, indices_p, indptr[i], indptr[i + 1], &coef[0], nnz) + intercept
+                if not fabs(z) < INFINITY:
+                    n_nonfinite += 1
+                out[i] = <out_t>apply_output(z, output)
+        else:   # no parallel region (entering one costs ~1 us even for a team of one)
+            for i in range(n):
+                z = dot_csr_prefetch(data_p, indices_p, indptr[i], indptr[i + 1], &coef[0], nnz) + intercept
+                if not fabs(z) < INFINITY:
+                    n_nonfinite += 1
+                out[i] = <out_t>apply_output(z, output)
     return n_nonfinite

@@ -613,16 +613,26 @@ cdef void select_groups(int source, const feature_t* vals, const index_t* ind, c
     # 500 x 256: 33 us on one thread, 130-345 us with two)
     cdef bint threaded = n_threads > 1 and G > 1 and n * row_cost > PARALLEL_MIN_WORK
 
-    # Phase 1: one thread per group, groups of SPLIT_MIN or more left to phase 2.
-    for g in prange(G, schedule="dynamic", chunksize=4, num_threads=n_threads, use_threads_if=threaded):
-        start = offsets[g]
-        stop = offsets[g + 1]
-        if split and stop - start >= SPLIT_MIN:
-            continue
-        t = threadid()
-        m = scan(source, vals, ind, indptr, d, w, w32, b, exclude, start, stop, hv + t * hs, hi + t * hs, 0, kh,
-                 bad + BAD_STRIDE * t, pf_end, z + Z_STRIDE * t)
-        finish(hv + t * hs, hi + t * hs, m, k, output, out_idx + g * k, out_val + g * k)
+    # Phase 1: one thread per group, groups of SPLIT_MIN or more left to phase 2. On one thread, no
+    # parallel region at all: entering one, even for a team of one, cost ~1 us (a futex call).
+    if threaded:
+        for g in prange(G, schedule="dynamic", chunksize=4, num_threads=n_threads):
+            start = offsets[g]
+            stop = offsets[g + 1]
+            if split and stop - start >= SPLIT_MIN:
+                continue
+            t = threadid()
+            m = scan(source, vals, ind, indptr, d, w, w32, b, exclude, start, stop, hv + t * hs, hi + t * hs, 0,
+                     kh, bad + BAD_STRIDE * t, pf_end, z + Z_STRIDE * t)
+            finish(hv + t * hs, hi + t * hs, m, k, output, out_idx + g * k, out_val + g * k)
+    else:
+        for g in range(G):
+            start = offsets[g]
+            stop = offsets[g + 1]
+            if split and stop - start >= SPLIT_MIN:
+                continue
+            m = scan(source, vals, ind, indptr, d, w, w32, b, exclude, start, stop, hv, hi, 0, kh, bad, pf_end, z)
+            finish(hv, hi, m, k, output, out_idx + g * k, out_val + g * k)
 
     if not split:
         return
@@ -772,6 +782,17 @@ cdef object _I64 = np.dtype(np.int64)
 cdef Py_ssize_t FAST_SPLIT_WORK = 1 << 18
 
 
+cdef inline Py_ssize_t request_chunk(int kind, const void* X, Py_ssize_t n, Py_ssize_t d, const double* w,
+                                     const float* w32, double b, Py_ssize_t c, Py_ssize_t nt, double* hv, int64_t* hi,
+                                     Py_ssize_t kh, int64_t* bad, double* z) noexcept nogil:
+    # chunk c of nt of one dense request's rows: its top-kh into (hv, hi); returns its size
+    if kind == 4:
+        return scan(DENSE, <const float*>X, <const int*>NULL, <const int*>NULL, d, w, w32, b, NULL, n * c // nt,
+                    n * (c + 1) // nt, hv, hi, 0, kh, bad, prefetch_end(DENSE, 0, n, d * 4), z)
+    return scan(DENSE, <const double*>X, <const int*>NULL, <const int*>NULL, d, w, NULL, b, NULL, n * c // nt,
+                n * (c + 1) // nt, hv, hi, 0, kh, bad, prefetch_end(DENSE, 0, n, d * 8), z)
+
+
 def score_topk_fast(X, coef, intercept, k, int output, threads_for, call_ended):
     """-> (indices (1, k), values (1, k)) of the one request X, or None (see above)."""
     cdef Py_buffer xv, cv
@@ -828,17 +849,12 @@ def score_topk_fast(X, coef, intercept, k, int output, threads_for, call_ended):
                     bad[BAD_STRIDE * c] = -1
                     bad[BAD_STRIDE * c + 1] = 0
                 with nogil:
-                    for c in prange(nt, schedule="static", chunksize=1, num_threads=nt, use_threads_if=nt > 1):
-                        if kind == 4:
-                            chunk_m[c] = scan(DENSE, <const float*>xv.buf, <const int*>NULL, <const int*>NULL,
-                                              d, w, w32, b, NULL, n * c // nt, n * (c + 1) // nt, hv + c * hs,
-                                              hi + c * hs, 0, kh, bad + BAD_STRIDE * c, prefetch_end(DENSE, 0, n, d * 4),
-                                              z + Z_STRIDE * c)
-                        else:
-                            chunk_m[c] = scan(DENSE, <const double*>xv.buf, <const int*>NULL, <const int*>NULL,
-                                              d, w, NULL, b, NULL, n * c // nt, n * (c + 1) // nt, hv + c * hs,
-                                              hi + c * hs, 0, kh, bad + BAD_STRIDE * c, prefetch_end(DENSE, 0, n, d * 8),
-                                              z + Z_STRIDE * c)
+                    if nt == 1:   # no parallel region (see select_groups)
+                        chunk_m[0] = request_chunk(kind, xv.buf, n, d, w, w32, b, 0, 1, hv, hi, kh, bad, z)
+                    else:
+                        for c in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+                            chunk_m[c] = request_chunk(kind, xv.buf, n, d, w, w32, b, c, nt, hv + c * hs, hi + c * hs,
+                                                       kh, bad + BAD_STRIDE * c, z + Z_STRIDE * c)
                 if asked:
                     call_ended(nt)
                 for c in range(nt):
