@@ -601,15 +601,25 @@ cdef extern from *:
        (FLT_MIN <= |w| <= FLT_MAX), so that rounding it is relative (2^-24); else 0: the model
        takes the float64 path. Never raises a floating-point flag (w is finite: validated). */
     static inline int fastwlr_coef_f32(const double* w, Py_ssize_t d, float* w32) {
-        Py_ssize_t j;
+        Py_ssize_t j, n_ok = 0;
         if (d < FASTWLR_F32_MIN_D) return 0;
+        /* On the bits (|w| of a double orders as its bits do), with no early exit and no float
+           comparison, so that the loop vectorises: a serving call converts the model each time
+           (d = 256: 0.2 us in a 1.4 us call before). Only entries in range are converted (the
+           others become 0.0, and w32 is unused then): no flag. */
         for (j = 0; j < d; j++) {
-            double a = fabs(w[j]);
-            if (!(a == 0.0 || (a >= 0x1p-126 && a <= 0x1.fffffep+127))) return 0;
-            w32[j] = (float)w[j];
+            uint64_t u, a, normal;
+            double v;
+            memcpy(&u, w + j, 8);
+            a = u & 0x7fffffffffffffffull;
+            normal = (uint64_t)((a >= 0x3810000000000000ull) & (a <= 0x47efffffe0000000ull));  /* 2^-126, FLT_MAX */
+            n_ok += (a == 0) | normal;
+            u &= -normal;
+            memcpy(&v, &u, 8);
+            w32[j] = (float)v;
         }
         for (; j < FASTWLR_F32_PADDED(d); j++) w32[j] = 0.0f;
-        return 1;
+        return n_ok == d;
     }
 
     #if FASTWLR_SIMD
