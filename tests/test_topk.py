@@ -304,7 +304,8 @@ def test_cython_fused_log_odds_bitwise_equal_score(rng, dtype, d):
 @settings(settings.get_profile("fastwlr_topk"), max_examples=40)
 @given(sizes=st.lists(st.sampled_from([0, 1, 8, 31, 32, 33, 500, 1023, 1024, 1025, 2049, 3000]), min_size=1,
                       max_size=4),
-       k=st.sampled_from([1, 2, 10, 15, 16, 17, 40]), seed=st.integers(0, 2**16), use_exclude=st.booleans(),
+       k=st.sampled_from([1, 2, 10, 15, 16, 17, 40, 100, 1000, 1024, 1025]), seed=st.integers(0, 2**16),
+       use_exclude=st.booleans(),
        layout=st.sampled_from(["dense64", "dense32", "csr64"]), order=st.sampled_from(["random", "ascending",
                                                                                        "descending", "few values"]),
        n_inf=st.integers(0, 3))
@@ -344,7 +345,7 @@ def test_score_topk_long_groups_match_brute_force(compiled_backend_name, sizes, 
 @settings(settings.get_profile("fastwlr_topk"), max_examples=40)
 @given(sizes=st.lists(st.sampled_from([0, 1, 8, 31, 32, 33, 500, 1023, 1024, 1025, 2049, 3000]), min_size=1,
                       max_size=4),
-       k=st.sampled_from([1, 2, 10, 15, 16, 17, 40]), seed=st.integers(0, 2**16),
+       k=st.sampled_from([1, 2, 10, 15, 16, 17, 40, 100, 1000, 1024, 1025]), seed=st.integers(0, 2**16),
        dtype=st.sampled_from([np.float32, np.float64]),
        order=st.sampled_from(["random", "ascending", "descending", "few values"]), n_inf=st.integers(0, 3),
        nan_at=st.one_of(st.none(), st.floats(0, 1)))
@@ -376,6 +377,21 @@ def test_topk_long_groups_match_brute_force(backend_name, sizes, k, seed, dtype,
         real = idx >= 0
         np.testing.assert_array_equal(val[real], s[idx[real]])
         assert val.dtype == s.dtype and np.all(val[~real] == -np.inf)
+
+
+@pytest.mark.parametrize("k", [17, 100, 499, 500, 501])
+def test_topk_large_k_signed_zeros_and_ties(backend_name, k):
+    """k past the heap's segment bound (the radix select): -0.0 and +0.0 are one value, so their
+    order is the index order, as for every tie; +-inf rank at the ends."""
+    rng = np.random.default_rng(k)
+    # about 50 values above zero a group: from k = 100 on, the k-th best is a zero of either sign
+    s = rng.choice(np.array([-0.0, 0.0, 1.0, -1.0, np.inf, -np.inf]), size=500 * 4, p=[0.4, 0.4, 0.08, 0.08, 0.02, 0.02])
+    offsets = np.arange(0, s.size + 1, 500)
+    expected, _ = brute_topk(s, offsets, k)
+    for n_threads in (1, 2):
+        for dtype in (np.float64, np.float32):
+            idx, val = topk(s.astype(dtype), k, offsets=offsets, backend=backend_name, n_threads=n_threads)
+            np.testing.assert_array_equal(idx, expected)
 
 
 def test_score_topk_one_big_group_split(backend_name, rng):
