@@ -621,3 +621,40 @@ def test_one_request_fast_path_split_leaves_a_nan_in_any_chunk_to_the_full_path(
         with fastwlr.use_backend(compiled_backend_name):
             with pytest.raises(ValueError, match=f"NaN.*{row}|{row}.*NaN"):
                 fastwlr.score_topk(Xb, np.ones(64), k=5, n_threads=2)
+
+
+@pytest.mark.parametrize("output", ["odds", "log_odds", "proba"])
+def test_scorer_topk_is_score_topk(backend_name, output):
+    """Scorer.topk returns score_topk's indices and values bit for bit: one dense request (the
+    prepared fast path), requests with offsets and exclude, CSR and a list (the full path)."""
+    rng = np.random.default_rng(7)
+    coef = rng.standard_normal(20)
+    scorer = fastwlr.Scorer(coef, 0.25, output=output, backend=backend_name)
+    X64 = rng.standard_normal((700, 20))
+    offsets = np.array([0, 5, 400, 700])
+    exclude = rng.random(700) < 0.3
+    for X, kw in [(X64, {}), (X64.astype(np.float32), {}), (X64, {"offsets": offsets}),
+                  (X64.astype(np.float32), {"offsets": offsets, "exclude": exclude}),
+                  (sp.csr_matrix(X64 * (rng.random(X64.shape) < 0.2)), {}), (X64[:3].tolist(), {})]:
+        for k in (1, 10, 100):
+            expected = score_topk(X, coef, 0.25, k, output=output, backend=backend_name, **kw)
+            got = scorer.topk(X, k, **kw)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+            assert got[1].dtype == expected[1].dtype
+
+
+def test_scorer_topk_errors_are_score_topks(backend_name):
+    scorer = fastwlr.Scorer(np.ones(3), 0.0, backend=backend_name)
+    X = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="k"):
+        scorer.topk(X, 0)
+    with pytest.raises(ValueError, match="features"):
+        scorer.topk(np.zeros((4, 2)), 2)
+    X[2, 1] = np.nan
+    with pytest.raises(ValueError, match="row 2"):
+        scorer.topk(X, 2)
+    X[2, 1] = 0.0
+    before = X.copy()
+    scorer.topk(X, 2)
+    np.testing.assert_array_equal(X, before)
