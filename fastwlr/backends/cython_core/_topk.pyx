@@ -412,7 +412,8 @@ cdef extern from *:
        specification's order (larger first; equal: lower position first), into hv/hi worst first:
        the reverse of the result, and so a full min-heap for the rows after them. Values z[p],
        indices first + p. Returns the count.
-       Select, byte by byte from the top of the keys: a histogram of the candidates left finds the
+       Select, eight bits at a time from the top bit in which the keys differ (those above it are
+       the same in all: normal log-odds around -3 share their top 12 bits): a histogram of the candidates left finds the
        byte of the k-th largest; those above it are winners, those below are out, and the search
        goes on among the equal ones until they are as many as still needed (or all equal: the
        lowest positions win). Four histograms, one per position mod 4: keys that share their top
@@ -427,10 +428,14 @@ cdef extern from *:
         uint16_t pos[FASTWLR_RADIX_MAX], cand[FASTWLR_RADIX_MAX], wp[FASTWLR_RADIX_MAX], sp[FASTWLR_RADIX_MAX]; \
         uint32_t hist[4][256]; \
         Py_ssize_t nv = 0, c = 0, i; \
+        uint64_t all_and = ~(uint64_t)0, all_or = 0; \
         for (i = 0; i < n; i++) { \
             double v = (double)z[i]; \
-            key[nv] = fastwlr_order_key(v); \
+            uint64_t kv = fastwlr_order_key(v), valid = -(uint64_t)(v == v); \
+            key[nv] = kv; \
             pos[nv] = (uint16_t)i; \
+            all_and &= kv | ~valid; \
+            all_or |= kv & valid; \
             nv += v == v; \
         } \
         if (nv <= k) { \
@@ -439,13 +444,17 @@ cdef extern from *:
             c = nv; \
         } else { \
             Py_ssize_t nc = nv, need = k, m; \
-            int shift, b; \
+            uint64_t diff = all_and ^ all_or; \
+            int b, top = diff ? 64 - __builtin_clzll(diff) : 0;   /* bits [0, top) differ somewhere */ \
             for (i = 0; i < nv; i++) cand[i] = (uint16_t)i; \
-            for (shift = 56; shift >= 0 && nc > need; shift -= 8) { \
+            while (top > 0 && nc > need) { \
+                int shift = top > 8 ? top - 8 : 0; \
+                uint64_t mask = ((uint64_t)1 << (top - shift)) - 1;   /* a digit of up to 8 bits */ \
                 Py_ssize_t above = 0; \
+                top = shift; \
                 memset(hist, 0, sizeof hist); \
-                for (i = 0; i < nc; i++) hist[i & 3][(key[cand[i]] >> shift) & 255]++; \
-                for (b = 255; ; b--) { \
+                for (i = 0; i < nc; i++) hist[i & 3][(key[cand[i]] >> shift) & mask]++; \
+                for (b = (int)mask; ; b--) { \
                     Py_ssize_t h = (Py_ssize_t)hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b]; \
                     if (above + h >= need) break; \
                     above += h; \
@@ -454,7 +463,7 @@ cdef extern from *:
                 m = 0; \
                 for (i = 0; i < nc; i++) {   /* above b: a winner; equal: still a candidate */ \
                     uint16_t ci = cand[i]; \
-                    int dg = (int)((key[ci] >> shift) & 255); \
+                    int dg = (int)((key[ci] >> shift) & mask); \
                     wk[c] = key[ci]; \
                     wp[c] = pos[ci]; \
                     c += dg > b; \
