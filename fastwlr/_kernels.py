@@ -220,17 +220,19 @@ class Kernels:
         return s, diag
 
     def objective_grad_curvature(self, features, y, sample_weight, coef, intercept, l2):
-        """``objective_grad`` and, from the same pass, the curvature weights s_i = w_i p_i (1 - p_i)
-        at that point (as ``curvature``'s), float64 (n,); s is None where the backend has no such
-        pass (dense X; a backend without ``column_sq_csr``, whose presence says that its
-        objective_grad_csr fills ``curvature_out``). -> (loss, grad, grad_b, s)"""
+        """``objective_grad`` and, from the same passes, the curvature weights s_i = w_i p_i (1 - p_i)
+        at that point (as ``curvature``'s), float64 (n,), and their column sums sum_i s_i x_ij^2
+        (``column_sq``'s, float64 (d,)); s and the sums are None where the backend has no such pass
+        (dense X; a backend without ``column_sq_csr``, whose presence says that its
+        objective_grad_csr fills ``curvature_out`` and ``diag_out``). -> (loss, grad, grad_b, s, diag)"""
         if not features.is_sparse or getattr(self.backend, "column_sq_csr", None) is None:
-            return self.objective_grad(features, y, sample_weight, coef, intercept, l2) + (None,)
+            return self.objective_grad(features, y, sample_weight, coef, intercept, l2) + (None, None)
         s = np.empty(features.n_rows)
+        diag = np.empty(features.n_features)
         loss, grad, grad_b = self._run(_work(features), lambda nt: self.backend.objective_grad_csr(
             features.data, features.indices, features.indptr, features.n_features, y, sample_weight, coef,
-            intercept, l2, nt, curvature_out=s, **self._transpose(features)))
-        return loss, grad, grad_b, s
+            intercept, l2, nt, curvature_out=s, diag_out=diag, **self._transpose(features)))
+        return loss, grad, grad_b, s, diag
 
     def column_sq(self, features, s):
         """sum_i s_i x_ij^2 per column of CSR X, float64 (d,): ``curvature``'s diagonal for weights s

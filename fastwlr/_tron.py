@@ -94,13 +94,13 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
     def evaluate(t):
         coef = np.ascontiguousarray(t[:d])
         b = float(t[d]) if fit_intercept else 0.0
-        # with the curvature weights at t where the kernel gives them from the same pass: if the step
-        # to t is accepted, its curvature then costs only the column sums (no second read of X)
-        loss, g, gb, s_t = kernels.objective_grad_curvature(features, y, w, coef, b, alpha)
+        # with the curvature weights at t and their column sums where the kernel gives them from the
+        # same passes: if the step to t is accepted, its curvature then costs no read of X
+        loss, g, gb, s_t, diag_t = kernels.objective_grad_curvature(features, y, w, coef, b, alpha)
         grad = np.append(g, gb if fit_intercept else 0.0)
         if not (math.isfinite(loss) and np.isfinite(grad).all()):
             return None
-        return float(loss), grad, s_t
+        return float(loss), grad, (None if s_t is None else (s_t, diag_t))
 
     def criterion(g):
         return float(np.abs(g * crit).max(initial=0.0))
@@ -124,7 +124,7 @@ def fit_tron(features, y, sample_weight, *, alpha, fit_intercept=True, coef_init
             break
         if s is None:  # the curvature at the current point (after each accepted step)
             if s_at is not None:
-                s, diag = s_at, kernels.column_sq(features, s_at)
+                s, diag = s_at
             else:
                 s, diag = kernels.curvature(features, w, np.ascontiguousarray(theta[:d]),
                                             float(theta[d]) if fit_intercept else 0.0)

@@ -154,11 +154,18 @@ def test_curvature_and_hessian_vector_match_numpy(n, d, density, seed, index64, 
         y = (rng.random(n) < 0.3).astype(np.float64)
         loss, g, gb = k.objective_grad(features, y, w, coef, b, 0.1)
         # the curvature weights from the objective's pass, and the column sums alone: curvature's
-        loss_c, g_c, gb_c, s_c = k.objective_grad_curvature(features, y, w, coef, b, 0.1)
+        loss_c, g_c, gb_c, s_c, diag_c = k.objective_grad_curvature(features, y, w, coef, b, 0.1)
         assert (loss_c, gb_c) == (loss, gb) and (s_c is not None) == (backend == "cython")
         np.testing.assert_array_equal(g_c, g)
-        if s_c is not None:
+        if s_c is not None:  # and the column sums from the gradient's pass: column_sq's, bit for bit
             np.testing.assert_array_equal(s_c, s)
+            np.testing.assert_array_equal(diag_c, diag)
+            _, g_ct, _, s_ct, diag_ct = k.objective_grad_curvature(with_t, y, w, coef, b, 0.1)
+            np.testing.assert_array_equal(s_ct, s)
+            np.testing.assert_array_equal(diag_ct, diag_t)
+            np.testing.assert_array_equal(g_ct, k.objective_grad(with_t, y, w, coef, b, 0.1)[1])
+        else:
+            assert diag_c is None
         np.testing.assert_array_equal(k.column_sq(features, s), diag)
         np.testing.assert_array_equal(k.column_sq(with_t, s), diag_t)
         loss_t, g_t, gb_t = k.objective_grad(with_t, y, w, coef, b, 0.1)

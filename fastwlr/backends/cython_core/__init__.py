@@ -45,7 +45,8 @@ hessvec_csr = _objective.hessvec_csr
 # ``transpose=``) they gather column by column instead (the adapter's ``with_transpose``)
 csr_scatter_blocks = _objective.scatter_blocks
 transpose_csr = _objective.transpose_csr
-# optional: curvature_csr's column sums for weights s at hand (objective_grad_csr's curvature_out=)
+# optional: curvature_csr's column sums for weights s at hand; its presence also says that
+# objective_grad_csr takes curvature_out= (s) and diag_out= (these sums, from the same passes)
 column_sq_csr = _objective.column_sq_csr
 
 sgd_epoch_dense = _sgd.sgd_epoch_dense
