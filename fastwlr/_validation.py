@@ -361,3 +361,18 @@ def check_ranking_scores(scores, n, name="y_score"):
         raise ValueError(f"{name} contains NaN (first at index {int(np.argmax(np.isnan(arr)))}); "
                          "a NaN score cannot be ranked")
     return arr
+
+
+def result_dtype(feature_dtype, output, dtype=None):
+    """The documented dtype rule.
+
+    log-odds and probability keep the features' precision (float32 in, float32 out); odds are float64
+    whatever the input, because e^z overflows float32 already at z > 88.7 and the top of the ranking
+    would collapse to inf. ``dtype`` (float32 or float64) overrides the rule.
+    """
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        return dtype
+    return np.dtype(np.float64) if output == "odds" else np.dtype(feature_dtype)

@@ -2,23 +2,10 @@
 import numpy as np
 
 from . import _validation as v
+from ._validation import result_dtype
 from ._kernels import Kernels
+from .topk import score_topk
 from .backends._contract import OUTPUTS
-
-
-def result_dtype(feature_dtype, output, dtype=None):
-    """The documented dtype rule.
-
-    log-odds and probability keep the features' precision (float32 in, float32 out); odds are float64
-    whatever the input, because e^z overflows float32 already at z > 88.7 and the top of the ranking
-    would collapse to inf. ``dtype`` (float32 or float64) overrides the rule.
-    """
-    if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        return dtype
-    return np.dtype(np.float64) if output == "odds" else np.dtype(feature_dtype)
 
 
 def score_features(features, coef, intercept, output, out, kernels):
@@ -157,7 +144,6 @@ class Scorer:
             result = self._kernels.score_topk_fast(X, self.coef, self.intercept, k, self.output)
             if result is not None:
                 return result
-        from .topk import score_topk  # here: topk imports this module
         return score_topk(X, self.coef, self.intercept, k, offsets=offsets, output=self.output, exclude=exclude,
                           n_threads=self._kernels.n_threads, backend=self._kernels.name)
 

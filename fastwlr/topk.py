@@ -9,7 +9,7 @@ not depend on ``n_threads`` or the backend). ``-inf`` is a real score. A request
 k candidates is padded with index -1 and value -inf: ``indices >= 0`` masks the real entries.
 """
 from . import _validation as v
-from .scoring import result_dtype
+from ._validation import result_dtype
 from ._kernels import Kernels
 from .backends._contract import OUTPUTS
 
