@@ -329,42 +329,18 @@ cdef Py_ssize_t csr_scatter_blocks(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
 cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
                    const double* y, const double* w, const double* coef, double intercept,
                    Py_ssize_t start, Py_ssize_t stop, double* residual, double* loss,
-                   double* g_b, double* s_out) noexcept nogil:
-    # s_out (NULL: not wanted): the curvature weights w_i p_i (1 - p_i) from the same log-odds,
-    # the same values as csr_curv_rows computes
-    cdef Py_ssize_t i, i0, m, end = indptr[stop]  # gathers prefetched up to here
-    cdef double z[ROW_BATCH]
-    cdef double lb[ROW_BATCH]
-    cdef double acc_loss = 0.0, acc_b = 0.0
-    i0 = start
-    while i0 < stop:
-        m = min(<Py_ssize_t>ROW_BATCH, stop - i0)
-        for i in range(m):
-            z[i] = dot_csr_prefetch(data, indices, indptr[i0 + i], indptr[i0 + i + 1], coef, end) + intercept \
-                if w[i0 + i] != 0.0 else 0.0
-        loss_residual(z, y + i0, w + i0, m, lb, residual + i0)
-        if s_out != NULL:
-            curvature(z, w + i0, m, s_out + i0)
-        for i in range(m):
-            acc_loss += lb[i]
-            acc_b += residual[i0 + i]
-        i0 += m
-    loss[0] = acc_loss
-    g_b[0] = acc_b
-
-
-cdef void csr_rows_scatter(const feature_t* data, const index_t* indices, const index_t* indptr,
-                           const double* y, const double* w, const double* coef, double intercept,
-                           Py_ssize_t start, Py_ssize_t stop, double* residual, double* loss,
-                           double* g_b, double* s_out, double* g, Py_ssize_t d) noexcept nogil:
-    """csr_rows, and csr_scatter of each batch of rows while they are still in cache: the partial
-    gradient g of rows start..stop-1 in one read of them (the same additions, in the same order,
-    as csr_scatter over these rows)."""
-    cdef Py_ssize_t i, i0, m, p, end = indptr[stop]
+                   double* g_b, double* s_out, double* g, Py_ssize_t d) noexcept nogil:
+    """Rows start..stop-1: residuals w_i (sigma(z_i) - y_i), their sum and the loss. s_out (NULL:
+    not wanted): the curvature weights w_i p_i (1 - p_i) from the same log-odds, the same values as
+    csr_curv_rows computes. g (NULL: not wanted): each batch of rows is also scattered into this
+    block's partial gradient (d entries) while still in cache: the same additions, in the same
+    order, as csr_scatter over these rows, in one read of them."""
+    cdef Py_ssize_t i, i0, m, p, end = indptr[stop]  # gathers prefetched up to here
     cdef double z[ROW_BATCH]
     cdef double lb[ROW_BATCH]
     cdef double acc_loss = 0.0, acc_b = 0.0, r
-    memset(g, 0, d * sizeof(double))
+    if g != NULL:
+        memset(g, 0, d * sizeof(double))
     i0 = start
     while i0 < stop:
         m = min(<Py_ssize_t>ROW_BATCH, stop - i0)
@@ -378,7 +354,7 @@ cdef void csr_rows_scatter(const feature_t* data, const index_t* indices, const 
             acc_loss += lb[i]
             r = residual[i0 + i]
             acc_b += r
-            if r != 0.0:
+            if g != NULL and r != 0.0:
                 for p in range(indptr[i0 + i], indptr[i0 + i + 1]):
                     g[indices[p]] += r * <double>data[p]
         i0 += m
@@ -579,14 +555,13 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
     with nogil:
         if fused:   # each block's rows scattered as they are scored: one read of X, not two
             for k in prange(K, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
-                csr_rows_scatter(data_p, indices_p, &indptr[0], &y[0], &sample_weight[0], coef_p, intercept,
-                                 k * n // K, (k + 1) * n // K, &residual[0], &losses[k], &gbs[k], s_out,
-                                 &partials[k, 0], d)
+                csr_rows(data_p, indices_p, &indptr[0], &y[0], &sample_weight[0], coef_p, intercept,
+                         k * n // K, (k + 1) * n // K, &residual[0], &losses[k], &gbs[k], s_out, &partials[k, 0], d)
             R = K
         else:
             for k in prange(R, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel):
                 csr_rows(data_p, indices_p, &indptr[0], &y[0], &sample_weight[0], coef_p, intercept,
-                         k * n // R, (k + 1) * n // R, &residual[0], &losses[k], &gbs[k], s_out)
+                         k * n // R, (k + 1) * n // R, &residual[0], &losses[k], &gbs[k], s_out, NULL, 0)
         for b in range(R):
             loss += losses[b]
             g_b += gbs[b]
