@@ -222,7 +222,7 @@ class Kernels:
     def objective_grad_curvature(self, features, y, sample_weight, coef, intercept, l2):
         """``objective_grad`` and, from the same passes, the curvature weights s_i = w_i p_i (1 - p_i)
         at that point (as ``curvature``'s), float64 (n,), and their column sums sum_i s_i x_ij^2
-        (``column_sq``'s, float64 (d,)); s and the sums are None where the backend has no such pass
+        (``curvature``'s diagonal, float64 (d,)); s and the sums are None where the backend has no such pass
         (dense X; a backend without ``column_sq_csr``, whose presence says that its
         objective_grad_csr fills ``curvature_out`` and ``diag_out``). -> (loss, grad, grad_b, s, diag)"""
         if not features.is_sparse or getattr(self.backend, "column_sq_csr", None) is None:
@@ -233,15 +233,6 @@ class Kernels:
             features.data, features.indices, features.indptr, features.n_features, y, sample_weight, coef,
             intercept, l2, nt, curvature_out=s, diag_out=diag, **self._transpose(features)))
         return loss, grad, grad_b, s, diag
-
-    def column_sq(self, features, s):
-        """sum_i s_i x_ij^2 per column of CSR X, float64 (d,): ``curvature``'s diagonal for weights s
-        at hand (``objective_grad_curvature``)."""
-        kernel = getattr(self.backend, "column_sq_csr", None)
-        if kernel is None:
-            return _column_sq_csr_numpy(features, s)
-        return self._run(_work(features), lambda nt: kernel(
-            features.data, features.indices, features.indptr, features.n_features, s, nt, **self._transpose(features)))
 
     def hessian_vector(self, features, s, v, v_b):
         """(X^T u, sum_i u_i), u = s * (X v + v_b): X~^T diag(s) X~ times (v, v_b), unnormalised."""
