@@ -579,11 +579,8 @@ def objective_grad_csr(const feature_t[::1] data, const index_t[::1] indices, co
                                 &partials[k, 0], d)
             reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
             if want_diag:   # a pass of its own: scattering both at once into two partials was slower
-                for k in prange(K, schedule="dynamic", num_threads=n_threads,
-                                use_threads_if=parallel and K > 1):
-                    csr_scatter_sq(data_p, indices_p, &indptr[0], s_out, k * n // K, (k + 1) * n // K,
-                                   &sq_partials[k, 0], d)
-                reduce_partials(&sq_partials[0, 0], K, d, &diag_view[0], n_threads)
+                column_sq_blocks(data_p, indices_p, &indptr[0], s_out, n, d, K, &sq_partials[0, 0],
+                                 &diag_view[0], n_threads, parallel)
     return _finish(loss, g_b, grad, coef, l2, n)
 
 
@@ -835,6 +832,17 @@ cdef void csr_scatter_sq(const feature_t* data, const index_t* indices, const in
             g[indices[p]] += r * x * x
 
 
+cdef void column_sq_blocks(const feature_t* data, const index_t* indices, const index_t* indptr,
+                           const double* s, Py_ssize_t n, Py_ssize_t d, Py_ssize_t K, double* partials,
+                           double* out, int n_threads, bint parallel) noexcept nogil:
+    """out[j] = sum_i s_i x_ij^2 by the scatter over K(n, d, nnz) row blocks, their partials
+    (K x d) summed in block order: column_sq_csr's and objective_grad_csr's diag_out."""
+    cdef Py_ssize_t k
+    for k in prange(K, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel and K > 1):
+        csr_scatter_sq(data, indices, indptr, s, k * n // K, (k + 1) * n // K, partials + k * d, d)
+    reduce_partials(partials, K, d, out, n_threads)
+
+
 cdef void csr_hv_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
                       const double* s, const double* v, double v_b, Py_ssize_t start, Py_ssize_t stop,
                       double* u, double* acc) noexcept nogil:
@@ -916,10 +924,8 @@ def column_sq_csr(const feature_t[::1] data, const index_t[::1] indices, const i
             transposed_product(&t_data[0] if nnz > 0 else NULL, &t_indices[0] if nnz > 0 else NULL,
                                &t_indptr[0], d, &s[0], True, &g[0], n_threads, parallel)
         else:
-            for k in prange(K, schedule="dynamic", num_threads=n_threads, use_threads_if=parallel and K > 1):
-                csr_scatter_sq(data_p, indices_p, &indptr[0], &s[0], k * n // K, (k + 1) * n // K,
-                               &partials[k, 0], d)
-            reduce_partials(&partials[0, 0], K, d, &g[0], n_threads)
+            column_sq_blocks(data_p, indices_p, &indptr[0], &s[0], n, d, K, &partials[0, 0], &g[0], n_threads,
+                             parallel)
     return diag
 
 
