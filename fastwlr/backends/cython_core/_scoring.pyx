@@ -251,11 +251,19 @@ cdef inline Py_ssize_t dense_dispatch(void* X, int kind, Py_ssize_t n, Py_ssize_
     return score_dense_rows(<const double*>X, n, d, w, NULL, b, output, <double*>out, nt)
 
 
+cdef inline Py_ssize_t score_csr_row(const feature_t* data, const index_t* indices, const index_t* indptr,
+                                     Py_ssize_t i, const double* coef, double intercept, int output, out_t* out,
+                                     Py_ssize_t nnz) noexcept nogil:
+    # row i's output into out[i]; 1 if its log-odds are not finite
+    cdef double z = dot_csr_prefetch(data, indices, indptr[i], indptr[i + 1], coef, nnz) + intercept
+    out[i] = <out_t>apply_output(z, output)
+    return not fabs(z) < INFINITY
+
+
 def score_csr(const feature_t[::1] data, const index_t[::1] indices, const index_t[::1] indptr,
               const double[::1] coef, double intercept, int output, out_t[::1] out, int n_threads):
     cdef Py_ssize_t n = indptr.shape[0] - 1, i, n_nonfinite = 0
     cdef Py_ssize_t nnz = indices.shape[0]
-    cdef double z
     # &data[0] is invalid on an empty array; a matrix with no stored entries scores b everywhere
     cdef const feature_t* data_p = &data[0] if nnz > 0 else NULL
     cdef const index_t* indices_p = &indices[0] if nnz > 0 else NULL
@@ -264,14 +272,10 @@ def score_csr(const feature_t[::1] data, const index_t[::1] indices, const index
     with nogil:
         if n_threads > 1 and nnz + n > PARALLEL_MIN_WORK:
             for i in prange(n, schedule="static", num_threads=n_threads):
-                z = dot_csr_prefetch(data_p, indices_p, indptr[i], indptr[i + 1], &coef[0], nnz) + intercept
-                if not fabs(z) < INFINITY:
-                    n_nonfinite += 1
-                out[i] = <out_t>apply_output(z, output)
+                n_nonfinite += score_csr_row(data_p, indices_p, &indptr[0], i, &coef[0], intercept, output, &out[0],
+                                             nnz)
         else:   # no parallel region (entering one costs ~1 us even for a team of one)
             for i in range(n):
-                z = dot_csr_prefetch(data_p, indices_p, indptr[i], indptr[i + 1], &coef[0], nnz) + intercept
-                if not fabs(z) < INFINITY:
-                    n_nonfinite += 1
-                out[i] = <out_t>apply_output(z, output)
+                n_nonfinite += score_csr_row(data_p, indices_p, &indptr[0], i, &coef[0], intercept, output, &out[0],
+                                             nnz)
     return n_nonfinite
