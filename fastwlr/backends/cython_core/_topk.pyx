@@ -109,6 +109,13 @@ cdef inline void sift_down(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize_t pos
     hi[pos] = ix
 
 
+cdef inline void replace_root(double* hv, int64_t* hi, Py_ssize_t k, double v, int64_t ix) noexcept nogil:
+    # The root (the worst of a full heap of k) leaves and (v, ix), known to be better, enters.
+    hv[0] = v
+    hi[0] = ix
+    sift_down(hv, hi, k, 0)
+
+
 cdef inline void sift_up(double* hv, int64_t* hi, Py_ssize_t pos) noexcept nogil:
     cdef double v = hv[pos]
     cdef int64_t ix = hi[pos]
@@ -134,9 +141,7 @@ cdef inline Py_ssize_t heap_push(double* hv, int64_t* hi, Py_ssize_t m, Py_ssize
         return m + 1
     # The hot path: a full heap and a candidate no better than the root is one or two comparisons.
     if worse(hv[0], hi[0], v, ix):
-        hv[0] = v
-        hi[0] = ix
-        sift_down(hv, hi, k, 0)
+        replace_root(hv, hi, k, v, ix)
     return m
 
 
@@ -174,9 +179,7 @@ cdef inline double offer(double z, Py_ssize_t i, double* hv, int64_t* hi, Py_ssi
     Rows come in ascending order, so a candidate equal to the root's value has a higher index and
     loses the tie: "z > thr" alone decides (and is false for NaN)."""
     if z > thr:
-        hv[0] = z
-        hi[0] = i
-        sift_down(hv, hi, k, 0)
+        replace_root(hv, hi, k, z, i)
         return hv[0]
     if z != z:
         note_nonfinite(SCORES, z, i, bad)
@@ -316,9 +319,7 @@ cdef inline Py_ssize_t offer_one(double v, int64_t ix, double lo, double* hv, in
         if m < k:
             return heap_push(hv, hi, m, k, v, ix)
         if v > hv[0]:   # equal to the root: a higher index, so the tie loses
-            hv[0] = v
-            hi[0] = ix
-            sift_down(hv, hi, k, 0)
+            replace_root(hv, hi, k, v, ix)
     return m
 
 
@@ -547,9 +548,7 @@ cdef inline double offer_block(const Rows* rs, Py_ssize_t i, Py_ssize_t cnt, dou
     mark_rows(rs, i, cnt, z, bad)
     for r in range(cnt):
         if z[r] > thr:   # false for NaN, so for an excluded row; equal: a higher index loses the tie
-            hv[0] = z[r]
-            hi[0] = i + r
-            sift_down(hv, hi, k, 0)
+            replace_root(hv, hi, k, z[r], i + r)
             thr = hv[0]
     return thr
 
