@@ -305,10 +305,9 @@ def get_backend(name=None):
     backend that does not import raises ImportError saying why and how to get it (for "numba":
     ``pip install "fastwlr[numba]"``).
     """
-    origin = ""
-    if name is None:
+    setting = name is None
+    if setting:
         name = current_backend()
-        origin = _origin(name)
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string, got {type(name).__name__}")
     if name == "auto":
@@ -323,6 +322,8 @@ def get_backend(name=None):
     check_backend_name(name)
     module = _load(name)
     if module is None:
+        # where the setting came from, only for the message: building it costs a third of a call
+        origin = _origin(name) if setting else ""
         raise ImportError(f"fastwlr backend {name!r} is not available{origin}: {_load_errors[name]}")
     return module
 
