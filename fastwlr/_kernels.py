@@ -13,13 +13,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from ._config import default_n_threads, get_backend, note_call_end, resolve_n_threads
+from ._config import current_backend, default_n_threads, get_backend, note_call_end, resolve_n_threads
 
 FLOAT_DTYPES = (np.float32, np.float64)
 # Partial gradients of a CSR scatter beyond this many bytes in all: X^T pays (``with_transpose``).
 # This machine's L3 is 32 MB: 300k x 2^18 x 40 (11 partials, 22 MB) gains nothing from X^T.
 TRANSPOSE_ABOVE_BYTES = 32 << 20
 NAN, INF = 1, 2   # bits of nonfinite_flags
+_shared = {}        # Kernels.of's: a handful of (backend setting, n_threads) keys in a process
 
 
 class Kernels:
@@ -34,6 +35,22 @@ class Kernels:
         # None stays None: the idle cores are counted again at each kernel call (a Scorer or a
         # fit lives through changes of load); an explicit count is resolved (and checked) once
         self._n_threads = None if n_threads is None else resolve_n_threads(n_threads)
+
+    @classmethod
+    def of(cls, backend=None, n_threads=None):
+        """``Kernels(backend, n_threads)``, shared between calls with the same arguments and the same
+        backend setting: per-call entry points (``score``, ``topk``, ``predict``) would otherwise
+        spend a third of a one-row call resolving them. Anything unusual is resolved afresh."""
+        if (backend is None or type(backend) is str) and (n_threads is None or type(n_threads) is int):
+            key = (current_backend() if backend is None else backend, n_threads)
+            found = _shared.get(key)
+            if found is None:
+                found = cls(backend, n_threads)   # raises as Kernels() does for bad arguments
+                if len(_shared) >= 64:            # a caller cycling through thread counts
+                    _shared.clear()
+                _shared[key] = found
+            return found
+        return cls(backend, n_threads)
 
     @property
     def n_threads(self):

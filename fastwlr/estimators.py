@@ -719,7 +719,7 @@ class WeightedLogisticRegression(_Params):
         if dtype is None and coef is not None and not hasattr(self, "feature_names_in_"):
             # the common case (a float ndarray of the right width, finite log-odds) checked in
             # compiled code: what predict would check and compute, without validation's numpy calls
-            scores = Kernels(self.backend, self.n_threads).score_fast(X, coef[0], float(self.intercept_[0]), output)
+            scores = Kernels.of(self.backend, self.n_threads).score_fast(X, coef[0], float(self.intercept_[0]), output)
             if scores is not None:
                 return scores
         features = self._validate_X(X, reset=False)

@@ -44,7 +44,7 @@ def score(X, coef, intercept=0.0, *, output="odds", n_threads=None, out=None, dt
     ndarray of shape (n_samples,)
     """
     if out is None and dtype is None and output in OUTPUTS:
-        kernels = Kernels(backend, n_threads)
+        kernels = Kernels.of(backend, n_threads)
         scores = kernels.score_fast(X, coef, intercept, output)  # the common case, checked in compiled code
         if scores is not None:
             return scores

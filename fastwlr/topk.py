@@ -58,7 +58,7 @@ def topk(scores, k, *, offsets=None, n_threads=None, backend=None):
     k = v.check_k(k)
     offsets = _offsets(offsets, scores.shape[0])
     k = v.check_k(k, offsets)
-    return Kernels(backend, n_threads).topk(scores, offsets, k)
+    return Kernels.of(backend, n_threads).topk(scores, offsets, k)
 
 
 def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", exclude=None, n_threads=None,
@@ -117,7 +117,7 @@ def score_topk(X, coef, intercept=0.0, k=None, *, offsets=None, output="odds", e
         raise TypeError("score_topk() missing required argument k (candidates kept per request)")
     if offsets is None and exclude is None and output in OUTPUTS:
         # one request, the common case: checked in compiled code, one scan, no parallel region
-        result = Kernels(backend, n_threads).score_topk_fast(X, coef, intercept, k, output)
+        result = Kernels.of(backend, n_threads).score_topk_fast(X, coef, intercept, k, output)
         if result is not None:
             return result
     output = v.check_output(output)

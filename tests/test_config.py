@@ -545,3 +545,29 @@ def test_cold_calls_leave_the_cores_of_another_librarys_spinning_workers_unless_
     assert config.default_n_threads(config.BIG_WORK, steered=True) == 2
     set_others(0, own=1)
     assert config.default_n_threads(config.BIG_WORK, steered=False) == 2
+
+
+def test_kernels_of_is_shared_per_setting_and_checks_as_kernels(restore_setting):
+    # The per-call entry points share one resolved Kernels per (backend setting, n_threads); a
+    # change of setting gives another, and bad arguments raise exactly as Kernels() does.
+    from fastwlr._kernels import Kernels
+    fastwlr.set_backend("auto")
+    a = Kernels.of(None, 1)
+    assert Kernels.of(None, 1) is a and Kernels.of(None, None) is not a
+    assert Kernels.of(None, 1).name == Kernels(None, 1).name
+    with fastwlr.use_backend("reference"):
+        assert Kernels.of(None, 1).name == "reference"
+        X = np.ones((3, 2))
+        assert np.array_equal(fastwlr.score(X, [0.5, 0.25], 0.1), fastwlr.score(X, [0.5, 0.25], 0.1, backend=AVAILABLE[0]))
+    assert Kernels.of(None, 1) is a
+    for bad in (0, True, 1.5, "2"):
+        with pytest.raises((TypeError, ValueError)) as shared:
+            Kernels.of(None, bad)
+        with pytest.raises(type(shared.value)) as plain:
+            Kernels(None, bad)
+        assert str(shared.value) == str(plain.value)
+    with pytest.raises(ValueError) as shared:
+        Kernels.of("gpu", None)
+    with pytest.raises(ValueError) as plain:
+        Kernels("gpu", None)
+    assert str(shared.value) == str(plain.value)
