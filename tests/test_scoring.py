@@ -414,8 +414,17 @@ def test_f32_chunk_is_the_contracts():
     assert _scoring.F32_CHUNK == F32_CHUNK and _scoring.F32_MIN_D == F32_MIN_D
 
 
+def _placed(X, offset):
+    """A C-contiguous copy of X whose first element lies ``offset`` elements past a 64-byte line."""
+    buf = np.zeros(X.nbytes + 128, dtype=np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset * X.itemsize
+    placed = buf[start:start + X.nbytes].view(X.dtype).reshape(X.shape)
+    placed[...] = X
+    return placed
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("d", [1, 7, 8, 9, 15, 16, 17, 33, 63, 64, 65, 100, 127, 128, 129, 144, 255, 257])
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 15, 16, 17, 33, 63, 64, 65, 100, 127, 128, 129, 144, 255, 256, 257, 272])
 def test_row_bits_do_not_depend_on_the_rows_around_it(compiled_backend_name, dtype, d, rng):
     # The dense kernels take rows eight, four or one at a time (with 512-bit registers where the
     # build has them): each grouping must give every row the same bits, at every width around the
@@ -433,6 +442,23 @@ def test_row_bits_do_not_depend_on_the_rows_around_it(compiled_backend_name, dty
     shifted = score(X[3:], coef, 0.25, output="log_odds", n_threads=1, backend=compiled_backend_name)
     np.testing.assert_array_equal(whole.view(np.uint8), alone.view(np.uint8))
     np.testing.assert_array_equal(whole[3:].view(np.uint8), shifted.view(np.uint8))
+    # Rows starting anywhere in a cache line (float32 rows of a multiple of 16 columns that do not
+    # start on one are read line by line with the coefficients shifted instead): the same bits. The
+    # entries' exponents are spread, so that lanes summed in another order would round otherwise.
+    Xs = np.where(np.abs(X) < 1e30, X * 2.0 ** rng.integers(-40, 40, X.shape), X).astype(dtype)
+    alone = np.concatenate([score(Xs[i:i + 1], coef, 0.25, output="log_odds", dtype=np.float64,
+                                  backend=compiled_backend_name) for i in range(len(Xs))])
+    for offset in range(64 // X.itemsize):
+        placed = _placed(Xs, offset)
+        assert placed.ctypes.data % 64 == offset * X.itemsize
+        got = score(placed, coef, 0.25, output="log_odds", dtype=np.float64, n_threads=1,
+                    backend=compiled_backend_name)
+        np.testing.assert_array_equal(got.view(np.uint8), alone.view(np.uint8), err_msg=f"offset {offset}")
+        index, values = fastwlr.score_topk(placed, coef, 0.25, k=len(X), output="log_odds",
+                                           backend=compiled_backend_name)
+        with np.errstate(over="ignore"):   # row 11's log-odds are beyond float32: inf, as the kernel's
+            expect = alone[index[0]].astype(values.dtype)
+        np.testing.assert_array_equal(values[0].view(np.uint8), expect.view(np.uint8))
     whole64 = score(X, coef, 0.25, output="log_odds", dtype=np.float64, backend=compiled_backend_name)
     ref, slack = reference_z_and_slack(X, coef, 0.25)
     assert np.all(np.isfinite(whole64)) and np.all(np.abs(whole64 - ref) <= slack)

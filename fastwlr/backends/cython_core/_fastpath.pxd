@@ -4,7 +4,7 @@
 from cpython.buffer cimport Py_buffer
 from libc.math cimport fabs, INFINITY
 
-from ._math cimport coef_f32_fill, f32_padded
+from ._math cimport coef_f32_fill, f32_padded, F32_PAD
 
 cdef extern from "Python.h":
     # without Cython's "except -1": a refused request (not contiguous, ...) is a "no", not an error
@@ -47,8 +47,8 @@ cdef inline object coef_f32(const double* w, Py_ssize_t d):
     cdef bytearray buf
     if d == 0:
         return None
-    buf = bytearray(f32_padded(d) * 4)
-    if not coef_f32_fill(w, d, <float*><char*>buf):
+    buf = bytearray((f32_padded(d) + 2 * F32_PAD) * 4)   # zeros around: see FASTWLR_F32_PAD
+    if not coef_f32_fill(w, d, <float*><char*>buf + F32_PAD):
         return None
     return buf
 
@@ -58,4 +58,4 @@ cdef inline const float* f32_ptr(object coef32):
     if coef32 is None:
         return NULL
     buf = coef32
-    return <const float*><char*>buf
+    return <const float*><char*>buf + F32_PAD

@@ -594,6 +594,9 @@ cdef extern from *:
     #define FASTWLR_F32_MIN_D 64
     #define FASTWLR_F32_PADDED(d) (((d) + 15) / 16 * 16)
     #define FASTWLR_F32_STEPS(d) (((d) + 15) / 16)
+    /* zero floats before and after the model's float32 copy (w32 points past the first ones):
+       fastwlr_dot8_f32s_shifted reads the coefficients up to 15 floats early or late */
+    #define FASTWLR_F32_PAD 16
 
     /* The rule "float32 path or float64 path", in one place: fills w32 (FASTWLR_F32_PADDED(d)
        floats) and returns 1 when the row has at least FASTWLR_F32_MIN_D columns and every
@@ -791,6 +794,47 @@ cdef extern from *:
         return fastwlr_sum8x8(s0, s1, s2, s3, s4, s5, s6, s7);
     }
 
+    /* fastwlr_dot8_f32s, bitwise, for rows that start o floats (1-15) past a 64-byte line, d a
+       multiple of 16 (all rows then start there: numpy's large arrays start 16 bytes past a line).
+       Every 64-byte load of the rows themselves would straddle two lines; here only aligned lines
+       are loaded, and the coefficients are read shifted instead (w zero-padded by 16 floats on both
+       sides: FASTWLR_F32_PAD). Lane t of line m of a row holds column 16 m + t - o, so it takes
+       the terms that lane (t - o) mod 16 takes in fastwlr_dot8_f32s, in the same ascending order;
+       the first line of a chunk of columns (lanes >= o) and its last (lanes < o) are masked, so
+       that each lane's chain has exactly the same terms, and one permutation per row puts the
+       lanes back before they are widened as there. */
+    static inline __m512d fastwlr_dot8_f32s_shifted(const float* x, const float* w, Py_ssize_t d, int o) {
+        const float* P = x - o;   /* 64-byte aligned */
+        Py_ssize_t S = d / 16;
+        __mmask16 hi = (__mmask16)(0xffffu << o), lo = (__mmask16)~hi;
+        __m512i back = _mm512_and_si512(_mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                                                           13, 14, 15), _mm512_set1_epi32(o)),
+                                        _mm512_set1_epi32(15));
+        __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+        for (Py_ssize_t c0 = 0; c0 < S; c0 += FASTWLR_F32_CHUNK) {
+            Py_ssize_t c1 = c0 + FASTWLR_F32_CHUNK < S ? c0 + FASTWLR_F32_CHUNK : S;
+            __m512 z = _mm512_setzero_ps(), wv = _mm512_loadu_ps(w + 16 * c0 - o);
+            __m512 a0, a1, a2, a3, a4, a5, a6, a7;
+    #define FASTWLR_STEP(k) a##k = _mm512_mask3_fmadd_ps(_mm512_maskz_load_ps(hi, P + k * d + 16 * c0), wv, z, hi);
+            FASTWLR_REP8(FASTWLR_STEP)
+    #undef FASTWLR_STEP
+            for (Py_ssize_t m = c0 + 1; m < c1; m++) {
+                wv = _mm512_loadu_ps(w + 16 * m - o);
+    #define FASTWLR_STEP(k) a##k = _mm512_fmadd_ps(_mm512_load_ps(P + k * d + 16 * m), wv, a##k);
+                FASTWLR_REP8(FASTWLR_STEP)
+    #undef FASTWLR_STEP
+            }
+            wv = _mm512_loadu_ps(w + 16 * c1 - o);
+    #define FASTWLR_STEP(k) a##k = _mm512_permutexvar_ps(back, _mm512_mask3_fmadd_ps( \
+                _mm512_maskz_load_ps(lo, P + k * d + 16 * c1), wv, a##k, lo)); \
+            s##k = _mm512_add_pd(_mm512_add_pd(s##k, _mm512_cvtps_pd(_mm512_castps512_ps256(a##k))), \
+                _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a##k), 1))));
+            FASTWLR_REP8(FASTWLR_STEP)
+    #undef FASTWLR_STEP
+        }
+        return fastwlr_sum8x8(s0, s1, s2, s3, s4, s5, s6, s7);
+    }
+
     /* float64 lanes, as fastwlr_dot_f64 / fastwlr_dot_f32: lane l sums j = l (mod 8), the tail into lane 0 */
     #define FASTWLR_LOAD8_f64(p) _mm512_loadu_pd(p)
     #define FASTWLR_LOAD8_f32(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
@@ -828,7 +872,10 @@ cdef extern from *:
         _mm512_storeu_pd(z, fastwlr_dot8v_f32(x, w, d));
     }
     static inline void fastwlr_dot8_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d, double* z) {
-        __m512d v = fastwlr_dot8_f32s(x, w32, d);
+        uintptr_t at = (uintptr_t)x;
+        int o = (int)(at >> 2 & 15);
+        __m512d v = (d & 15) == 0 && (at & 3) == 0 && o != 0 ? fastwlr_dot8_f32s_shifted(x, w32, d, o)
+                                                             : fastwlr_dot8_f32s(x, w32, d);
         __mmask8 finite = _mm512_cmp_pd_mask(_mm512_abs_pd(v), _mm512_set1_pd(INFINITY), _CMP_LT_OQ);
         _mm512_storeu_pd(z, v);
         if (finite == 0xff) return;
@@ -852,6 +899,7 @@ cdef extern from *:
     """
     int F32_CHUNK "FASTWLR_F32_CHUNK"
     int F32_MIN_D "FASTWLR_F32_MIN_D"
+    int F32_PAD "FASTWLR_F32_PAD"
     Py_ssize_t f32_padded "FASTWLR_F32_PADDED"(Py_ssize_t d) noexcept nogil
     int coef_f32_fill "fastwlr_coef_f32"(const double* w, Py_ssize_t d, float* w32) noexcept nogil
     double dot_f32w "fastwlr_dot_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d) noexcept nogil
