@@ -16,9 +16,12 @@ import numpy as np
 from ._config import current_backend, default_n_threads, get_backend, note_call_end, resolve_n_threads
 
 FLOAT_DTYPES = (np.float32, np.float64)
-# Partial gradients of a CSR scatter beyond this many bytes in all: X^T pays (``with_transpose``).
-# This machine's L3 is 32 MB: 300k x 2^18 x 40 (11 partials, 22 MB) gains nothing from X^T.
+# Partial gradients of a CSR scatter beyond this many bytes in all, or one partial beyond
+# PARTIAL_ABOVE_BYTES: X^T pays (``with_transpose``). This machine's L3 is 32 MB. Newton-cg fits on two
+# cores, hashed x 40 non-zeros a row: 2^19 columns (4 MB partials) 1.8-2.0 s by the scatter, 2.4 s
+# with X^T; 2^20 columns (8 MB) 4.6-8.3 s by the scatter, 3.5-3.7 s with X^T.
 TRANSPOSE_ABOVE_BYTES = 32 << 20
+PARTIAL_ABOVE_BYTES = 4 << 20
 NAN, INF = 1, 2   # bits of nonfinite_flags
 _shared = {}        # Kernels.of's: a handful of (backend setting, n_threads) keys in a process
 
@@ -149,9 +152,9 @@ class Kernels:
         else ``features`` itself. For solvers that read X tens of times (newton-cg): each gradient,
         curvature or Hessian-vector pass then forms X^T r one column at a time, in parallel and
         without private partial gradients. Those partials are what it saves: one per block of rows,
-        each of d doubles to zero, scatter into and sum. Past TRANSPOSE_ABOVE_BYTES in all they no
-        longer stay in cache (1M x 2^20 x 40, two threads: a Hessian-vector product 96-116 -> 49 ms),
-        and with a single block the scatter is serial. Costs a copy of X's non-zeros, and a
+        each of d doubles to zero, scatter into and sum. Past TRANSPOSE_ABOVE_BYTES in all, or
+        PARTIAL_ABOVE_BYTES each, they no longer stay in cache (1M x 2^20 x 40, two threads: a
+        Hessian-vector product 96-116 -> 49 ms), and with a single block the scatter is serial. Costs a copy of X's non-zeros, and a
         counting sort to build it (0.25 s for 40M non-zeros on two threads)."""
         plan = getattr(self.backend, "csr_scatter_blocks", None)
         build = getattr(self.backend, "transpose_csr", None)
@@ -159,7 +162,7 @@ class Kernels:
             return features
         n, d, nnz = features.n_rows, features.n_features, features.data.shape[0]
         k = plan(n, d, nnz)
-        if k * d * 8 <= TRANSPOSE_ABOVE_BYTES and (k > 1 or self._n_threads == 1):
+        if k * d * 8 <= TRANSPOSE_ABOVE_BYTES and d * 8 <= PARTIAL_ABOVE_BYTES and (k > 1 or self._n_threads == 1):
             return features
         if max(n, nnz) > np.iinfo(features.indices.dtype).max:  # X^T's indices and indptr in X's index type
             return features

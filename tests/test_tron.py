@@ -180,8 +180,8 @@ def _compiled_objective():
 
 
 def test_transpose_rule_and_its_checks():
-    """X^T is attached where the scatter's partials would pass TRANSPOSE_ABOVE_BYTES or the scatter
-    is serial; a transpose that does not match X is refused by the kernels."""
+    """X^T is attached where the scatter's partials would pass TRANSPOSE_ABOVE_BYTES in all or
+    PARTIAL_ABOVE_BYTES each, or the scatter is serial; a transpose that does not match X is refused by the kernels."""
     _objective = _compiled_objective()
     k = Kernels("cython", 2)
     narrow = check_features(_hashed(4000, 300, 12)[0])
@@ -189,6 +189,8 @@ def test_transpose_rule_and_its_checks():
     wide = check_features(_hashed(300, 3000, 4)[0])             # nnz < 4 d: one block, a serial scatter
     assert k.with_transpose(wide).transpose is not None
     assert Kernels("cython", 1).with_transpose(wide).transpose is None   # serial anyway
+    with mock.patch.object(_kernels, "PARTIAL_ABOVE_BYTES", 300 * 8 - 1):   # one partial too big
+        assert k.with_transpose(narrow).transpose is not None
     with mock.patch.object(_kernels, "TRANSPOSE_ABOVE_BYTES", -1):
         t = k.with_transpose(narrow)
     Xt = sp.csr_array((narrow.data, narrow.indices, narrow.indptr), shape=(4000, 300)).T.tocsr()

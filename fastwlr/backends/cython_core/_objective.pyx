@@ -3,19 +3,22 @@
 
     L(coef, b) = (1/n) sum_i w_i [softplus(z_i) - y_i z_i] + (l2/2) ||coef||^2,   z_i = x_i . coef + b
 
-Determinism: rows are cut into K contiguous blocks, where K depends only on (n, d) (never on the
-thread count); each block accumulates its own partial loss / gradient in row order, and the K
-partials are then summed in block order. So the result is bit-identical for any ``n_threads``
+Determinism: rows are cut into K contiguous blocks, where K depends only on (n, d) (for CSR on
+(n, d, nnz) and the machine's core count; never on a call's thread count); each block accumulates
+its own partial loss / gradient in row order, and the K partials are then summed in block order. So the result is bit-identical for any ``n_threads``
 (OpenMP only decides which thread runs which block; blocks are handed out dynamically, so a
 thread slowed down by other processes does not hold the others up).
 
 Memory: the K partial gradients take K * d doubles. K is capped so that they stay under
 ``PARTIALS_BUDGET`` bytes: dense data with d = 64 gets up to 256 blocks (128 KiB). For CSR, zeroing and
-reducing a block costs O(d), so K is also capped at nnz / (4 d): hashed data with 20M non-zeros over
-d = 2^20 columns gets 4 blocks (32 MiB); d >= 2^23 or few non-zeros per column get one block, i.e. a
-serial gradient scatter (the per-row work -- dot product, exp, log1p -- stays parallel, see
-``objective_grad_csr``).
+reducing a block costs O(d), so K is also capped at nnz / (16 d), or at nnz / (4 d) where the
+machine has the cores for that many blocks (``csr_scatter_blocks``): on two cores, hashed data with
+20M non-zeros over d = 2^20 columns gets 2 blocks (16 MiB); d >= 2^23 or few non-zeros per column
+get one block, i.e. a serial gradient scatter (the per-row work -- dot product, exp, log1p -- stays
+parallel, see ``objective_grad_csr``).
 """
+import os
+
 import numpy as np
 
 from cython.parallel cimport prange
@@ -315,12 +318,22 @@ cdef _dense(const feature_t[:, ::1] X, const double[::1] y, const double[::1] sa
     return _finish(loss, g_b, grad, coef, l2, n) + (colsq,)
 
 
+# The cores of this machine (not the threads of a call): the scatter's blocks beyond them only cost.
+cdef Py_ssize_t MACHINE_CORES = os.cpu_count() or 1
+
+
 cdef Py_ssize_t csr_scatter_blocks(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
-    """Blocks of the X^T r scatter (gradient, curvature, Hessian-vector products): each costs O(d) to
-    zero and reduce, so K * d stays well under nnz; a function of n, d and nnz, never of the threads.
+    """Blocks of the X^T r scatter (gradient, curvature, Hessian-vector products). Each costs d
+    doubles to zero and d to sum, a pass over memory per block: K * d is kept to nnz / 16, or to
+    nnz / 4 where the machine has the cores to run that many blocks at once. A function of n, d, nnz
+    and the machine's core count, never of a call's threads, so a result does not depend on them.
     A power of two, so that 2, 4 or 8 threads get equal shares: 300k x 2^18 x 40 had 11 blocks, and on
-    two threads one of them did six (a Hessian-vector product 8.8-9.0 ms; with 8 blocks 7.5-7.6)."""
-    cdef Py_ssize_t k = max(1, min(n_blocks(n, d), nnz // (4 * max(d, 1)))), p = 1
+    two threads one of them did six (a Hessian-vector product 8.8-9.0 ms; with 8 blocks 7.5-7.6; on
+    two cores, 2 blocks instead of 8: 7.0 ms, and the objective 16.5 -> 14.3 ms)."""
+    cdef Py_ssize_t per = max(d, 1)
+    cdef Py_ssize_t k = max(nnz // (16 * per), min(MACHINE_CORES, nnz // (4 * per)))
+    cdef Py_ssize_t p = 1
+    k = max(1, min(n_blocks(n, d), k))
     while 2 * p <= k:
         p *= 2
     return p
