@@ -154,15 +154,17 @@ class Kernels:
         without private partial gradients. Those partials are what it saves: one per block of rows,
         each of d doubles to zero, scatter into and sum. Past TRANSPOSE_ABOVE_BYTES in all, or
         PARTIAL_ABOVE_BYTES each, they no longer stay in cache (1M x 2^20 x 40, two threads: a
-        Hessian-vector product 96-116 -> 49 ms), and with a single block the scatter is serial. Costs a copy of X's non-zeros, and a
-        counting sort to build it (0.25 s for 40M non-zeros on two threads)."""
+        Hessian-vector product 96-116 -> 49 ms), and with a single block the scatter is serial.
+        Costs a copy of X's non-zeros, and a counting sort to build it (0.25 s for 40M non-zeros on
+        two threads)."""
         plan = getattr(self.backend, "csr_scatter_blocks", None)
         build = getattr(self.backend, "transpose_csr", None)
         if plan is None or build is None or not features.is_sparse or features.transpose is not None:
             return features
         n, d, nnz = features.n_rows, features.n_features, features.data.shape[0]
         k = plan(n, d, nnz)
-        if k * d * 8 <= TRANSPOSE_ABOVE_BYTES and d * 8 <= PARTIAL_ABOVE_BYTES and (k > 1 or self._n_threads == 1):
+        partials_fit = k * d * 8 <= TRANSPOSE_ABOVE_BYTES and d * 8 <= PARTIAL_ABOVE_BYTES
+        if partials_fit and (k > 1 or self._n_threads == 1):
             return features
         if max(n, nnz) > np.iinfo(features.indices.dtype).max:  # X^T's indices and indptr in X's index type
             return features

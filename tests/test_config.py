@@ -558,7 +558,8 @@ def test_kernels_of_is_shared_per_setting_and_checks_as_kernels(restore_setting)
     with fastwlr.use_backend("reference"):
         assert Kernels.of(None, 1).name == "reference"
         X = np.ones((3, 2))
-        assert np.array_equal(fastwlr.score(X, [0.5, 0.25], 0.1), fastwlr.score(X, [0.5, 0.25], 0.1, backend=AVAILABLE[0]))
+        assert np.array_equal(fastwlr.score(X, [0.5, 0.25], 0.1),
+                              fastwlr.score(X, [0.5, 0.25], 0.1, backend=AVAILABLE[0]))
     assert Kernels.of(None, 1) is a
     for bad in (0, True, 1.5, "2"):
         with pytest.raises((TypeError, ValueError)) as shared:

@@ -5,9 +5,10 @@
 
 Determinism: rows are cut into K contiguous blocks, where K depends only on (n, d) (for CSR on
 (n, d, nnz) and the machine's core count; never on a call's thread count); each block accumulates
-its own partial loss / gradient in row order, and the K partials are then summed in block order. So the result is bit-identical for any ``n_threads``
-(OpenMP only decides which thread runs which block; blocks are handed out dynamically, so a
-thread slowed down by other processes does not hold the others up).
+its own partial loss / gradient in row order, and the K partials are then summed in block order.
+So the result is bit-identical for any ``n_threads`` (OpenMP only decides which thread runs which
+block; blocks are handed out dynamically, so a thread slowed down by other processes does not hold
+the others up).
 
 Memory: the K partial gradients take K * d doubles. K is capped so that they stay under
 ``PARTIALS_BUDGET`` bytes: dense data with d = 64 gets up to 256 blocks (128 KiB). For CSR, zeroing and
@@ -339,6 +340,15 @@ cdef Py_ssize_t csr_scatter_blocks(Py_ssize_t n, Py_ssize_t d, Py_ssize_t nnz):
     return p
 
 
+cdef inline void scatter_row(const feature_t* data, const index_t* indices, Py_ssize_t start, Py_ssize_t stop,
+                             double r, double* g) noexcept nogil:
+    # g += r x_i over the row's stored entries [start, stop): the one order of additions into a
+    # partial gradient that every scatter of a row shares (so fused and separate passes agree)
+    cdef Py_ssize_t p
+    for p in range(start, stop):
+        g[indices[p]] += r * <double>data[p]
+
+
 cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t* indptr,
                    const double* y, const double* w, const double* coef, double intercept,
                    Py_ssize_t start, Py_ssize_t stop, double* residual, double* loss,
@@ -348,7 +358,7 @@ cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t*
     csr_curv_rows computes. g (NULL: not wanted): each batch of rows is also scattered into this
     block's partial gradient (d entries) while still in cache: the same additions, in the same
     order, as csr_scatter over these rows, in one read of them."""
-    cdef Py_ssize_t i, i0, m, p, end = indptr[stop]  # gathers prefetched up to here
+    cdef Py_ssize_t i, i0, m, end = indptr[stop]  # gathers prefetched up to here
     cdef double z[ROW_BATCH]
     cdef double lb[ROW_BATCH]
     cdef double acc_loss = 0.0, acc_b = 0.0, r
@@ -368,8 +378,7 @@ cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t*
             r = residual[i0 + i]
             acc_b += r
             if g != NULL and r != 0.0:
-                for p in range(indptr[i0 + i], indptr[i0 + i + 1]):
-                    g[indices[p]] += r * <double>data[p]
+                scatter_row(data, indices, indptr[i0 + i], indptr[i0 + i + 1], r, g)
         i0 += m
     loss[0] = acc_loss
     g_b[0] = acc_b
@@ -378,15 +387,11 @@ cdef void csr_rows(const feature_t* data, const index_t* indices, const index_t*
 cdef void csr_scatter(const feature_t* data, const index_t* indices, const index_t* indptr,
                       const double* residual, Py_ssize_t start, Py_ssize_t stop, double* g,
                       Py_ssize_t d) noexcept nogil:
-    cdef Py_ssize_t i, p
-    cdef double r
+    cdef Py_ssize_t i
     memset(g, 0, d * sizeof(double))
     for i in range(start, stop):
-        r = residual[i]
-        if r == 0.0:
-            continue
-        for p in range(indptr[i], indptr[i + 1]):
-            g[indices[p]] += r * <double>data[p]
+        if residual[i] != 0.0:
+            scatter_row(data, indices, indptr[i], indptr[i + 1], residual[i], g)
 
 
 # X^T r through the transpose of X (the CSC of X, as CSR of X^T: each column's rows ascending),
@@ -873,7 +878,7 @@ cdef void csr_hv_block(const feature_t* data, const index_t* indices, const inde
     """``csr_hv_rows`` and ``csr_scatter`` of rows start..stop-1 in one read of them: each row's
     u_i = s_i (x_i . v + v_b) is scattered while the row is still in L1 (the same u_i, the same
     order of additions into g as the two passes)."""
-    cdef Py_ssize_t i, p, end = indptr[stop]
+    cdef Py_ssize_t i, end = indptr[stop]
     cdef double a = 0.0, r
     memset(g, 0, d * sizeof(double))
     for i in range(start, stop):
@@ -881,10 +886,8 @@ cdef void csr_hv_block(const feature_t* data, const index_t* indices, const inde
             continue
         r = s[i] * (dot_csr_prefetch(data, indices, indptr[i], indptr[i + 1], v, end) + v_b)
         a += r
-        if r == 0.0:
-            continue
-        for p in range(indptr[i], indptr[i + 1]):
-            g[indices[p]] += r * <double>data[p]
+        if r != 0.0:
+            scatter_row(data, indices, indptr[i], indptr[i + 1], r, g)
     acc[0] = a
 
 
