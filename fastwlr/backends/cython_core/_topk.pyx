@@ -56,7 +56,7 @@ from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, al
 from cython.parallel cimport prange, threadid
 
 from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, transform_block, dot_score, dot_score4, dot_score8,
-                     dot_csr_prefetch, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch_span)
+                     dot_csr_prefetch, DENSE_PREFETCH_BYTES, SCAN_PREFETCH_MIN_BYTES, prefetch_span)
 
 
 # What one scan reads: precomputed scores, or log-odds of dense / CSR rows.
@@ -687,11 +687,12 @@ cdef inline Py_ssize_t prefetch_end(int source, Py_ssize_t first, Py_ssize_t las
                                     Py_ssize_t row_bytes) noexcept nogil:
     # Rows [first, last) are all this call scans: prefetch up to last, across the bounds of groups
     # and chunks (a request of 500 x 64 float32 is 128 KB: deciding group by group turned the
-    # prefetch off for 10,000 such requests in 1.3 GB), unless dense rows fit in L2 anyway. CSR
+    # prefetch off for 10,000 such requests in 1.3 GB), unless dense rows are few enough for the
+    # hardware prefetcher alone (SCAN_PREFETCH_MIN_BYTES, _math.pxd). CSR
     # rows prefetch their gathers from the coefficients always, as CSR scoring does.
     if source == CSR:
         return last
-    if source == DENSE and (last - first) * row_bytes > PREFETCH_MIN_BYTES:
+    if source == DENSE and (last - first) * row_bytes > SCAN_PREFETCH_MIN_BYTES:
         return last
     return 0
 
