@@ -39,9 +39,10 @@ _N_CPU = os.cpu_count() or 1
 # jobs of a shared server, other Dask workers, OpenBLAS threads still spinning after a matmul), an
 # OpenMP region waits at its end for a thread the OS has not scheduled yet: scoring 5,000 x 20 took
 # 13 ms with 2 threads against 0.5 ms with 1, with two busy processes on 2 cores. So the default
-# counts the tasks running right now (Linux: /proc/loadavg's "running" field, minus this process's
-# own running threads) and uses the cores they leave, at least one. Re-read at most every 50 ms:
-# a reading costs ~10 us, far less than the work that would use the threads.
+# counts the tasks running right now (Linux: /proc/loadavg's "running" field, minus the caller and
+# fastwlr's own workers while they may still spin) and uses the cores they leave, at least one.
+# Re-read at most every 50 ms: one read of /proc/loadavg (a few us; 40-55 us at the first call
+# after a pause, when the caches are cold).
 _BUSY_TTL = 0.05
 _busy = [-1.0, _N_CPU]  # [monotonic time when the reading expires, threads]: read lock-free
 _monotonic = time.monotonic
@@ -78,15 +79,21 @@ def _own_running():
 
 
 def _running_elsewhere():
-    """Tasks running or runnable on the machine now, not counting this process's own; None where
-    this cannot be read (not Linux, no /proc)."""
+    """Tasks running or runnable on the machine now besides the caller and fastwlr's own workers
+    (running while they may still spin after a parallel call: OWN_SPIN_MAX); None where this
+    cannot be read (not Linux, no /proc). Another thread of this process is other work here: a
+    spinning BLAS worker or a Dask worker's other task holds a core as another process would.
+    (Reading every thread's state as well, to leave those out, cost 90-180 us at the first call
+    after a pause, when the caches are cold: 100,000 x 64 float32 after 0.2 s took 1.04 ms by
+    default against 0.87 ms with n_threads=2, median of 31; with this one read 0.87 against 0.81.)"""
     try:
         if _proc["loadavg"] is None:
             _proc["loadavg"] = os.open("/proc/loadavg", os.O_RDONLY)
         running = int(os.pread(_proc["loadavg"], 128, 0).split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return None
-    return max(0, running - max(_own_running() or 0, 1))
+    own = _team[0] if _monotonic() - _clock[0] <= OWN_SPIN_MAX else 1
+    return max(0, running - own)
 
 
 # Rules for work of known size (benchmarks/experiments/busy_threads.py and wake_cost.py, 2-core VM):
@@ -119,6 +126,7 @@ STEERED_WARMUP = 0.002
 # [end of the last call on several threads, end of the last call, start of the current run of
 # back-to-back calls] (monotonic seconds): written lock-free; a race only misjudges one call
 _clock = [-1.0, -1.0, -1.0]
+_team = [1]   # threads of the last call on several (its workers spin for a while after it)
 
 
 def _foreign_spinners():
@@ -162,13 +170,15 @@ def note_call_end(n_threads):
     _clock[1] = now
     if n_threads > 1:
         _clock[0] = now
+        _team[0] = n_threads
 
 
 def default_n_threads(work=None, steered=False):
-    """Threads for ``n_threads=None``: the cores not busy with other work now (at least 1); for a
-    kernel call of ``work`` element operations, one while the threads sleep unless waking them
-    pays (big work, or a loop of calls: see WARM_FOR), and, unless ``steered``, not the cores of
-    another library's workers still spinning in this process (see _foreign_spinners).
+    """Threads for ``n_threads=None``: the cores not busy with other work now (other processes'
+    and this process's other running threads; at least 1); for a kernel call of ``work`` element
+    operations, one while the threads sleep unless waking them pays (big work, or a loop of calls:
+    see WARM_FOR). Big work uses every core, but, unless ``steered``, not those of another
+    library's workers still spinning in this process (see _foreign_spinners).
     ``steered``: the caller keeps the workers off its own core, so waking them is cheap."""
     if work is None:
         return _idle_cores()
@@ -186,8 +196,7 @@ def default_n_threads(work=None, steered=False):
         cold_work, warmup = (STEERED_COLD_WORK, STEERED_WARMUP) if steered else (BIG_WORK, STREAM_WARMUP)
         if work < cold_work and (work < STREAM_MIN_WORK or now - clock[2] < warmup):
             return 1
-    n = _idle_cores()
-    return n if n == 1 or keep_all else max(1, n - _foreign_spinners())
+    return _idle_cores()
 
 
 def _idle_cores():

@@ -338,6 +338,31 @@ def test_default_threads_are_read_again_after_50_ms_and_by_a_live_scorer(fresh_r
     assert fastwlr.Scorer([1.0], 0.0, n_threads=2)._kernels.n_threads == 2
 
 
+def test_other_work_is_every_running_task_but_the_caller_and_fastwlrs_spinning_workers(tmp_path, clock,
+                                                                                        monkeypatch):
+    # one read of /proc/loadavg per reading: another running thread of this process (a BLAS
+    # worker spinning after a matmul, a Dask worker's other task) holds a core as another process
+    # would; fastwlr's own workers are left out while they may still spin after a parallel call
+    import fastwlr._config as config
+    fake = tmp_path / "loadavg"
+    fake.write_bytes(b"0.52 0.58 0.59 5/312 12345\n")
+    fd = os.open(fake, os.O_RDONLY)
+    monkeypatch.setitem(config._proc, "loadavg", fd)
+    monkeypatch.setattr(config, "_team", [1])
+    monkeypatch.setattr(config, "_own_running", lambda: pytest.fail("per-thread states are not read"))
+    try:
+        assert config._running_elsewhere() == 4             # 5 running, the caller among them
+        config.note_call_end(3)                              # a call on 3 threads just ended
+        clock(100.0 + config.OWN_SPIN_MAX / 2)
+        assert config._running_elsewhere() == 2             # its 2 workers may still spin
+        config.note_call_end(1)                              # a call on one thread wakes none
+        assert config._running_elsewhere() == 2
+        clock(100.0 + 2 * config.OWN_SPIN_MAX)
+        assert config._running_elsewhere() == 4             # asleep by now
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="counts running tasks from /proc (Linux)")
 def test_default_threads_see_busy_processes():
     import subprocess
