@@ -135,6 +135,13 @@ class Kernels:
         fast = getattr(self.backend, "score_topk_fast", None)
         return None if fast is None else fast(X, coef, intercept, k, output, self._threads, self._ended)
 
+    def dense_ranker(self, coef, intercept, output):
+        """The backend's compiled ranker of a prepared model (``Scorer.topk``), or None if it has
+        none: ``f(X, k)`` returns what ``score_topk_fast`` would, for one request. Threads as
+        ``_threads``."""
+        make = getattr(self.backend, "dense_ranker", None)
+        return None if make is None else make(coef, intercept, output, self._threads, self._ended)
+
     def score_topk(self, features, coef, intercept, offsets, k, output, exclude, out_dtype):
         if features.is_sparse:
             indices, values, nan_row, n_inf = self._run(_work(features), lambda nt: self.backend.score_topk_csr(

@@ -644,6 +644,28 @@ def test_scorer_topk_is_score_topk(backend_name, output):
             assert got[1].dtype == expected[1].dtype
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.sampled_from([1, 9, 300, 4_100]), d=st.sampled_from([0, 1, 64, 70, 256]),
+       k=st.sampled_from([1, 10, 500]), dtype=st.sampled_from([np.float32, np.float64]),
+       output=st.sampled_from(["odds", "log_odds", "proba"]), n_threads=st.sampled_from([1, 2]),
+       ties=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_prepared_scorer_topk_gives_the_full_paths_result(compiled_backend_name, n, d, k, dtype, output, n_threads,
+                                                          ties, seed):
+    """Scorer.topk of one request takes the prepared ranker (the model checked and its float32
+    copy made once): the general driver's indices, values and dtypes, at widths that take the
+    float32 path (64, 256) and that do not, split across threads or not."""
+    rng = np.random.default_rng(seed)
+    X = (rng.integers(-1, 2, (n, d)) if ties else rng.standard_normal((n, d))).astype(dtype)
+    coef = rng.standard_normal(d) / 8
+    scorer = fastwlr.Scorer(coef, 0.25, output=output, n_threads=n_threads, backend=compiled_backend_name)
+    assert (scorer._fast_topk is not None) == (compiled_backend_name == "cython")   # Numba has none
+    full = score_topk(X, coef, 0.25, k, output=output, offsets=[0, n], n_threads=1, backend=compiled_backend_name)
+    for got in (scorer.topk(X, k), scorer.topk(X, np.int64(k))):   # a numpy k: the full path
+        for a, b in zip(got, full):
+            assert a.dtype == b.dtype and a.shape == b.shape == (1, k)
+            np.testing.assert_array_equal(a, b)
+
+
 def test_scorer_topk_errors_are_score_topks(backend_name):
     scorer = fastwlr.Scorer(np.ones(3), 0.0, backend=backend_name)
     X = np.zeros((4, 3))
