@@ -108,7 +108,8 @@ class Kernels:
         """The backend's compiled scorer of a prepared model (``Scorer``), or None if it has none:
         ``f(X)`` returns the scores of a C-contiguous native float ndarray of coef's width, exactly
         as ``score`` would, and None for any other X or when a log-odds is not finite (the caller
-        then takes the full path, which checks and reports). Threads as ``_threads``."""
+        then takes the full path, which checks and reports); ``f.topk(X, k)`` likewise what
+        ``score_topk_fast`` would for one request. Threads as ``_threads``."""
         make = getattr(self.backend, "dense_scorer", None)
         if make is None:
             return None
@@ -134,13 +135,6 @@ class Kernels:
         the common case (as ``score_fast``), or None (the caller then takes the full path)."""
         fast = getattr(self.backend, "score_topk_fast", None)
         return None if fast is None else fast(X, coef, intercept, k, output, self._threads, self._ended)
-
-    def dense_ranker(self, coef, intercept, output):
-        """The backend's compiled ranker of a prepared model (``Scorer.topk``), or None if it has
-        none: ``f(X, k)`` returns what ``score_topk_fast`` would, for one request. Threads as
-        ``_threads``."""
-        make = getattr(self.backend, "dense_ranker", None)
-        return None if make is None else make(coef, intercept, output, self._threads, self._ended)
 
     def score_topk(self, features, coef, intercept, offsets, k, output, exclude, out_dtype):
         if features.is_sparse:

@@ -101,7 +101,7 @@ class Scorer:
     [1.5]
     """
 
-    __slots__ = ("coef", "intercept", "output", "dtype", "_kernels", "_fast", "_fast_topk")
+    __slots__ = ("coef", "intercept", "output", "dtype", "_kernels", "_fast")
 
     def __init__(self, coef, intercept=0.0, *, output="odds", dtype=None, n_threads=None, backend=None):
         self.output = v.check_output(output)
@@ -112,7 +112,6 @@ class Scorer:
         self._kernels = Kernels(backend, n_threads)
         # the backend's compiled path for the common case (None: every call takes the full path)
         self._fast = self._kernels.dense_scorer(self.coef, self.intercept, self.output, self.dtype)
-        self._fast_topk = self._kernels.dense_ranker(self.coef, self.intercept, self.output)
 
     @property
     def n_features(self):
@@ -141,8 +140,8 @@ class Scorer:
         >>> fastwlr.Scorer([1.0], 0.0, output="log_odds").topk(np.array([[0.5], [2.0], [1.0]]), 2)[0].tolist()
         [[1, 2]]
         """
-        if offsets is None and exclude is None and self._fast_topk is not None:
-            result = self._fast_topk(X, k)
+        if offsets is None and exclude is None and self._fast is not None:
+            result = self._fast.topk(X, k)
             if result is not None:
                 return result
         return score_topk(X, self.coef, self.intercept, k, offsets=offsets, output=self.output, exclude=exclude,

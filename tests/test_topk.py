@@ -658,7 +658,7 @@ def test_prepared_scorer_topk_gives_the_full_paths_result(compiled_backend_name,
     X = (rng.integers(-1, 2, (n, d)) if ties else rng.standard_normal((n, d))).astype(dtype)
     coef = rng.standard_normal(d) / 8
     scorer = fastwlr.Scorer(coef, 0.25, output=output, n_threads=n_threads, backend=compiled_backend_name)
-    assert (scorer._fast_topk is not None) == (compiled_backend_name == "cython")   # Numba has none
+    assert (scorer._fast is not None) == (compiled_backend_name == "cython")   # Numba has none
     full = score_topk(X, coef, 0.25, k, output=output, offsets=[0, n], n_threads=1, backend=compiled_backend_name)
     for got in (scorer.topk(X, k), scorer.topk(X, np.int64(k))):   # a numpy k: the full path
         for a, b in zip(got, full):

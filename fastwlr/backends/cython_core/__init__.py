@@ -67,9 +67,3 @@ def score_topk_csr(data, indices, indptr, coef, intercept, offsets, k, output, e
 def score_topk_fast(X, coef, intercept, k, output, threads_for, call_ended):
     """Optional (docs/kernels.md): ``score_topk`` of one request with every default, or None."""
     return _topk.score_topk_fast(X, coef, intercept, k, _OUTPUT[output], threads_for, call_ended)
-
-
-def dense_ranker(coef, intercept, output, threads_for, call_ended):
-    """Optional (docs/kernels.md): a callable (X, k) -> ``score_topk_fast``'s result for a prepared
-    model."""
-    return _topk.DenseRanker(coef, intercept, _OUTPUT[output], threads_for, call_ended)

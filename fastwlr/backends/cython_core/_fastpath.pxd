@@ -1,7 +1,8 @@
 # The serving fast paths' checks of what the user passed (fastwlr.score, Scorer, score_topk of one
 # request): a buffer request and a few comparisons in place of validation's numpy calls. Each says
 # only "this is the common case" or "it is not"; the full path decides every error message.
-from cpython.buffer cimport Py_buffer
+from cpython.buffer cimport Py_buffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT
+from cpython.exc cimport PyErr_Clear
 from libc.math cimport fabs, INFINITY
 
 from ._math cimport coef_f32_fill, f32_padded, F32_PAD
@@ -39,6 +40,22 @@ cdef inline bint all_finite(const double* w, Py_ssize_t d) noexcept nogil:
     for j in range(d):
         v += w[j] * 0.0   # NaN if any entry is NaN or inf
     return v == 0.0
+
+
+cdef inline bint model_buffer(object coef, object intercept, object ndarray, Py_buffer* cv, double* b):
+    """The per-call model of ``score`` and ``score_topk`` in the common case: True, with coef's
+    buffer held in cv (the caller releases it) and the intercept in b, when coef is an exact
+    ``ndarray`` (numpy's type, passed in), 1-D float64, C-contiguous, finite, and the intercept a
+    finite float or int; False, holding nothing, otherwise."""
+    if type(coef) is not ndarray or not as_finite_intercept(intercept, b):
+        return False
+    if PyObject_GetBuffer(coef, cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
+        PyErr_Clear()
+        return False
+    if buffer_kind(cv) != 8 or cv.ndim != 1 or not all_finite(<const double*>cv.buf, cv.shape[0]):
+        PyBuffer_Release(cv)
+        return False
+    return True
 
 
 cdef inline object coef_f32(const double* w, Py_ssize_t d):

@@ -18,7 +18,9 @@ from cython.parallel cimport prange
 from cpython.buffer cimport Py_buffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE
 from cpython.exc cimport PyErr_Clear
 
-from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite, coef_f32, f32_ptr
+from ._fastpath cimport PyObject_GetBuffer, buffer_kind, model_buffer, coef_f32, f32_ptr
+
+from ._topk cimport request_topk
 
 import numpy as np
 
@@ -134,7 +136,8 @@ cdef Py_ssize_t NOGIL_MIN_WORK = 1 << 14
 
 cdef class DenseScorer:
     """``DenseScorer(coef, intercept, output, out_size, threads_for, call_ended)(X)``: the scores of X as
-    ``score_dense`` computes them, or None when X is not the common case (see above).
+    ``score_dense`` computes them, or None when X is not the common case (see above); ``.topk(X, k)``:
+    one request's top k (``Scorer.topk``).
 
     coef: float64, C-contiguous, finite, read-only (the caller's prepared copy, kept alive here).
     out_size: 4 or 8 (the result's itemsize), 0 for the rule "odds float64, else X's precision".
@@ -164,21 +167,22 @@ cdef class DenseScorer:
         return fast_dense(X, self.w, self.d, self.coef32, self.intercept, self.output, self.out_size,
                           self.threads_for, self.call_ended)
 
+    def topk(self, X, k):
+        """One request's top k by this model (``_topk.score_topk_fast``'s result), or None: the
+        model's checks and float32 copy are not made again for each request."""
+        return request_topk(X, k, self.w, self.d, self.coef32, self.intercept, self.output, self.threads_for,
+                            self.call_ended)
+
 
 def score_fast(X, coef, intercept, int output, threads_for, call_ended):
     """``score(X, coef, intercept, output=...)`` with every default for the common case: coef an
     exact ndarray, 1-D float64, C-contiguous, finite, of X's width; intercept a finite float or
     int. The scores, or None (then the caller's full path checks, scores and reports)."""
     cdef Py_buffer cv
-    cdef double b
-    if type(coef) is not _ndarray or type(X) is not _ndarray or not as_finite_intercept(intercept, &b):
-        return None
-    if PyObject_GetBuffer(coef, &cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
-        PyErr_Clear()
+    cdef double b = 0.0   # set by model_buffer before any use
+    if type(X) is not _ndarray or not model_buffer(coef, intercept, _ndarray, &cv, &b):
         return None
     try:
-        if buffer_kind(&cv) != 8 or cv.ndim != 1 or not all_finite(<const double*>cv.buf, cv.shape[0]):
-            return None
         return fast_dense(X, <const double*>cv.buf, cv.shape[0], _PER_CALL, b, output, 0, threads_for, call_ended)
     finally:
         PyBuffer_Release(&cv)

@@ -52,7 +52,7 @@ from cpython.buffer cimport (Py_buffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, Py
                              PyObject_GetBuffer as get_buffer)
 from cpython.exc cimport PyErr_Clear
 
-from ._fastpath cimport PyObject_GetBuffer, buffer_kind, as_finite_intercept, all_finite, coef_f32, f32_ptr
+from ._fastpath cimport PyObject_GetBuffer, buffer_kind, model_buffer, coef_f32, f32_ptr
 
 from cython.parallel cimport prange, threadid
 
@@ -995,63 +995,27 @@ cdef inline Py_ssize_t request_chunk(int kind, const void* X, Py_ssize_t n, Py_s
 def score_topk_fast(X, coef, intercept, k, int output, threads_for, call_ended):
     """-> (indices (1, k), values (1, k)) of the one request X, or None (see above)."""
     cdef Py_buffer cv
-    cdef double b = 0.0
-    if type(X) is not _ndarray or type(coef) is not _ndarray or type(k) is not int:
-        return None
-    if not (1 <= k <= (1 << 28)) or not as_finite_intercept(intercept, &b):
-        return None
-    if PyObject_GetBuffer(coef, &cv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
-        PyErr_Clear()
+    cdef double b = 0.0   # set by model_buffer before any use
+    if not model_buffer(coef, intercept, _ndarray, &cv, &b):
         return None
     try:
-        if buffer_kind(&cv) != 8 or cv.ndim != 1 or not all_finite(<const double*>cv.buf, cv.shape[0]):
-            return None
-        return request_topk(X, <const double*>cv.buf, cv.shape[0], _PER_CALL, b, k, output, threads_for, call_ended)
+        return request_topk(X, k, <const double*>cv.buf, cv.shape[0], _PER_CALL, b, output, threads_for, call_ended)
     finally:
         PyBuffer_Release(&cv)
-
-
-cdef class DenseRanker:
-    """``DenseRanker(coef, intercept, output, threads_for, call_ended)(X, k)``: what
-    ``score_topk_fast`` returns for one request, for a model prepared once (``Scorer.topk``): coef
-    float64, C-contiguous, finite, read-only (the caller's copy, kept alive here), intercept
-    finite; its float32 coefficients are made here, once. A serving loop's request then skips the
-    model's checks and conversion (d = 256: ~0.3 us) besides the adapter's Python layers."""
-    cdef object coef, coef32
-    cdef const double* w
-    cdef Py_ssize_t d
-    cdef double b
-    cdef int output
-    cdef object threads_for, call_ended
-
-    def __cinit__(self, const double[::1] coef, double intercept, int output, threads_for, call_ended):
-        self.coef = coef.base
-        self.d = coef.shape[0]
-        self.w = &coef[0] if self.d > 0 else NULL
-        self.coef32 = coef_f32(self.w, self.d)
-        self.b = intercept
-        self.output = output
-        self.threads_for = threads_for
-        self.call_ended = call_ended
-
-    def __call__(self, X, k):
-        if type(X) is not _ndarray or type(k) is not int or not (1 <= k <= (1 << 28)):
-            return None
-        return request_topk(X, self.w, self.d, self.coef32, self.b, k, self.output, self.threads_for,
-                            self.call_ended)
 
 
 # request_topk's coef32 when the caller has not prepared one: made for float32 X only
 cdef object _PER_CALL = object()
 
 
-cdef object request_topk(X, const double* w, Py_ssize_t d, coef32, double b, Py_ssize_t kk, int output,
-                         threads_for, call_ended):
-    """The fast path's checks of X (an exact ndarray), the selection and the outputs, for a finite
-    model (w, d, b) and 1 <= kk <= 2^28; None where the full path must decide (see above).
-    coef32: coef_f32's result for w, or _PER_CALL."""
+cdef object request_topk(X, k, const double* w, Py_ssize_t d, coef32, double b, int output, threads_for,
+                         call_ended):
+    """One request's top k by the fast path, for a finite model (w, d, b): the checks of X and k
+    (an exact ndarray; an int in [1, 2^28]), the selection and the outputs; None where the full
+    path must decide (see above). coef32: coef_f32's result for w (a prepared model: DenseScorer,
+    _scoring.pyx), or _PER_CALL."""
     cdef Py_buffer xv
-    cdef Py_ssize_t n, kh, m, c, hs
+    cdef Py_ssize_t n, kk, kh, m, c, hs
     cdef int kind, nt = 1
     cdef bint asked
     cdef int64_t* bad
@@ -1060,6 +1024,9 @@ cdef object request_topk(X, const double* w, Py_ssize_t d, coef32, double b, Py_
     cdef Py_ssize_t* chunk_m
     cdef double* z
     cdef const float* w32
+    if type(X) is not _ndarray or type(k) is not int or not (1 <= k <= (1 << 28)):
+        return None
+    kk = k
     if PyObject_GetBuffer(X, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
         PyErr_Clear()
         return None
