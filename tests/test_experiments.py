@@ -24,6 +24,7 @@ EXPECT = {
     "dask_scaling.py": "| fixed cost of a pass |",
     "exact_correction.py": "| click rate |",
     "glm_study.py": "| Tweedie 1.9 |",
+    "kernel_ceiling.py": "| kernel + prefetch |",
     "metrics_scaling.py": "| xauc |",
     "negative_sampling.py": "| generated, well specified |",
     "newton_vs_sklearn.py": "| fastwlr newton |",

@@ -2,6 +2,7 @@
 
     python benchmarks/experiments/kernel_ceiling.py                         # 2,000 x 256 and 10,000 x 64
     python benchmarks/experiments/kernel_ceiling.py --shape 1000000x64 --threads 1 2
+    python benchmarks/experiments/kernel_ceiling.py --smoke                 # seconds
 
 The C code of ``fastwlr/backends/cython_core/_math.pxd`` (its verbatim blocks, the kernels the
 extension modules inline) is compiled with a small harness by the system C compiler (``cc -O3
@@ -15,7 +16,8 @@ caches it fits in):
 * ``aligned``: the same kernel on rows that start on a line (no shift, no masks: what the rows'
   offset costs).
 
-Threads: an OpenMP loop over blocks of eight rows, static schedule. Needs gcc or clang with
+Threads: an OpenMP loop over blocks of eight rows, static schedule (rows beyond a multiple of
+eight are not read). Needs gcc or clang with
 OpenMP and AVX-512 for the kernel paths measured in docs/performance.md (without AVX-512 the
 harness times the AVX2 kernels instead).
 """
@@ -66,16 +68,18 @@ static double run(const float* X, Py_ssize_t n, Py_ssize_t d, const float* w32, 
     return best;
 }
 
+static void* lines(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
 int main(int argc, char** argv) {
     Py_ssize_t n = atol(argv[1]), d = atol(argv[2]);
     int nt = atoi(argv[3]), reps = atoi(argv[4]);
-    char* raw = aligned_alloc(64, (size_t)(n * d * 4 + 128));
+    char* raw = lines((size_t)(n * d * 4 + 128));
     float* shifted = (float*)(raw + 16);   /* numpy's large arrays start 16 bytes past a line */
     float* aligned = (float*)raw;
-    float* w32p = aligned_alloc(64, (size_t)(d + 32) * 4);
+    float* w32p = lines((size_t)(d + 32) * 4);
     float* w32 = w32p + 16;
-    double* w = malloc((size_t)d * 8);
-    double* out = aligned_alloc(64, (size_t)n * 8 + 64);
+    double* w = malloc((size_t)d * 8 + 8);
+    double* out = lines((size_t)n * 8 + 64);
     for (Py_ssize_t j = 0; j < d + 32; j++) w32p[j] = 0.0f;
     for (Py_ssize_t j = 0; j < d; j++) { w[j] = 0.01 * (double)(j % 7 - 3); w32[j] = (float)w[j]; }
     for (Py_ssize_t i = 0; i < n * d; i++) shifted[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
@@ -104,7 +108,10 @@ def main():
     parser.add_argument("--shape", nargs="+", default=["2000x256", "10000x64"], help="rows x float32 features")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cc", default="cc")
+    parser.add_argument("--smoke", action="store_true", help="a tiny shape, to check the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.shape, args.threads = ["808x64"], [1]
     with tempfile.TemporaryDirectory() as tmp:
         src, exe = Path(tmp) / "ceiling.c", Path(tmp) / "ceiling"
         src.write_text(kernel_source() + HARNESS)
