@@ -356,26 +356,27 @@ cdef extern from *:
         return m;
     #endif
     }
-    /* z[r] += b for r < 8; 1 if then every z[r] is > -inf and <= lim (so none is NaN). In
-       registers: the scalar adds and comparisons of a block, each waiting on the eight-row
+    /* z[r] += b for r < cnt; 1 if then every z[r] is > -inf and <= lim (so none is NaN). A full
+       block of eight in registers: the scalar adds and comparisons, each waiting on the eight-row
        kernel's store, were a sixth of a one-thread request of 2,000 x 256 float32. */
-    static inline int fastwlr_add_in_range8(double* z, double b, double lim) {
+    static inline int fastwlr_add_in_range(double* z, Py_ssize_t cnt, double b, double lim) {
     #if defined(__AVX512F__)
-        __m512d v = _mm512_add_pd(_mm512_loadu_pd(z), _mm512_set1_pd(b));
-        _mm512_storeu_pd(z, v);
-        return (_mm512_cmp_pd_mask(v, _mm512_set1_pd(lim), _CMP_LE_OQ)
-                & _mm512_cmp_pd_mask(v, _mm512_set1_pd(-INFINITY), _CMP_GT_OQ)) == 0xff;
-    #else
+        if (cnt == 8) {
+            __m512d v = _mm512_add_pd(_mm512_loadu_pd(z), _mm512_set1_pd(b));
+            _mm512_storeu_pd(z, v);
+            return (_mm512_cmp_pd_mask(v, _mm512_set1_pd(lim), _CMP_LE_OQ)
+                    & _mm512_cmp_pd_mask(v, _mm512_set1_pd(-INFINITY), _CMP_GT_OQ)) == 0xff;
+        }
+    #endif
         int ok = 1;
-        for (int r = 0; r < 8; r++) {
+        for (Py_ssize_t r = 0; r < cnt; r++) {
             z[r] = z[r] + b;
             ok &= (z[r] <= lim) & (z[r] > -INFINITY);
         }
         return ok;
-    #endif
     }
     """
-    int add_in_range8 "fastwlr_add_in_range8"(double* z, double b, double lim) noexcept nogil
+    int add_in_range "fastwlr_add_in_range"(double* z, Py_ssize_t cnt, double b, double lim) noexcept nogil
     unsigned ge_mask8 "fastwlr_ge_mask8"(const double* z, double lo) noexcept nogil
     unsigned ge_mask8f "fastwlr_ge_mask8f"(const float* z, double lo) noexcept nogil
     int lowest_bit "__builtin_ctz"(unsigned m) noexcept nogil
@@ -621,12 +622,9 @@ cdef inline Py_ssize_t scan_rows(const Rows* rs, const feature_t* vals, const in
                 prefetch_span(vals, i * row_bytes + DENSE_PREFETCH_BYTES,
                               min((i + 8) * row_bytes + DENSE_PREFETCH_BYTES, end_bytes))
             dot_score8(vals + i * d, w, w32, d, dst)
-            ok = ok & add_in_range8(dst, b, lim)
         else:   # CSR rows, and the last few dense rows
             dot_rows(rs, vals, ind, indptr, i, cnt, dst)
-            for r in range(cnt):
-                dst[r] = dst[r] + b
-                ok = ok & (dst[r] <= lim) & (dst[r] > -INFINITY)
+        ok = ok & add_in_range(dst, cnt, b, lim)
         if buffering:
             if not ok:
                 mark_rows(rs, i, cnt, dst, bad)
