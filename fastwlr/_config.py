@@ -92,7 +92,7 @@ def _running_elsewhere():
         running = int(os.pread(_proc["loadavg"], 128, 0).split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return None
-    own = _team[0] if _monotonic() - _clock[0] <= OWN_SPIN_MAX else 1
+    own = _team[0] if _workers_may_spin(_monotonic()) else 1
     return max(0, running - own)
 
 
@@ -127,6 +127,11 @@ STEERED_WARMUP = 0.002
 # back-to-back calls] (monotonic seconds): written lock-free; a race only misjudges one call
 _clock = [-1.0, -1.0, -1.0]
 _team = [1]   # threads of the last call on several (its workers spin for a while after it)
+
+
+def _workers_may_spin(now):
+    """fastwlr's workers may still be spinning after the last parallel call (OWN_SPIN_MAX)."""
+    return now - _clock[0] <= OWN_SPIN_MAX
 
 
 def _foreign_spinners():
@@ -189,7 +194,7 @@ def default_n_threads(work=None, steered=False):
     # this process's running threads are another library's only once ours are asleep. Unsteered,
     # our workers lost to such a spinner (1M x 64 float32 right after a matmul: 22.7 ms on 2
     # threads, 18.9 on one); steered, 2 threads took 4.7-9.3 ms there against 7.9-8.6 on one
-    keep_all = steered or now - clock[0] <= OWN_SPIN_MAX
+    keep_all = steered or _workers_may_spin(now)
     if work >= BIG_WORK:
         return _N_CPU if keep_all else _N_CPU - _foreign_spinners()
     if now - clock[0] > WARM_FOR:           # our workers asleep: wake them only where it pays
