@@ -55,8 +55,8 @@ static double run(const float* X, Py_ssize_t n, Py_ssize_t d, const float* w32, 
             #pragma omp parallel for num_threads(nt) schedule(static)
             for (Py_ssize_t g = 0; g < groups; g++) {
                 Py_ssize_t i = g * 8;
-                if (mode == 1)
-                    fastwlr_prefetch_span(X, i * rb + 4096, (i + 8) * rb + 4096 < total ? (i + 8) * rb + 4096 : total);
+                if (mode == 1)   /* as the scoring loop: DENSE_PREFETCH_BYTES ahead, never past X */
+                    fastwlr_prefetch_span(X, i * rb + AHEAD, (i + 8) * rb + AHEAD < total ? (i + 8) * rb + AHEAD : total);
                 fastwlr_dot8_f32w(X + i * d, w32, w, d, out + i);
             }
             acc = out[n / 2];
@@ -96,11 +96,13 @@ int main(int argc, char** argv) {
 
 
 def kernel_source():
-    """The C of _math.pxd's verbatim blocks, in order, with the one Python type they use."""
+    """The C of _math.pxd's verbatim blocks, in order, with the one Python type they use and the
+    scoring loop's prefetch distance (its DENSE_PREFETCH_BYTES) as AHEAD."""
     text = MATH_PXD.read_text()
     blocks = re.findall(r'cdef extern from \*:\n    """\n(.*?)\n    """', text, flags=re.S)
     body = "\n".join("\n".join(line[4:] for line in block.splitlines()) for block in blocks)
-    return "#include <stddef.h>\ntypedef ptrdiff_t Py_ssize_t;\n" + body
+    ahead = int(re.search(r"DENSE_PREFETCH_BYTES = (\d+)", text).group(1))
+    return f"#include <stddef.h>\ntypedef ptrdiff_t Py_ssize_t;\n#define AHEAD {ahead}\n" + body
 
 
 def main():
