@@ -666,6 +666,37 @@ def test_prepared_scorer_topk_gives_the_full_paths_result(compiled_backend_name,
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("n", [40, 3_000])
+@pytest.mark.parametrize("d", [64, 256])
+def test_topk_ranks_rows_whose_float32_sum_overflows(compiled_backend_name, n, d, rng):
+    """A float32 row whose float32 products overflow is summed again in float64, in the top-k scan
+    as in scoring: while the first candidates are buffered and once the heap is full, in a full
+    block of eight rows and in the last rows. Products of +2e39 and -2e39 (3e38 x 7) meet in one
+    float32 lane as inf - inf = NaN; in float64 they cancel, and a third feature puts the row first,
+    last or in the middle."""
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    coef = rng.standard_normal(d) / 8
+    coef[3], coef[19], coef[20] = 7.0, 7.0, 0.125   # columns 3 and 19: the same lane
+    X[:, [3, 19]] = 0.0
+    for row, extra in ((2, 80.0), (11, 80.0), (n // 2 + 5, 80.0), (n - 2, 80.0), (n // 3, -80.0),
+                       (n // 4, 16.0), (n - 5, 0.0)):
+        X[row, 3], X[row, 19], X[row, 20] = 3e38, -3e38, extra
+    k = 10
+    z = score(X, coef, 0.25, output="log_odds", n_threads=1, backend=compiled_backend_name)
+    assert np.isfinite(z).all()
+    expect = brute_topk(z, [0, n], k)
+    assert {2, 11, n // 2 + 5, n - 2} <= set(expect[0][0])
+    for n_threads in (1, 2):
+        scorer = fastwlr.Scorer(coef, 0.25, output="log_odds", n_threads=n_threads, backend=compiled_backend_name)
+        for idx, vals in (scorer.topk(X, k),
+                          score_topk(X, coef, 0.25, k, output="log_odds", n_threads=n_threads,
+                                     backend=compiled_backend_name),
+                          score_topk(X, coef, 0.25, k, output="log_odds", offsets=[0, n], n_threads=n_threads,
+                                     backend=compiled_backend_name)):
+            np.testing.assert_array_equal(idx, expect[0])
+            np.testing.assert_array_equal(vals, expect[1])
+
+
 def test_scorer_topk_errors_are_score_topks(backend_name):
     scorer = fastwlr.Scorer(np.ones(3), 0.0, backend=backend_name)
     X = np.zeros((4, 3))

@@ -910,16 +910,16 @@ cdef extern from *:
     static inline void fastwlr_dot8_f32(const float* x, const double* w, Py_ssize_t d, double* z) {
         _mm512_storeu_pd(z, fastwlr_dot8v_f32(x, w, d));
     }
+    /* The float32 sums as they come: a row whose sum overflowed is left non-finite here, and the
+       callers, which test every log-odds for finiteness anyway, sum it again (redo_nonfinite). A
+       test and a branch per eight rows, waiting on the reduction, made 1,000-2,000 x 64 float32
+       scoring 5-8 % slower (w: the AVX2 build's four-row kernels use it). */
     static inline void fastwlr_dot8_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d, double* z) {
         uintptr_t at = (uintptr_t)x;
         int o = (int)(at >> 2 & 15);
-        __m512d v = (d & 15) == 0 && (at & 3) == 0 && o != 0 ? fastwlr_dot8_f32s_shifted(x, w32, d, o)
-                                                             : fastwlr_dot8_f32s(x, w32, d);
-        __mmask8 finite = _mm512_cmp_pd_mask(_mm512_abs_pd(v), _mm512_set1_pd(INFINITY), _CMP_LT_OQ);
-        _mm512_storeu_pd(z, v);
-        if (finite == 0xff) return;
-        for (int r = 0; r < 8; r++)
-            if (!(finite >> r & 1)) z[r] = fastwlr_dot_f32(x + r * d, w, d);
+        (void)w;
+        _mm512_storeu_pd(z, (d & 15) == 0 && (at & 3) == 0 && o != 0 ? fastwlr_dot8_f32s_shifted(x, w32, d, o)
+                                                                     : fastwlr_dot8_f32s(x, w32, d));
     }
     #else
     static inline void fastwlr_dot8_f64(const double* x, const double* w, Py_ssize_t d, double* z) {
@@ -1000,7 +1000,8 @@ cdef inline void dot_score4(const feature_t* x, const double* w, const float* w3
 
 cdef inline void dot_score8(const feature_t* x, const double* w, const float* w32, Py_ssize_t d,
                             double* z) noexcept nogil:
-    # eight consecutive rows; each z[r] is bitwise dot_score(x + r * d, w, w32, d)
+    # eight consecutive rows; each finite z[r] is bitwise dot_score(x + r * d, w, w32, d). A
+    # non-finite one may be a float32 sum that overflowed: redo_nonfinite sums it again.
     if feature_t is float:
         if w32 != NULL:
             dot8_f32w(x, w32, w, d, z)
@@ -1008,6 +1009,22 @@ cdef inline void dot_score8(const feature_t* x, const double* w, const float* w3
             dot8_f32(x, w, d, z)
     else:
         dot8_f64(x, w, d, z)
+
+
+cdef inline Py_ssize_t redo_nonfinite(const feature_t* x, const double* w, const float* w32, Py_ssize_t d, double b,
+                                      double* z, Py_ssize_t m) noexcept nogil:
+    # After dot_score8 and the intercept b: z[r] = dot_score(x + r * d, ...) + b for every
+    # non-finite z[r] of rows [0, m) (a float32 sum that overflowed, summed again in float64);
+    # returns how many are still not finite. The one home of that rule for the scoring loop and
+    # the top-k scan; it runs only for rows that are not finite, so rarely.
+    cdef Py_ssize_t r, n_nonfinite = 0
+    for r in range(m):
+        if not (fabs(z[r]) < INFINITY):   # inf or NaN
+            if feature_t is float:
+                if w32 != NULL:
+                    z[r] = dot_score(x + r * d, w, w32, d) + b
+            n_nonfinite += not (fabs(z[r]) < INFINITY)
+    return n_nonfinite
 
 
 cdef inline double apply_output(double z, int output) noexcept nogil:

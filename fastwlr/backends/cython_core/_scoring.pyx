@@ -25,9 +25,9 @@ from ._topk cimport request_topk
 import numpy as np
 
 from ._math cimport (Output, LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, apply_output,
-                     transform_block, dot_score, dot_score4, dot_score8, dot_csr, madd, F32_CHUNK as _F32_CHUNK,
-                     F32_MIN_D as _F32_MIN_D, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES, prefetch_span,
-                     dot_csr_prefetch)
+                     transform_block, dot_score, dot_score4, dot_score8, redo_nonfinite, dot_csr, madd,
+                     F32_CHUNK as _F32_CHUNK, F32_MIN_D as _F32_MIN_D, DENSE_PREFETCH_BYTES, PREFETCH_MIN_BYTES,
+                     prefetch_span, dot_csr_prefetch)
 
 # terms per lane of a float32 chain, and the fewest columns summed that way (tests compare them
 # with fastwlr.backends._contract's)
@@ -70,6 +70,8 @@ cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double
     for r in range(m):
         z[r] = z[r] + intercept
         n_nonfinite += not (fabs(z[r]) < INFINITY)   # inf or NaN (NaN compares false)
+    if n_nonfinite:   # maybe a float32 sum that overflowed (dot_score8)
+        n_nonfinite = redo_nonfinite(x, coef, coef32, d, intercept, z, m)
     transform_block(z, m, output)
     for r in range(m):
         out[i0 + r] = <out_t>z[r]

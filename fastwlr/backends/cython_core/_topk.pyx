@@ -56,8 +56,9 @@ from ._fastpath cimport PyObject_GetBuffer, buffer_kind, model_buffer, coef_f32,
 
 from cython.parallel cimport prange, threadid
 
-from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, transform_block, dot_score, dot_score4, dot_score8,
-                     dot_csr_prefetch, DENSE_PREFETCH_BYTES, SCAN_PREFETCH_MIN_BYTES, prefetch_span)
+from ._math cimport (LOG_ODDS, ODDS, PROBA, feature_t, out_t, index_t, transform_block, dot_score, dot_score4,
+                     dot_score8, redo_nonfinite, dot_csr_prefetch, DENSE_PREFETCH_BYTES, SCAN_PREFETCH_MIN_BYTES,
+                     prefetch_span)
 
 
 # What one scan reads: precomputed scores, or log-odds of dense / CSR rows.
@@ -625,6 +626,8 @@ cdef inline Py_ssize_t scan_rows(const Rows* rs, const feature_t* vals, const in
         else:   # CSR rows, and the last few dense rows
             dot_rows(rs, vals, ind, indptr, i, cnt, dst)
         ok = ok & add_in_range(dst, cnt, b, lim)
+        if not ok and dense:   # maybe a float32 sum that overflowed (dot_score8)
+            redo_nonfinite(vals + i * d, w, w32, d, b, dst, cnt)
         if buffering:
             if not ok:
                 mark_rows(rs, i, cnt, dst, bad)
