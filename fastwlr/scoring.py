@@ -80,6 +80,10 @@ def _output_buffer(features, output, out, dtype, coef):
                                (features.indptr, "X.indptr"), (coef, "coef")])
 
 
+def _scorer_from(coef, intercept, output, dtype, n_threads, backend):
+    return Scorer(coef, intercept, output=output, dtype=dtype, n_threads=n_threads, backend=backend)
+
+
 class Scorer:
     """A linear model prepared for serving: ``Scorer(coef, intercept)(X)`` returns exactly what
     ``fastwlr.score(X, coef, intercept)`` returns (the same kernel, the same bits), but the model is
@@ -146,6 +150,12 @@ class Scorer:
                 return result
         return score_topk(X, self.coef, self.intercept, k, offsets=offsets, output=self.output, exclude=exclude,
                           n_threads=self._kernels.n_threads, backend=self._kernels.name)
+
+    def __reduce__(self):
+        # rebuilt from the model and the resolved settings (the compiled object does not pickle):
+        # what a process pool, a Dask worker or copy.deepcopy receives
+        return _scorer_from, (self.coef, self.intercept, self.output, self.dtype, self._kernels.n_threads,
+                              self._kernels.name)
 
     def __repr__(self):
         return (f"Scorer(n_features={self.coef.shape[0]}, intercept={self.intercept!r}, output={self.output!r}, "

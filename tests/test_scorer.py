@@ -98,3 +98,23 @@ def test_the_fast_path_takes_only_what_check_features_would_pass_unchanged(rng):
     for other in (X.astype(">f8"), np.asfortranarray(X), X[:, ::2], X.astype(np.int64), X.view(np.matrix),
                   X.tolist(), X[0]):
         assert v.dense_fast_path(other) is None
+
+
+@pytest.mark.parametrize("dtype", [None, np.float32])
+def test_a_scorer_pickles_and_copies_to_the_same_scorer(backend_name, dtype, rng):
+    """A scorer sent to a process pool or a Dask worker (pickle), or deep-copied, is rebuilt from its
+    model and resolved settings: the same scores and top-k, bit for bit, the same backend and threads."""
+    import copy
+    import pickle
+    X = rng.standard_normal((300, 70)).astype(np.float32)
+    scorer = Scorer(rng.standard_normal(70) / 8, -0.5, output="proba", dtype=dtype, n_threads=2,
+                    backend=backend_name)
+    for twin in (pickle.loads(pickle.dumps(scorer)), copy.deepcopy(scorer), copy.copy(scorer)):
+        assert type(twin) is Scorer and repr(twin) == repr(scorer) and twin.dtype == scorer.dtype
+        assert not twin.coef.flags.writeable and twin.coef is not scorer.coef
+        np.testing.assert_array_equal(twin.coef, scorer.coef)
+        got, want = twin(X), scorer(X)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        for a, b in zip(twin.topk(X, 5), scorer.topk(X, 5)):
+            np.testing.assert_array_equal(a, b)
