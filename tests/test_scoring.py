@@ -429,11 +429,12 @@ def test_row_bits_do_not_depend_on_the_rows_around_it(compiled_backend_name, dty
     # The dense kernels take rows eight, four or one at a time (with 512-bit registers where the
     # build has them): each grouping must give every row the same bits, at every width around the
     # lane (8, 16), chunk (128) and float32-path (64) boundaries, and a row with an overflowing
-    # float32 product inside a group of eight must be the one summed again, alone.
+    # float32 product inside a group of eight or of four must be the one summed again, alone.
     X = rng.standard_normal((29, d)).astype(dtype)
     X[rng.random(X.shape) < 0.1] *= 1e3
     if dtype == np.float32:
         X[11, d // 2] = 3e38   # * 7: beyond float32's range in the float32 path
+        X[25, d // 2] = 3e38   # rows 24-27 of the 29: a group of four
     coef = rng.standard_normal(d)
     coef[d // 2] = 7.0
     whole = score(X, coef, 0.25, output="log_odds", n_threads=1, backend=compiled_backend_name)

@@ -38,7 +38,7 @@ static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 static volatile double sink;
 
 /* mode 0: read, 1: kernel + prefetch, 2: kernel, no prefetch */
-static double run(const float* X, Py_ssize_t n, Py_ssize_t d, const float* w32, const double* w, double* out,
+static double run(const float* X, Py_ssize_t n, Py_ssize_t d, const float* w32, double* out,
                   int nt, int mode, int reps) {
     Py_ssize_t groups = n / 8, total = n * d * (Py_ssize_t)sizeof(float), rb = d * (Py_ssize_t)sizeof(float);
     double best = 1e30;
@@ -57,7 +57,7 @@ static double run(const float* X, Py_ssize_t n, Py_ssize_t d, const float* w32, 
                 Py_ssize_t i = g * 8;
                 if (mode == 1)   /* as the scoring loop: DENSE_PREFETCH_BYTES ahead, never past X */
                     fastwlr_prefetch_span(X, i * rb + AHEAD, (i + 8) * rb + AHEAD < total ? (i + 8) * rb + AHEAD : total);
-                fastwlr_dot8_f32w(X + i * d, w32, w, d, out + i);
+                fastwlr_dot8_f32w(X + i * d, w32, d, out + i);
             }
             acc = out[n / 2];
         }
@@ -78,16 +78,15 @@ int main(int argc, char** argv) {
     float* aligned = (float*)raw;
     float* w32p = lines((size_t)(d + 32) * 4);
     float* w32 = w32p + 16;
-    double* w = malloc((size_t)d * 8 + 8);
     double* out = lines((size_t)n * 8 + 64);
     for (Py_ssize_t j = 0; j < d + 32; j++) w32p[j] = 0.0f;
-    for (Py_ssize_t j = 0; j < d; j++) { w[j] = 0.01 * (double)(j % 7 - 3); w32[j] = (float)w[j]; }
+    for (Py_ssize_t j = 0; j < d; j++) w32[j] = (float)(0.01 * (double)(j % 7 - 3));
     for (Py_ssize_t i = 0; i < n * d; i++) shifted[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
-    double t_read = run(shifted, n, d, w32, w, out, nt, 0, reps);
-    double t_pf = run(shifted, n, d, w32, w, out, nt, 1, reps);
-    double t_nopf = run(shifted, n, d, w32, w, out, nt, 2, reps);
+    double t_read = run(shifted, n, d, w32, out, nt, 0, reps);
+    double t_pf = run(shifted, n, d, w32, out, nt, 1, reps);
+    double t_nopf = run(shifted, n, d, w32, out, nt, 2, reps);
     for (Py_ssize_t i = 0; i < n * d; i++) aligned[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
-    double t_al = run(aligned, n, d, w32, w, out, nt, 2, reps);
+    double t_al = run(aligned, n, d, w32, out, nt, 2, reps);
     printf("%ld %ld %d %.3f %.3f %.3f %.3f\n", (long)n, (long)d, nt, t_read * 1e6, t_pf * 1e6, t_nopf * 1e6,
            t_al * 1e6);
     return 0;

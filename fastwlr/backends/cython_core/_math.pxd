@@ -731,19 +731,16 @@ cdef extern from *:
         double z = fastwlr_dot_f32s(x, w32, d);
         return fabs(z) < INFINITY ? z : fastwlr_dot_f32(x, w, d);
     }
-    static inline void fastwlr_dot4_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d, double* z) {
+    /* Four and eight rows' float32 sums as they come: a row whose sum overflowed is left non-finite,
+       and the callers, which test every log-odds for finiteness anyway, sum it again
+       (redo_nonfinite). A test and a branch per block, waiting on the reduction, made 1,000-2,000
+       x 64 float32 scoring 5-8 % slower. */
+    static inline void fastwlr_dot4_f32w(const float* x, const float* w32, Py_ssize_t d, double* z) {
     #if FASTWLR_SIMD
-        /* checked in the register: reading z back right after the store stalled (11 % of 1k x 64) */
-        __m256d v = fastwlr_dot4_f32s(x, w32, d);
-        __m256d a = _mm256_andnot_pd(_mm256_set1_pd(-0.0), v);
-        int finite = _mm256_movemask_pd(_mm256_cmp_pd(a, _mm256_set1_pd(INFINITY), _CMP_LT_OQ));
-        _mm256_storeu_pd(z, v);
-        if (finite == 15) return;
+        _mm256_storeu_pd(z, fastwlr_dot4_f32s(x, w32, d));
     #else
         for (int r = 0; r < 4; r++) z[r] = fastwlr_dot_f32s(x + r * d, w32, d);
     #endif
-        for (int r = 0; r < 4; r++)
-            if (!(fabs(z[r]) < INFINITY)) z[r] = fastwlr_dot_f32(x + r * d, w, d);
     }
 
     /* Eight consecutive rows (stride d) at once, with AVX-512 where the build has it: one 512-bit
@@ -910,14 +907,10 @@ cdef extern from *:
     static inline void fastwlr_dot8_f32(const float* x, const double* w, Py_ssize_t d, double* z) {
         _mm512_storeu_pd(z, fastwlr_dot8v_f32(x, w, d));
     }
-    /* The float32 sums as they come: a row whose sum overflowed is left non-finite here, and the
-       callers, which test every log-odds for finiteness anyway, sum it again (redo_nonfinite). A
-       test and a branch per eight rows, waiting on the reduction, made 1,000-2,000 x 64 float32
-       scoring 5-8 % slower (w: the AVX2 build's four-row kernels use it). */
-    static inline void fastwlr_dot8_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d, double* z) {
+    /* as fastwlr_dot4_f32w: the sums as they come */
+    static inline void fastwlr_dot8_f32w(const float* x, const float* w32, Py_ssize_t d, double* z) {
         uintptr_t at = (uintptr_t)x;
         int o = (int)(at >> 2 & 15);
-        (void)w;
         _mm512_storeu_pd(z, (d & 15) == 0 && (at & 3) == 0 && o != 0 ? fastwlr_dot8_f32s_shifted(x, w32, d, o)
                                                                      : fastwlr_dot8_f32s(x, w32, d));
     }
@@ -930,9 +923,9 @@ cdef extern from *:
         fastwlr_dot4_f32(x, w, d, z);
         fastwlr_dot4_f32(x + 4 * d, w, d, z + 4);
     }
-    static inline void fastwlr_dot8_f32w(const float* x, const float* w32, const double* w, Py_ssize_t d, double* z) {
-        fastwlr_dot4_f32w(x, w32, w, d, z);
-        fastwlr_dot4_f32w(x + 4 * d, w32, w, d, z + 4);
+    static inline void fastwlr_dot8_f32w(const float* x, const float* w32, Py_ssize_t d, double* z) {
+        fastwlr_dot4_f32w(x, w32, d, z);
+        fastwlr_dot4_f32w(x + 4 * d, w32, d, z + 4);
     }
     #endif
     """
@@ -942,8 +935,7 @@ cdef extern from *:
     Py_ssize_t f32_padded "FASTWLR_F32_PADDED"(Py_ssize_t d) noexcept nogil
     int coef_f32_fill "fastwlr_coef_f32"(const double* w, Py_ssize_t d, float* w32) noexcept nogil
     double dot_f32w "fastwlr_dot_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d) noexcept nogil
-    void dot4_f32w "fastwlr_dot4_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d,
-                                      double* z) noexcept nogil
+    void dot4_f32w "fastwlr_dot4_f32w"(const float* x, const float* w32, Py_ssize_t d, double* z) noexcept nogil
     bint SIMD_BUILD "FASTWLR_SIMD"
     double score_exp "fastwlr_score_exp"(double x) noexcept nogil
     double score_sigmoid "fastwlr_score_sigmoid"(double z) noexcept nogil
@@ -954,8 +946,7 @@ cdef extern from *:
     void dot4_f32 "fastwlr_dot4_f32"(const float* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
     void dot8_f64 "fastwlr_dot8_f64"(const double* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
     void dot8_f32 "fastwlr_dot8_f32"(const float* x, const double* w, Py_ssize_t d, double* z) noexcept nogil
-    void dot8_f32w "fastwlr_dot8_f32w"(const float* x, const float* w32, const double* w, Py_ssize_t d,
-                                      double* z) noexcept nogil
+    void dot8_f32w "fastwlr_dot8_f32w"(const float* x, const float* w32, Py_ssize_t d, double* z) noexcept nogil
 
 
 cdef inline double dot_dense(const feature_t* x, const double* w, Py_ssize_t d) noexcept nogil:
@@ -988,10 +979,11 @@ cdef inline double dot_score(const feature_t* x, const double* w, const float* w
 
 cdef inline void dot_score4(const feature_t* x, const double* w, const float* w32, Py_ssize_t d,
                             double* z) noexcept nogil:
-    # four consecutive rows; each z[r] is bitwise dot_score(x + r * d, w, w32, d)
+    # four consecutive rows; each finite z[r] is bitwise dot_score(x + r * d, w, w32, d) (a
+    # non-finite one: see dot_score8)
     if feature_t is float:
         if w32 != NULL:
-            dot4_f32w(x, w32, w, d, z)
+            dot4_f32w(x, w32, d, z)
         else:
             dot4_f32(x, w, d, z)
     else:
@@ -1004,7 +996,7 @@ cdef inline void dot_score8(const feature_t* x, const double* w, const float* w3
     # non-finite one may be a float32 sum that overflowed: redo_nonfinite sums it again.
     if feature_t is float:
         if w32 != NULL:
-            dot8_f32w(x, w32, w, d, z)
+            dot8_f32w(x, w32, d, z)
         else:
             dot8_f32(x, w, d, z)
     else:
@@ -1013,7 +1005,7 @@ cdef inline void dot_score8(const feature_t* x, const double* w, const float* w3
 
 cdef inline Py_ssize_t redo_nonfinite(const feature_t* x, const double* w, const float* w32, Py_ssize_t d, double b,
                                       double* z, Py_ssize_t m) noexcept nogil:
-    # After dot_score8 and the intercept b: z[r] = dot_score(x + r * d, ...) + b for every
+    # After dot_score8 or dot_score4 and the intercept b: z[r] = dot_score(x + r * d, ...) + b for every
     # non-finite z[r] of rows [0, m) (a float32 sum that overflowed, summed again in float64);
     # returns how many are still not finite. The one home of that rule for the scoring loop and
     # the top-k scan; it runs only for rows that are not finite, so rarely.
