@@ -10,16 +10,18 @@ cdef enum Output:
 
 # Dense rows are read front to back. Prefetching the cache lines DENSE_PREFETCH_BYTES ahead of the
 # current row lets the per-row work (FMAs, horizontal sums, exp) overlap the memory stream: 1M x 64
-# float32 odds 25 % faster, down to the time of X.sum(); 2-8 KB were alike, 512 B too short. Below
-# PREFETCH_MIN_BYTES of X (in L2 already) the prefetch loop is only instructions: one thread, 1,000
-# x 64 float32 odds 4.96 -> 4.6 us without it; from 10,000 rows (2.5 MB, in L3) it still helped.
+# float32 odds 25 % faster, down to the time of X.sum(); 2-8 KB were alike, 512 B too short. Where a
+# thread's share of X is at most PREFETCH_MIN_BYTES (in L2, or just past it) the hardware prefetcher
+# keeps up and the prefetch loop only takes load slots: one thread, 1,000 x 64 float32 odds 4.96 ->
+# 4.6 us without it; 5,000 x 64 (1.28 MB) 8 % faster, and two threads on 10,000 x 64 (1.28 MB each)
+# 11-26 %. From ~2.5 MB a thread it helped in some runs and not in others; from ~5 MB it helps.
 # The fused top-k scan has no such per-block work (no exp, no copy to the output): there the
 # hardware prefetcher alone keeps up with X in L3, and the prefetch loop only took load slots
 # until SCAN_PREFETCH_MIN_BYTES (2 threads, 10,000 x 64 float32, top-10: 24.5-25.8 -> 21.3-21.9
 # us; 30,000 x 64 6 % faster; from ~10 MB on it helped again, as for scoring).
 cdef enum:
     DENSE_PREFETCH_BYTES = 4096
-    PREFETCH_MIN_BYTES = 1 << 20
+    PREFETCH_MIN_BYTES = 3 << 19   # 1.5 MB a thread
     SCAN_PREFETCH_MIN_BYTES = 8 << 20
 
 # Feature and output element types (float32/float64) and CSR index types (int32/int64).
