@@ -19,6 +19,7 @@ SCRIPTS = sorted(p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswi
 # What a script's output must contain (a table it prints), where known.
 EXPECT = {
     "batch_sweep.py": "lowest Scorer ratio",
+    "build_ab.py": "B/A",
     "busy_threads.py": "worst median ratio with busy processes",
     "after_blas.py": "default / one thread right after a matmul",
     "dask_scaling.py": "| fixed cost of a pass |",
@@ -42,7 +43,7 @@ EXPECT = {
     "weighting_experiment.py": "| weighting |",
 }
 # Scripts that compare or time particular backends.
-NEEDS = {"quick_backends.py": ("cython", "numba"), "quick_topk.py": ("cython",)}
+NEEDS = {"build_ab.py": ("cython",), "quick_backends.py": ("cython", "numba"), "quick_topk.py": ("cython",)}
 
 
 def test_the_experiments_are_found():

@@ -3,6 +3,7 @@
     git worktree add ../before HEAD~1 && (cd ../before && FASTWLR_BUILD_EXT=1 python setup.py build_ext --inplace)
     python benchmarks/experiments/build_ab.py ../before .                       # the default cases
     python benchmarks/experiments/build_ab.py ../before . --case 10000x64:odds:2 5000x64:log_odds:1
+    python benchmarks/experiments/build_ab.py --smoke          # the installed build against itself, seconds
 
 Each checkout's compiled ``_scoring`` module is loaded from its own file (both under the one
 name the module was built for, as two module objects) and its ``score_dense(X, coef, b, output,
@@ -51,13 +52,20 @@ def time_round(f, args, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("a", help="checkout A (built in place)")
-    parser.add_argument("b", help="checkout B (built in place)")
+    parser.add_argument("a", nargs="?", help="checkout A (built in place)")
+    parser.add_argument("b", nargs="?", help="checkout B (built in place)")
     parser.add_argument("--case", nargs="+", default=DEFAULT_CASES, help="ROWSxD:OUTPUT:THREADS, float32 rows")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=0.01, help="of calls per round")
+    parser.add_argument("--smoke", action="store_true", help="the installed build against itself, tiny")
     args = parser.parse_args()
+    if args.smoke:
+        import fastwlr
+        args.a = args.b = str(Path(fastwlr.__file__).resolve().parent.parent)
+        args.case, args.rounds, args.seconds = ["808x64:odds:1", "808x64:log_odds:2"], 2, 0.001
+    elif args.b is None:
+        parser.error("give two checkouts, A and B (or --smoke)")
     # the modules import the rest of fastwlr (its Python layer) as they load: the first checkout's
     sys.path.insert(0, str(Path(args.a).resolve()))
     builds = [load(args.a), load(args.b)]
