@@ -13,8 +13,8 @@ cdef enum Output:
 # float32 odds 25 % faster, down to the time of X.sum(); 2-8 KB were alike, 512 B too short. Where a
 # thread's share of X is at most PREFETCH_MIN_BYTES (in L2, or just past it) the hardware prefetcher
 # keeps up and the prefetch loop only takes load slots: one thread, 1,000 x 64 float32 odds 4.96 ->
-# 4.6 us without it; 5,000 x 64 (1.28 MB) 8 % faster, and two threads on 10,000 x 64 (1.28 MB each)
-# 11-26 %. From ~2.5 MB a thread it helped in some runs and not in others; from ~5 MB it helps.
+# 4.6 us without it; 5,000 x 64 (1.28 MB) 8-12 % faster, and two threads on 10,000 x 64 (1.28 MB
+# each) 5-19 %. From ~2 MB a thread it helped in some runs and not in others; from ~5 MB it helps.
 # The fused top-k scan has no such per-block work (no exp, no copy to the output): there the
 # hardware prefetcher alone keeps up with X in L3, and the prefetch loop only took load slots
 # until SCAN_PREFETCH_MIN_BYTES (2 threads, 10,000 x 64 float32, top-10: 24.5-25.8 -> 21.3-21.9
@@ -844,7 +844,7 @@ cdef extern from *:
        - the rows are read in memory order, each row's five lines in turn, and the line two rows
          share is loaded once (the end of one row in lanes < o, the start of the next in lanes >= o);
          the shifted kernel read line m of all eight rows, then line m + 1: one thread, 10,000 x 64
-         5-9 % faster this way (in L3), 1,000 x 64 12 % (in L2);
+         5-9 % faster this way (in L3), 1,000 x 64 12-17 % (in L2);
        - the lanes are not permuted back. Lane t holds the chain of lane (t - o) mod 16; widening
          adds float lanes t and t + 8 into double lane t from zero, where the two adds commute, so
          double lane t holds the pair sum of lane (t - o) mod 8: the pairs rotated by 0 or 4. The

@@ -81,8 +81,8 @@ cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double
 cdef inline Py_ssize_t prefetch_end(Py_ssize_t total_bytes, int n_threads) noexcept nogil:
     # score_rows's end_bytes: prefetch only when each thread's share of X is beyond
     # PREFETCH_MIN_BYTES (out of L2 by far). Below, the hardware prefetcher keeps up and the prefetch
-    # loop only takes load slots: two threads, 10,000 x 64 float32 (1.28 MB each) were 3-6 % faster
-    # without it; one thread on 2.5 MB slower (docs/performance.md).
+    # loop only takes load slots: two threads, 10,000 x 64 float32 (1.28 MB each) were 5-19 % faster
+    # without it (benchmarks/experiments/build_ab.py); one thread on 2.5 MB mostly slower.
     return total_bytes if total_bytes > PREFETCH_MIN_BYTES * <Py_ssize_t>n_threads else 0
 
 
