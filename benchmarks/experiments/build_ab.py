@@ -10,7 +10,7 @@ name the module was built for, as two module objects) and its ``score_dense(X, c
 out, n_threads)`` called: the kernel, its parallel region and the output transform, without the
 public API's checks, which both builds share. Two builds in two processes differed by 10-25 % on
 code that did not change (the pages each process's X landed on, this VM's slow minutes); in one
-process, on the same X, the same code measures within ~1-2 %.
+process, on the same X, the same code measures within 1-3 %.
 
 Rounds alternate which build goes first; each round is 30 warm-up calls then 10 ms of calls (the
 threads are warm, as in a serving loop). Printed: best and median round, in microseconds, and B/A.
