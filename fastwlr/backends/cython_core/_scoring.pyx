@@ -70,7 +70,7 @@ cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double
     for r in range(m):
         z[r] = z[r] + intercept
         n_nonfinite += not (fabs(z[r]) < INFINITY)   # inf or NaN (NaN compares false)
-    if n_nonfinite:   # maybe a float32 sum that overflowed (dot_score8)
+    if n_nonfinite:   # maybe a float32 sum that overflowed (dot_score8, dot_score4)
         n_nonfinite = redo_nonfinite(x, coef, coef32, d, intercept, z, m)
     transform_block(z, m, output)
     for r in range(m):
@@ -80,7 +80,7 @@ cdef inline Py_ssize_t score_rows(const feature_t* X, Py_ssize_t d, const double
 
 cdef inline Py_ssize_t prefetch_end(Py_ssize_t total_bytes, int n_threads) noexcept nogil:
     # score_rows's end_bytes: prefetch only when each thread's share of X is beyond
-    # PREFETCH_MIN_BYTES (out of L2 by far). Below, the hardware prefetcher keeps up and the prefetch
+    # PREFETCH_MIN_BYTES (past L2 and then some). Below, the hardware prefetcher keeps up and the prefetch
     # loop only takes load slots: two threads, 10,000 x 64 float32 (1.28 MB each) were 5-19 % faster
     # without it (benchmarks/experiments/build_ab.py); one thread on 2.5 MB mostly slower.
     return total_bytes if total_bytes > PREFETCH_MIN_BYTES * <Py_ssize_t>n_threads else 0
@@ -91,7 +91,7 @@ cdef Py_ssize_t score_dense_rows(const feature_t* X, Py_ssize_t n, Py_ssize_t d,
                                  int n_threads) noexcept nogil:
     """The dense kernel on raw pointers (score_dense and DenseScorer): returns the count of
     non-finite log-odds. coef32: coef_f32's copy for float32 rows (NULL: the float64 path)."""
-    cdef Py_ssize_t blk, i, t, lo, hi, n_nonfinite = 0
+    cdef Py_ssize_t blk, i, t, lo, hi, end, n_nonfinite = 0
     cdef Py_ssize_t n_blocks = (n + BLOCK_ROWS - 1) // BLOCK_ROWS
     cdef Py_ssize_t total = n * d * sizeof(feature_t)
     cdef double v
@@ -104,18 +104,20 @@ cdef Py_ssize_t score_dense_rows(const feature_t* X, Py_ssize_t n, Py_ssize_t d,
         return 0 if fabs(intercept) < INFINITY else n
     if n_threads <= 1 or n * (d + 1) <= PARALLEL_MIN_WORK or n_blocks == 1:
         # no parallel region at all: entering one costs ~1 us even when it runs on one thread
+        end = prefetch_end(total, 1)
         for blk in range(n_blocks):
             n_nonfinite += score_rows(X, d, coef, coef32, intercept, output, out, blk * BLOCK_ROWS,
-                                      min(BLOCK_ROWS, n - blk * BLOCK_ROWS), <const char*>X, prefetch_end(total, 1))
+                                      min(BLOCK_ROWS, n - blk * BLOCK_ROWS), <const char*>X, end)
         return n_nonfinite
     # each thread an equal share of rows (whole blocks of 256 left 10,000 rows split 5,120 / 4,880),
     # in blocks of BLOCK_ROWS from its first row
+    end = prefetch_end(total, n_threads)
     for t in prange(n_threads, schedule="static", num_threads=n_threads):
         lo = n * t // n_threads
         hi = n * (t + 1) // n_threads
         while lo < hi:
             n_nonfinite += score_rows(X, d, coef, coef32, intercept, output, out, lo, min(BLOCK_ROWS, hi - lo),
-                                      <const char*>X, prefetch_end(total, n_threads))
+                                      <const char*>X, end)
             lo = lo + BLOCK_ROWS
     return n_nonfinite
 

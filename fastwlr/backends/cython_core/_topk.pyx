@@ -626,7 +626,7 @@ cdef inline Py_ssize_t scan_rows(const Rows* rs, const feature_t* vals, const in
         else:   # CSR rows, and the last few dense rows
             dot_rows(rs, vals, ind, indptr, i, cnt, dst)
         ok = ok & add_in_range(dst, cnt, b, lim)
-        if not ok and dense:   # maybe a float32 sum that overflowed (dot_score8)
+        if not ok and dense:   # maybe a float32 sum that overflowed (dot_score8, dot_score4)
             redo_nonfinite(vals + i * d, w, w32, d, b, dst, cnt)
         if buffering:
             if not ok:
